@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make demo   set up .venv, install trajalign, run the main job on sample_data/
+#   make test   set up .venv, install trajalign with its test extras, run the suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DEMO   ?= demo_output
+STAMP   = $(VENV)/.installed-test
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(DEMO)
+	$(BIN)/trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
+	$(BIN)/trajalign center sample_data/chain2d.npz --method com -o $(DEMO)/chain2d_centered.h5 --force
+	$(BIN)/trajalign center sample_data/butane.dcd -t sample_data/butane.pdb --method com -o $(DEMO)/butane_centered.h5 --force
+	@echo "demo outputs (HDF5, H5MD layout) are in $(DEMO)/:"
+	@ls -1 $(DEMO)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check trajalign tests benchmarks sample_data
+	$(BIN)/ruff format --check trajalign tests benchmarks sample_data
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

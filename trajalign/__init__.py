@@ -1,0 +1,62 @@
+"""trajalign: alignment-invariant data from molecular-dynamics trajectories.
+
+The public functions are imported lazily so that ``import trajalign`` (and the
+command line's ``--help``) does not pay for numba, MDAnalysis or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ._version import __version__
+from .errors import (
+    DataError,
+    InputError,
+    NumericalError,
+    OutputError,
+    ParameterError,
+    SelectionError,
+    TrajalignError,
+)
+
+_LAZY = {
+    "center": "align",
+    "center_with_translation": "align",
+    "superpose": "align",
+    "align_principal": "align",
+    "align_points": "align",
+    "AlignResult": "align",
+    "distances": "internal",
+    "angles": "internal",
+    "dihedrals": "internal",
+    "open_source": "io",
+}
+
+__all__ = [
+    "__version__",
+    "DataError",
+    "InputError",
+    "NumericalError",
+    "OutputError",
+    "ParameterError",
+    "SelectionError",
+    "TrajalignError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'trajalign' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .align import center, center_with_translation  # noqa: F401
+    from .io import open_source  # noqa: F401

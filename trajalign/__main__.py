@@ -1,0 +1,3 @@
+from trajalign.cli import main
+
+main()

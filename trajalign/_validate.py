@@ -1,0 +1,92 @@
+"""Checks and casts at the boundary of the public API (cf. mdtraj's ``ensure_type``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DataError, ParameterError, SelectionError
+
+
+def as_coords(x: np.ndarray, name: str = "X", check_finite: bool = True) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32/float64 (F, N, D) array, D in {2, 3}.
+
+    Float32 and float64 pass through without a copy when already contiguous; integer and
+    float16 data are converted to float64. NaN or inf is an error naming the first frame.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise DataError(
+            f"{name} has dtype {arr.dtype}, not numbers",
+            "pass a float array shaped (frames, points, 2 or 3)",
+        )
+    if arr.ndim == 2 and arr.shape[-1] in (2, 3):
+        raise DataError(
+            f"{name} has shape {arr.shape}, one frame without a frame axis",
+            "add one with X[None] to make it (1, points, dim)",
+        )
+    if arr.ndim != 3 or arr.shape[-1] not in (2, 3):
+        raise DataError(
+            f"{name} has shape {arr.shape}, not (frames, points, 2 or 3)",
+            "reshape it to (frames, points, dim) with dim 2 or 3",
+        )
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} has zero frames", "pass at least one frame")
+    if arr.shape[1] == 0:
+        raise DataError(f"{name} has zero points", "pass at least one point per frame")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    arr = np.ascontiguousarray(arr)
+    if check_finite:
+        check_finite_frames(arr, name)
+    return arr
+
+
+def check_finite_frames(arr: np.ndarray, name: str = "X", frames=None) -> None:
+    """Raise :class:`DataError` naming the first frame of ``arr`` with NaN or inf.
+
+    ``frames`` maps rows of ``arr`` to the frame numbers to report (source frames).
+    """
+    from .kernels.center import first_nonfinite_frame
+
+    bad = int(first_nonfinite_frame(arr))
+    if bad >= 0:
+        frame = int(frames[bad]) if frames is not None else bad
+        raise DataError(
+            f"{name} has NaN or inf coordinates in frame {frame}",
+            "remove or repair that frame, or choose frames with --start/--stop",
+        )
+
+
+def as_weights(masses, n_points: int, name: str = "masses") -> np.ndarray:
+    """Return masses as float64 (N,) weights normalised to sum 1."""
+    w = np.asarray(masses, dtype=np.float64).reshape(-1)
+    if w.shape != (n_points,):
+        raise ParameterError(
+            f"{name} has {w.size} values for {n_points} points", "give one mass per point"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ParameterError(f"{name} contains NaN or inf", "give finite masses")
+    if np.any(w < 0):
+        raise ParameterError(f"{name} contains negative values", "masses must be >= 0")
+    total = w.sum()
+    if total <= 0:
+        raise ParameterError(
+            f"{name} sum to {total:g}", "give positive masses, or use the geometric center"
+        )
+    return w / total
+
+
+def as_index(k, n_points: int, name: str = "point") -> int:
+    """Check a point index against ``n_points``; negative indices count from the end."""
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise SelectionError(f"{name} {k!r} is not an integer", "give a point index") from None
+    if not -n_points <= k < n_points:
+        raise SelectionError(
+            f"{name} {k} is out of range for {n_points} points",
+            f"use an index from 0 to {n_points - 1}",
+        )
+    return k % n_points

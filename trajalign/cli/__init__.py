@@ -1,0 +1,133 @@
+"""The ``trajalign`` command line: a Click group of thin commands.
+
+Only this package imports click. Library errors (:class:`~trajalign.errors.TrajalignError`)
+become one ``Error:`` line and exit status 1 here; ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+
+import click
+
+from .._version import __version__
+from ..errors import TrajalignError
+
+_STATE = {"verbose": 0, "quiet": False}
+
+
+class Terminated(Exception):
+    """Raised from the SIGTERM handler so that temporary outputs are cleaned up."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="trajalign")
+@click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Alignment-invariant data from molecular-dynamics trajectories.
+
+    Inputs are .npy/.npz arrays shaped (frames, points, 2 or 3) or any trajectory
+    MDAnalysis reads (with -t/--top). Outputs are HDF5 files in the H5MD layout.
+    """
+    _STATE["verbose"] = verbose
+    _STATE["quiet"] = quiet
+
+
+def note(message: str) -> None:
+    """A line on stderr, unless --quiet."""
+    if not _STATE["quiet"]:
+        click.echo(message, err=True)
+
+
+def progress_bar(total: int, label: str):
+    """A progress bar on stderr when it is a terminal and not --quiet; else a no-op."""
+    if _STATE["quiet"] or not sys.stderr.isatty():
+        return None
+    return click.progressbar(length=total, label=label, file=sys.stderr)
+
+
+def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
+    """Open the source, run the job through the pipeline and report the summary."""
+    from ..io import open_source
+    from ..pipeline import run
+
+    with open_source(**source_kw) as source:
+        job = job_factory(source)
+        bar = progress_bar(source.n_frames, label)
+        try:
+            if bar is not None:
+                bar.__enter__()
+            summary = run(
+                source,
+                job,
+                output=out_kw["output"],
+                force=out_kw["force"],
+                chunk_frames=out_kw["chunk_frames"],
+                memory_mb=out_kw["memory_mb"],
+                argv=sys.argv,
+                progress=bar.update if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    report(summary, out_kw["as_json"])
+
+
+def report(summary: dict, as_json: bool) -> None:
+    for w in summary.get("warnings", []):
+        note(f"Warning: {w}")
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        note(
+            f"wrote {summary['output']}: {summary['frames']} frames x {summary['atoms']} "
+            f"points ({summary['dim']}D), {summary['method']}, {summary['seconds']:.2f} s"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``trajalign`` console script."""
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not in the main thread (tests); Ctrl-C handling still applies
+        pass
+    try:
+        cli.main(args=argv, prog_name="trajalign", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("Error: interrupted; no output was written", err=True)
+        sys.exit(130)
+    except Terminated:
+        click.echo("Error: terminated (SIGTERM); no output was written", err=True)
+        sys.exit(143)
+    except TrajalignError as exc:
+        if _STATE["verbose"]:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        if _STATE["verbose"]:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {first} "
+            "(rerun with -v for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+from . import center as _center  # noqa: E402,F401  (registers the command)
+from . import info as _info  # noqa: E402,F401

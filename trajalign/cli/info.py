@@ -1,0 +1,63 @@
+"""``trajalign info``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import cli
+from .options import pass_kwargs, source_kwargs, with_input
+
+
+@cli.command()
+@with_input
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
+@pass_kwargs
+def info(kw: dict) -> None:
+    """Frames, points, dimension, box, masses, bonds and time step of an input.
+
+    \b
+    Example:
+      trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
+    """
+    from ..io import open_source
+
+    as_json = kw.pop("as_json")
+    with open_source(**source_kwargs(kw)) as src:
+        facts = describe(src)
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    width = max(len(k) for k in facts)
+    for k, v in facts.items():
+        click.echo(f"{k:<{width}}  {v}")
+
+
+def describe(src) -> dict:
+    """Plain-value facts about an open source."""
+    import numpy as np
+
+    box = None
+    if src.has_box:
+        b = src.read(0, 1).box[0]
+        box = [round(float(v), 4) for v in b]
+    masses = None
+    if src.masses is not None:
+        m = np.asarray(src.masses)
+        masses = {"total": float(m.sum()), "min": float(m.min()), "max": float(m.max())}
+    return {
+        "inputs": list(src.spec.paths),
+        "topology": src.spec.top,
+        "kind": src.kind,
+        "frames": src.n_frames,
+        "frames_in_files": src.total_frames,
+        "points": src.n_points,
+        "points_in_files": src.n_atoms_total,
+        "dimension": src.dim,
+        "length_unit": src.length_unit,
+        "time_step_ps": src.dt,
+        "box_first_frame": box,
+        "masses": masses,
+        "bonds": 0 if src.bonds is None else int(len(src.bonds)),
+    }

@@ -1,0 +1,90 @@
+"""Options shared by every command that reads trajectories (defined once, as rasterio's
+``rio/options.py``)."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+input_options = [
+    click.argument("traj", nargs=-1, required=True, type=click.Path(dir_okay=True)),
+    click.option("-t", "--top", type=click.Path(), help="Topology file for MDAnalysis inputs."),
+    click.option("--key", help="Array name inside an .npz (default: its only array, else 'arr')."),
+    click.option(
+        "-s",
+        "--select",
+        default="all",
+        show_default=True,
+        help="MDAnalysis selection; for arrays an index list such as 0-11,14.",
+    ),
+    click.option("--masses", type=click.Path(), help="Array inputs: file with one mass per point."),
+    click.option(
+        "--length-unit",
+        default=None,
+        help="Array inputs: length unit written to the output [default: Angstrom].",
+    ),
+    click.option("--dt", type=float, default=None, help="Array inputs: ps between frames [1]."),
+    click.option("--start", type=int, default=None, help="First frame (0-based)."),
+    click.option("--stop", type=int, default=None, help="Stop before this frame."),
+    click.option("--step", type=int, default=None, help="Take every STEP-th frame."),
+]
+
+output_options = [
+    click.option("-o", "--output", required=True, type=click.Path(), help="HDF5 output file."),
+    click.option("--force", is_flag=True, help="Replace an existing output file."),
+    click.option(
+        "--chunk-frames",
+        type=int,
+        default=None,
+        help="Frames read, processed and written per block [from --memory].",
+    ),
+    click.option(
+        "--memory",
+        "memory_mb",
+        type=float,
+        default=None,
+        help="Memory budget per block in MB, used when --chunk-frames is not given [256].",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout."),
+]
+
+
+def _apply(options, f):
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def with_input(f):
+    """Add the input options (TRAJ..., -t, --key, -s, --start/--stop/--step, ...)."""
+    return _apply(input_options, f)
+
+
+def with_output(f):
+    """Add the output options (-o, --force, --chunk-frames, --memory, --json)."""
+    return _apply(output_options, f)
+
+
+def source_kwargs(kw: dict) -> dict:
+    """Pop the input options from a command's keyword arguments, for ``open_source``."""
+    return {
+        "paths": kw.pop("traj"),
+        "top": kw.pop("top"),
+        "key": kw.pop("key"),
+        "select": kw.pop("select"),
+        "masses": kw.pop("masses"),
+        "length_unit": kw.pop("length_unit"),
+        "dt": kw.pop("dt"),
+        "start": kw.pop("start"),
+        "stop": kw.pop("stop"),
+        "step": kw.pop("step"),
+    }
+
+
+def pass_kwargs(f):
+    @functools.wraps(f)
+    def wrapper(**kw):
+        return f(kw)
+
+    return wrapper

@@ -1,0 +1,54 @@
+"""Exceptions raised by trajalign.
+
+Every error a user can cause derives from :class:`TrajalignError`. Its message names the
+problem and, after ``hint``, how to fix it; the command line prints it as one line
+``Error: <message> (<hint>)`` and exits with status 1.
+"""
+
+from __future__ import annotations
+
+
+class TrajalignError(Exception):
+    """Base class of every error trajalign raises for bad input or a failed run.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    hint : str, optional
+        How to fix it.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class InputError(TrajalignError):
+    """An input file is missing, unreadable, or not a trajectory trajalign can use."""
+
+
+class DataError(TrajalignError, ValueError):
+    """Coordinates or other arrays have the wrong shape, dtype or values (NaN, inf)."""
+
+
+class SelectionError(TrajalignError, ValueError):
+    """An atom selection or point index list is empty, malformed or out of range."""
+
+
+class ParameterError(TrajalignError, ValueError):
+    """An option value makes no sense (a zero chunk size, negative masses, ...)."""
+
+
+class OutputError(TrajalignError):
+    """The output path cannot be written (exists, is a folder, folder missing, ...)."""
+
+
+class NumericalError(TrajalignError, ArithmeticError):
+    """A computation is undefined for the given frame (coincident points, ...)."""

@@ -1,0 +1,190 @@
+"""HDF5 output in the H5MD 1.1 layout of CONTRACT.md, written block by block.
+
+Every dataset is preallocated for the known frame count; :meth:`H5MDWriter.write_block`
+writes one block of frames at its offset, so blocks may arrive in any order.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+
+import numpy as np
+
+from .._version import __version__
+
+DEPENDENCIES = ("numpy", "scipy", "numba", "MDAnalysis", "h5py", "click", "dask", "distributed")
+
+
+def sha256(path: str, bufsize: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dependency_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in DEPENDENCIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def triclinic_vectors(box: np.ndarray) -> np.ndarray:
+    """(b, 6) ``[a, b, c, alpha, beta, gamma]`` -> (b, 3, 3) box vectors as rows."""
+    from MDAnalysis.lib.mdamath import triclinic_vectors as tv
+
+    return np.stack([tv(b) for b in box]).astype(np.float32)
+
+
+class H5MDWriter:
+    """Write one trajalign HDF5 file.
+
+    Parameters
+    ----------
+    path : str
+        File to create (normally the temporary path of :class:`~trajalign.io.output.AtomicOutput`).
+    n_frames, n_points, dim : int
+        Sizes of the aligned coordinates ``/particles/trajectory/position/value``.
+    length_unit : str
+        ``unit`` attribute of lengths.
+    has_box : bool
+        Write ``/particles/trajectory/box/edges`` (periodic boundary) from each block's box.
+    atom_indices : (N,) int
+        Source indices of the written points.
+    positions : bool
+        Write ``/particles/trajectory/position`` (False for feature-only outputs).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        n_frames: int,
+        n_points: int,
+        dim: int,
+        length_unit: str = "Angstrom",
+        has_box: bool = False,
+        atom_indices: np.ndarray | None = None,
+        time_unit: str = "ps",
+        positions: bool = True,
+    ) -> None:
+        import h5py
+
+        self.n_frames, self.n_points, self.dim = n_frames, n_points, dim
+        self.length_unit = length_unit
+        self.has_box = has_box
+        self.f = h5py.File(path, "w", libver=("earliest", "v114"))
+        f = self.f
+        h5 = f.create_group("h5md")
+        h5.attrs["version"] = np.array([1, 1], dtype=np.int32)
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "unknown"
+        h5.create_group("author").attrs["name"] = user
+        creator = h5.create_group("creator")
+        creator.attrs["name"] = "trajalign"
+        creator.attrs["version"] = __version__
+
+        frames = f.create_group("trajalign/frames")
+        self.index = frames.create_dataset("index", (n_frames,), dtype=np.int64)
+        self.time = frames.create_dataset("time", (n_frames,), dtype=np.float64)
+        self.time.attrs["unit"] = time_unit
+        idx = np.arange(n_points) if atom_indices is None else np.asarray(atom_indices)
+        f.create_dataset("trajalign/atom_indices", data=idx.astype(np.int64))
+
+        traj = f.create_group("particles/trajectory")
+        box = traj.create_group("box")
+        box.attrs["dimension"] = np.int32(dim)
+        boundary = "periodic" if has_box else "none"
+        box.attrs["boundary"] = np.array([boundary.encode()] * dim, dtype="S8")
+        if has_box:
+            edges = box.create_group("edges")
+            edges["step"] = self.index
+            edges["time"] = self.time
+            self.edges = edges.create_dataset(
+                "value", (n_frames, 3, 3), dtype=np.float32, chunks=(min(n_frames, 1024), 3, 3)
+            )
+            self.edges.attrs["unit"] = length_unit
+        self.position = None
+        if positions:
+            pos = traj.create_group("position")
+            pos["step"] = self.index  # hard links: one copy of the frame numbers
+            pos["time"] = self.time
+            self.position = pos.create_dataset(
+                "value", (n_frames, n_points, dim), dtype=np.float32, chunks=(1, n_points, dim)
+            )
+            self.position.attrs["unit"] = length_unit
+        self._extra: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ datasets
+    def create(self, name: str, shape: tuple, dtype=np.float64, attrs: dict | None = None):
+        """Preallocate a per-frame dataset (first axis = frames) or a fixed one."""
+        ds = self.f.create_dataset(name, shape, dtype=dtype)
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = v
+        self._extra[name] = ds
+        return ds
+
+    def create_observable(self, name: str, shape: tuple = (), unit: str | None = None):
+        """Preallocate ``/observables/<name>/{step,time,value}`` (H5MD observables)."""
+        g = self.f.create_group(f"observables/{name}")
+        g["step"] = self.index
+        g["time"] = self.time
+        ds = g.create_dataset("value", (self.n_frames, *shape), dtype=np.float64)
+        if unit:
+            ds.attrs["unit"] = unit
+        self._extra[f"observables/{name}/value"] = ds
+        return ds
+
+    def write_block(self, offset: int, frames, times, coords, box=None, **extra) -> None:
+        """Write one block of frames at ``offset``; ``extra`` maps created dataset names
+        to (b, ...) arrays."""
+        stop = offset + len(frames)
+        self.index[offset:stop] = frames
+        self.time[offset:stop] = times
+        if self.position is not None and coords is not None:
+            self.position[offset:stop] = coords
+        if self.has_box and box is not None:
+            self.edges[offset:stop] = triclinic_vectors(box)
+        for name, value in extra.items():
+            self._extra[name][offset:stop] = value
+
+    def write_provenance(self, argv: list[str], inputs: list[str], parameters: dict) -> None:
+        """Record how this file was made under ``/trajalign/provenance``."""
+        g = self.f.require_group("trajalign/provenance")
+        g.attrs["trajalign_version"] = __version__
+        g.attrs["argv"] = json.dumps(list(argv))
+        g.attrs["inputs"] = json.dumps(
+            [
+                {"path": os.path.abspath(p), "size": os.path.getsize(p), "sha256": sha256(p)}
+                for p in inputs
+            ]
+        )
+        g.attrs["parameters"] = json.dumps(parameters, sort_keys=True, default=str)
+        g.attrs["dependencies"] = json.dumps(dependency_versions(), sort_keys=True)
+        g.attrs["utc_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        g.attrs["host"] = socket.gethostname()
+        g.attrs["platform"] = platform.platform()
+
+    def close(self) -> None:
+        if self.f:
+            self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

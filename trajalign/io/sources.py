@@ -1,0 +1,533 @@
+"""One interface over trajectory inputs: numpy arrays and anything MDAnalysis reads.
+
+A :class:`Source` knows its frames, points, dimension, masses, bonds, box and times, and
+reads any block ``[start, stop)`` of its (sliced) frames as a float32 array. It is built
+from a :class:`SourceSpec` of plain values, so another process can reopen it by path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import DataError, InputError, ParameterError, SelectionError
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Everything needed to open a source again, in another process if need be."""
+
+    paths: tuple[str, ...]
+    top: str | None = None
+    select: str = "all"
+    key: str | None = None
+    masses: str | None = None
+    length_unit: str | None = None
+    start: int | None = None
+    stop: int | None = None
+    step: int | None = None
+    dt: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Block:
+    """Frames ``[start, stop)`` of a source.
+
+    coords : (b, N, D) float32; box : (b, 6) float64 ``[a, b, c, alpha, beta, gamma]``
+    or None; times : (b,) float64 in ps; frames : (b,) int64 source frame indices.
+    """
+
+    start: int
+    coords: np.ndarray
+    times: np.ndarray
+    frames: np.ndarray
+    box: np.ndarray | None = None
+
+
+@dataclass
+class Source:
+    """Base class of the readers; see :func:`open_source`."""
+
+    spec: SourceSpec
+    kind: str = ""
+    n_points: int = 0
+    dim: int = 3
+    n_atoms_total: int = 0
+    frame_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    atom_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    masses: np.ndarray | None = None
+    bonds: np.ndarray | None = None
+    has_box: bool = False
+    length_unit: str = "Angstrom"
+    dt: float = 1.0
+    total_frames: int = 0
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frame_indices.size)
+
+    def read(self, start: int, stop: int) -> Block:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release open files (the source can still be reopened from ``spec``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_block(self, start: int, stop: int) -> np.ndarray:
+        if not 0 <= start <= stop <= self.n_frames:
+            raise IndexError(f"block [{start}, {stop}) outside 0..{self.n_frames}")
+        return self.frame_indices[start:stop]
+
+
+def open_source(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    top: str | os.PathLike | None = None,
+    select: str = "all",
+    key: str | None = None,
+    masses: str | os.PathLike | None = None,
+    length_unit: str | None = None,
+    start: int | None = None,
+    stop: int | None = None,
+    step: int | None = None,
+    dt: float | None = None,
+) -> Source:
+    """Open one trajectory made of one or more consecutive files.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        ``.npy``/``.npz`` arrays shaped (frames, points, 2 or 3), or trajectory files any
+        MDAnalysis reader understands. Several paths are consecutive parts of one trajectory.
+    top : path, optional
+        Topology for MDAnalysis inputs (PSF, PDB, GRO, ...).
+    select : str
+        MDAnalysis selection, or for arrays an index list such as ``0-11,14`` (inclusive
+        ranges, as MDAnalysis' ``index 0-11``). Default ``all``.
+    key : str, optional
+        Array name inside an ``.npz`` (default: its only array, else ``arr``).
+    masses : path, optional
+        Text or ``.npy`` file with one mass per point of an array input.
+    length_unit : str, optional
+        Length unit of array inputs (default ``Angstrom``); MDAnalysis inputs are Angstrom.
+    start, stop, step : int, optional
+        Frame slice, as Python's ``range``; ``step`` must be positive.
+    dt : float, optional
+        Time between frames in ps for array inputs (default 1).
+
+    Returns
+    -------
+    Source
+        Reads blocks with ``read(start, stop)``; reopen with ``open_source(**src.spec.as_dict())``.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    spec = SourceSpec(
+        paths=tuple(os.fspath(p) for p in paths),
+        top=os.fspath(top) if top is not None else None,
+        select=select or "all",
+        key=key,
+        masses=os.fspath(masses) if masses is not None else None,
+        length_unit=length_unit,
+        start=start,
+        stop=stop,
+        step=step,
+        dt=dt,
+    )
+    if not spec.paths:
+        raise InputError("no input files given", "name at least one trajectory file")
+    for p in (*spec.paths, *([spec.top] if spec.top else [])):
+        _check_readable(p)
+    is_array = [p.lower().endswith(ARRAY_SUFFIXES) for p in spec.paths]
+    if all(is_array):
+        if spec.top is not None:
+            raise ParameterError(
+                "--top was given for array input", "drop -t/--top: arrays carry no topology"
+            )
+        return ArraySource(spec)
+    if any(is_array):
+        raise InputError(
+            "arrays and MDAnalysis trajectories are mixed in one input",
+            "give either .npy/.npz files or trajectory files, not both",
+        )
+    if spec.masses is not None:
+        raise ParameterError(
+            "--masses is for array inputs", "MDAnalysis inputs take masses from the topology"
+        )
+    return MDASource(spec)
+
+
+def _check_readable(path: str) -> None:
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file", "check the path")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a folder, not a file", "name a trajectory file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied", "make the file readable")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path} is empty (0 bytes)", "check that the file was written")
+
+
+def frame_slice(total: int, start, stop, step) -> np.ndarray:
+    """Source frame indices selected by ``start:stop:step`` of ``total`` frames."""
+    if step is not None and step <= 0:
+        raise ParameterError(
+            f"--step {step} is not positive", "use a step of 1 or more; frames run forward"
+        )
+    idx = np.arange(total, dtype=np.int64)[slice(start, stop, step)]
+    if idx.size == 0:
+        raise ParameterError(
+            f"the frame slice start={start} stop={stop} step={step} selects no frames "
+            f"of {total}",
+            f"choose --start/--stop within 0..{total}",
+        )
+    return idx
+
+
+_INDEX_ITEM = re.compile(r"^\s*(-?\d+)\s*(?:(?:-|:)\s*(-?\d+)\s*)?$")
+
+
+def parse_index_list(text: str, n: int) -> np.ndarray:
+    """Parse ``all`` or ``0-11,14,20:22`` (inclusive ranges) into indices below ``n``."""
+    t = text.strip()
+    if t.lower().startswith("index "):
+        t = t[6:]
+    if t.lower() == "all":
+        return np.arange(n, dtype=np.int64)
+    out: list[int] = []
+    for item in re.split(r"[,\s]+", t.strip()):
+        if not item:
+            continue
+        m = _INDEX_ITEM.match(item)
+        if not m:
+            raise SelectionError(
+                f"cannot read point selection {text!r}",
+                "for arrays give indices and inclusive ranges such as 0-11,14",
+            )
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if b < a:
+            raise SelectionError(f"range {item} runs backwards", "write ranges as low-high")
+        out.extend(range(a, b + 1))
+    idx = np.asarray(out, dtype=np.int64)
+    if idx.size == 0:
+        raise SelectionError(f"point selection {text!r} is empty", "select at least one point")
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise SelectionError(
+            f"point index {bad[0]} in selection {text!r} is out of range for {n} points",
+            f"use indices 0 to {n - 1}",
+        )
+    if np.unique(idx).size != idx.size:
+        dup = idx[np.flatnonzero(np.bincount(idx) > 1)[0] == idx][0]
+        raise SelectionError(
+            f"point {dup} is selected twice in {text!r}", "list every point once"
+        )
+    return idx
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _npz_member_memmap(path: str, member: str):
+    """Memory-map an uncompressed ``.npy`` member of a zip; None if it is compressed."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        fmt = np.lib.format
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            return None
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}[{member[:-4]}] holds Python objects",
+            "save a numeric array; trajalign never unpickles input",
+        )
+    order = "F" if fortran else "C"
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+
+
+def load_array(path: str, key: str | None) -> np.ndarray:
+    """Open one ``.npy``/``.npz`` array without unpickling, memory-mapped where possible."""
+    try:
+        if path.lower().endswith(".npy"):
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.files)
+        if not keys:
+            raise InputError(f"{path} holds no arrays", "save the coordinates into it")
+        if key is None:
+            if len(keys) == 1:
+                key = keys[0]
+            elif "arr" in keys:
+                key = "arr"
+            else:
+                raise InputError(
+                    f"{path} holds several arrays ({', '.join(keys)}) and none is named 'arr'",
+                    "choose one with --key NAME",
+                )
+        elif key not in keys:
+            raise InputError(
+                f"{path} has no array named {key!r} (it has {', '.join(keys)})",
+                "pass one of those names to --key",
+            )
+        mm = _npz_member_memmap(path, key + ".npy")
+        if mm is not None:
+            return mm
+        with np.load(path, allow_pickle=False) as npz:
+            return npz[key]
+    except (InputError, DataError):
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(
+                f"{path} holds Python objects",
+                "save a numeric array; trajalign never unpickles input",
+            ) from None
+        raise InputError(
+            f"{path} is not a readable numpy array file ({exc})",
+            "check that it was written with numpy.save/savez and is complete",
+        ) from None
+    except (zipfile.BadZipFile, EOFError, OSError, struct.error, KeyError) as exc:
+        raise InputError(
+            f"{path} is not a readable numpy array file ({type(exc).__name__}: {exc})",
+            "check that it was written with numpy.save/savez and is complete",
+        ) from None
+
+
+def _check_array(arr: np.ndarray, path: str) -> None:
+    if arr.dtype.hasobject:
+        raise DataError(f"{path} holds Python objects", "save a numeric float array")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DataError(
+            f"{path} has dtype {arr.dtype}, not real numbers", "save float32 or float64 data"
+        )
+    if arr.ndim != 3 or arr.shape[-1] not in (2, 3):
+        raise DataError(
+            f"{path} has shape {arr.shape}, not (frames, points, 2 or 3)",
+            "reshape it to (frames, points, dim) before saving",
+        )
+    if arr.shape[1] == 0:
+        raise DataError(f"{path} has zero points per frame", "save at least one point")
+
+
+class ArraySource(Source):
+    """Frames from ``.npy``/``.npz`` files (memory-mapped unless compressed)."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        super().__init__(spec=spec, kind="array")
+        self._arrays = [load_array(p, spec.key) for p in spec.paths]
+        for a, p in zip(self._arrays, spec.paths, strict=True):
+            _check_array(a, p)
+        shapes = {a.shape[1:] for a in self._arrays}
+        if len(shapes) > 1:
+            raise DataError(
+                f"the input arrays have different (points, dim): {sorted(shapes)}",
+                "give parts of one trajectory, all with the same points",
+            )
+        n_all, self.dim = self._arrays[0].shape[1:]
+        self.n_atoms_total = int(n_all)
+        self._offsets = np.cumsum([0] + [a.shape[0] for a in self._arrays])
+        self.total_frames = int(self._offsets[-1])
+        if self.total_frames == 0:
+            raise DataError(f"{spec.paths[0]} has zero frames", "save at least one frame")
+        self.frame_indices = frame_slice(self.total_frames, spec.start, spec.stop, spec.step)
+        self.atom_indices = parse_index_list(spec.select, n_all)
+        self._all_atoms = self.atom_indices.size == n_all and bool(
+            np.all(self.atom_indices == np.arange(n_all))
+        )
+        self.n_points = int(self.atom_indices.size)
+        self.length_unit = spec.length_unit or "Angstrom"
+        if spec.dt is not None and not spec.dt > 0:
+            raise ParameterError(f"--dt {spec.dt} is not positive", "give the frame spacing in ps")
+        self.dt = float(spec.dt) if spec.dt is not None else 1.0
+        if spec.masses is not None:
+            self.masses = _load_masses(spec.masses, n_all)[self.atom_indices]
+
+    def read(self, start: int, stop: int) -> Block:
+        frames = self._check_block(start, stop)
+        out = np.empty((frames.size, self.n_points, self.dim), dtype=np.float32)
+        # frames are increasing, so each file contributes one contiguous run of them
+        which = np.searchsorted(self._offsets, frames, side="right") - 1
+        for part in np.unique(which):
+            rows = np.flatnonzero(which == part)
+            local = frames[rows] - self._offsets[part]
+            arr = self._arrays[part]
+            lo, hi = int(local[0]), int(local[-1]) + 1
+            chunk = arr[lo:hi]
+            if local.size != hi - lo:
+                chunk = chunk[local - lo]
+            if not self._all_atoms:
+                chunk = chunk[:, self.atom_indices]
+            out[rows] = chunk
+        return Block(start=start, coords=out, times=frames * self.dt, frames=frames)
+
+
+def _load_masses(path: str, n: int) -> np.ndarray:
+    _check_readable(path)
+    try:
+        if path.lower().endswith(".npy"):
+            m = np.load(path, allow_pickle=False)
+        else:
+            m = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    except (ValueError, OSError) as exc:
+        raise InputError(
+            f"cannot read masses from {path} ({exc})", "give one number per point, one per line"
+        ) from None
+    m = np.asarray(m, dtype=np.float64).reshape(-1)
+    if m.size != n:
+        raise ParameterError(
+            f"{path} has {m.size} masses for {n} points", "give one mass per point of the array"
+        )
+    if not np.all(np.isfinite(m)) or np.any(m < 0):
+        raise ParameterError(f"{path} has negative, NaN or inf masses", "masses must be >= 0")
+    return m
+
+
+# ----------------------------------------------------------------------- MDAnalysis
+
+
+def _mda_error(exc: Exception, spec: SourceSpec) -> InputError:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    files = ", ".join(([spec.top] if spec.top else []) + list(spec.paths))
+    low = msg.lower()
+    if "number of atoms" in low or "n_atoms" in low or "atoms" in low and "match" in low:
+        return InputError(
+            f"topology and trajectory do not match: {msg}",
+            "use the topology the trajectory was written with",
+        )
+    hint = "check that the files are complete and of the format their extension says"
+    if spec.top is None:
+        hint = "give a topology with -t/--top, or " + hint
+    return InputError(f"MDAnalysis cannot read {files}: {msg}", hint)
+
+
+class MDASource(Source):
+    """Frames from any trajectory MDAnalysis reads, with topology data."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        super().__init__(spec=spec, kind="mdanalysis")
+        import MDAnalysis as mda
+
+        args = ([spec.top] if spec.top else []) + list(spec.paths)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.universe = mda.Universe(*args)
+            except Exception as exc:  # MDAnalysis raises many types for bad files
+                raise _mda_error(exc, spec) from None
+        u = self.universe
+        try:
+            ag = u.select_atoms(spec.select)
+        except Exception as exc:
+            raise SelectionError(
+                f"cannot use selection {spec.select!r}: {str(exc).splitlines()[0]}",
+                "write an MDAnalysis selection such as 'protein and name CA'",
+            ) from None
+        if ag.n_atoms == 0:
+            raise SelectionError(
+                f"selection {spec.select!r} matches no atoms",
+                "check atom and residue names with 'trajalign info'",
+            )
+        self.atoms = ag
+        self.atom_indices = ag.indices.astype(np.int64)
+        self._all_atoms = ag.n_atoms == u.atoms.n_atoms
+        self.n_points = int(ag.n_atoms)
+        self.n_atoms_total = int(u.atoms.n_atoms)
+        self.dim = 3
+        self.length_unit = "Angstrom"
+        if spec.length_unit not in (None, "Angstrom"):
+            raise ParameterError(
+                "--length-unit is for array inputs", "MDAnalysis inputs are in Angstrom"
+            )
+        self.total_frames = int(u.trajectory.n_frames)
+        if self.total_frames == 0:
+            raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
+        self.frame_indices = frame_slice(self.total_frames, spec.start, spec.stop, spec.step)
+        try:
+            self.dt = float(u.trajectory.dt)
+        except Exception:
+            self.dt = 1.0
+        if hasattr(u.atoms, "masses"):
+            self.masses = np.asarray(ag.masses, dtype=np.float64)
+        if hasattr(u, "bonds") and len(u.bonds):
+            self.bonds = _restrict_bonds(u.bonds.indices, self.atom_indices)
+        dims = u.trajectory.ts.dimensions
+        self.has_box = dims is not None and bool(np.all(np.asarray(dims[:3]) > 0))
+
+    def read(self, start: int, stop: int) -> Block:
+        frames = self._check_block(start, stop)
+        n = frames.size
+        out = np.empty((n, self.n_points, 3), dtype=np.float32)
+        times = np.empty(n, dtype=np.float64)
+        box = np.zeros((n, 6), dtype=np.float64) if self.has_box else None
+        traj = self.universe.trajectory
+        contiguous = n > 0 and frames[-1] - frames[0] == n - 1
+        it = traj[int(frames[0]) : int(frames[-1]) + 1] if contiguous else traj[frames]
+        i = -1
+        try:
+            for i, ts in enumerate(it):
+                if self._all_atoms:
+                    out[i] = ts.positions
+                else:
+                    out[i] = ts.positions[self.atom_indices]
+                times[i] = ts.time
+                if box is not None and ts.dimensions is not None:
+                    box[i] = ts.dimensions
+        except Exception as exc:
+            raise InputError(
+                f"reading frames {frames[0]}-{frames[-1]} failed: {exc}",
+                "the trajectory may be truncated; limit the frames with --stop",
+            ) from None
+        if i + 1 != n:  # a reader that stops early has a truncated file
+            raise InputError(
+                f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
+                "the file may be truncated; limit the frames with --stop",
+            )
+        return Block(start=start, coords=out, times=times, frames=frames, box=box)
+
+    def close(self) -> None:
+        try:
+            self.universe.trajectory.close()
+        except Exception:
+            pass
+
+
+def _restrict_bonds(pairs: np.ndarray, atom_indices: np.ndarray) -> np.ndarray | None:
+    """Bonds with both atoms selected, renumbered to positions in ``atom_indices``."""
+    pos = np.full(int(max(pairs.max(), atom_indices.max())) + 1, -1, dtype=np.int64)
+    pos[atom_indices] = np.arange(atom_indices.size)
+    mapped = pos[np.asarray(pairs, dtype=np.int64)]
+    keep = np.all(mapped >= 0, axis=1)
+    return mapped[keep] if keep.any() else None

@@ -1,0 +1,1 @@
+"""Jobs: what each command does to a block of frames (see :mod:`trajalign.pipeline`)."""
