@@ -61,6 +61,10 @@ class Job:
         """(points, dim) of the written coordinates."""
         return source.n_points, source.dim
 
+    def output_atom_indices(self, source) -> np.ndarray:
+        """Source indices of the written points (``/trajalign/atom_indices``)."""
+        return source.atom_indices
+
     def prepare(self, source) -> None:
         """Validate parameters against the source, run reduce passes. Before any output."""
 
@@ -103,7 +107,7 @@ def run(
             dim=dim_out,
             length_unit=source.length_unit,
             has_box=source.has_box,
-            atom_indices=source.atom_indices,
+            atom_indices=job.output_atom_indices(source),
             positions=job.writes_positions,
         )
         try:

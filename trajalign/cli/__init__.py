@@ -131,3 +131,5 @@ def main(argv: list[str] | None = None) -> None:
 
 from . import center as _center  # noqa: E402,F401  (registers the command)
 from . import info as _info  # noqa: E402,F401
+from . import internal as _internal  # noqa: E402,F401
+from . import rotate as _rotate  # noqa: E402,F401

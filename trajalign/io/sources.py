@@ -36,6 +36,8 @@ class SourceSpec:
     stop: int | None = None
     step: int | None = None
     dt: float | None = None
+    aux_select: str | None = None
+    guess_bonds: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +48,9 @@ class Block:
     """Frames ``[start, stop)`` of a source.
 
     coords : (b, N, D) float32; box : (b, 6) float64 ``[a, b, c, alpha, beta, gamma]``
-    or None; times : (b,) float64 in ps; frames : (b,) int64 source frame indices.
+    or None; times : (b,) float64 in ps; frames : (b,) int64 source frame indices;
+    aux : (b, M, D) float32 coordinates of the ``aux_select`` atoms (for example the fit
+    atoms of a superposition, which need not be among the written ones) or None.
     """
 
     start: int
@@ -54,6 +58,7 @@ class Block:
     times: np.ndarray
     frames: np.ndarray
     box: np.ndarray | None = None
+    aux: np.ndarray | None = None
 
 
 @dataclass
@@ -69,6 +74,8 @@ class Source:
     atom_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     masses: np.ndarray | None = None
     bonds: np.ndarray | None = None
+    aux_indices: np.ndarray | None = None
+    aux_masses: np.ndarray | None = None
     has_box: bool = False
     length_unit: str = "Angstrom"
     dt: float = 1.0
@@ -80,6 +87,16 @@ class Source:
 
     def read(self, start: int, stop: int) -> Block:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def resolve(self, selection: str) -> np.ndarray:  # pragma: no cover - abstract
+        """Indices (in the files' atom numbering) of the atoms ``selection`` picks."""
+        raise NotImplementedError
+
+    def _set_aux(self, all_masses: np.ndarray | None) -> None:
+        if self.spec.aux_select is not None:
+            self.aux_indices = self.resolve(self.spec.aux_select)
+            if all_masses is not None:
+                self.aux_masses = np.asarray(all_masses, dtype=np.float64)[self.aux_indices]
 
     def close(self) -> None:
         """Release open files (the source can still be reopened from ``spec``)."""
@@ -107,6 +124,8 @@ def open_source(
     stop: int | None = None,
     step: int | None = None,
     dt: float | None = None,
+    aux_select: str | None = None,
+    guess_bonds: bool = False,
 ) -> Source:
     """Open one trajectory made of one or more consecutive files.
 
@@ -130,6 +149,10 @@ def open_source(
         Frame slice, as Python's ``range``; ``step`` must be positive.
     dt : float, optional
         Time between frames in ps for array inputs (default 1).
+    aux_select : str, optional
+        A second selection read beside the first into ``Block.aux`` (fit atoms).
+    guess_bonds : bool
+        MDAnalysis inputs: guess bonds from distances (``Universe(guess_bonds=True)``).
 
     Returns
     -------
@@ -149,6 +172,8 @@ def open_source(
         stop=stop,
         step=step,
         dt=dt,
+        aux_select=aux_select,
+        guess_bonds=bool(guess_bonds),
     )
     if not spec.paths:
         raise InputError("no input files given", "name at least one trajectory file")
@@ -372,12 +397,20 @@ class ArraySource(Source):
         if spec.dt is not None and not spec.dt > 0:
             raise ParameterError(f"--dt {spec.dt} is not positive", "give the frame spacing in ps")
         self.dt = float(spec.dt) if spec.dt is not None else 1.0
-        if spec.masses is not None:
-            self.masses = _load_masses(spec.masses, n_all)[self.atom_indices]
+        all_masses = _load_masses(spec.masses, n_all) if spec.masses is not None else None
+        if all_masses is not None:
+            self.masses = all_masses[self.atom_indices]
+        self._set_aux(all_masses)
+
+    def resolve(self, selection: str) -> np.ndarray:
+        return parse_index_list(selection, self.n_atoms_total)
 
     def read(self, start: int, stop: int) -> Block:
         frames = self._check_block(start, stop)
         out = np.empty((frames.size, self.n_points, self.dim), dtype=np.float32)
+        aux = None
+        if self.aux_indices is not None:
+            aux = np.empty((frames.size, self.aux_indices.size, self.dim), dtype=np.float32)
         # frames are increasing, so each file contributes one contiguous run of them
         which = np.searchsorted(self._offsets, frames, side="right") - 1
         for part in np.unique(which):
@@ -388,10 +421,10 @@ class ArraySource(Source):
             chunk = arr[lo:hi]
             if local.size != hi - lo:
                 chunk = chunk[local - lo]
-            if not self._all_atoms:
-                chunk = chunk[:, self.atom_indices]
-            out[rows] = chunk
-        return Block(start=start, coords=out, times=frames * self.dt, frames=frames)
+            if aux is not None:
+                aux[rows] = chunk[:, self.aux_indices]
+            out[rows] = chunk if self._all_atoms else chunk[:, self.atom_indices]
+        return Block(start=start, coords=out, times=frames * self.dt, frames=frames, aux=aux)
 
 
 def _load_masses(path: str, n: int) -> np.ndarray:
@@ -444,22 +477,11 @@ class MDASource(Source):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                self.universe = mda.Universe(*args)
+                self.universe = mda.Universe(*args, guess_bonds=spec.guess_bonds)
             except Exception as exc:  # MDAnalysis raises many types for bad files
                 raise _mda_error(exc, spec) from None
         u = self.universe
-        try:
-            ag = u.select_atoms(spec.select)
-        except Exception as exc:
-            raise SelectionError(
-                f"cannot use selection {spec.select!r}: {str(exc).splitlines()[0]}",
-                "write an MDAnalysis selection such as 'protein and name CA'",
-            ) from None
-        if ag.n_atoms == 0:
-            raise SelectionError(
-                f"selection {spec.select!r} matches no atoms",
-                "check atom and residue names with 'trajalign info'",
-            )
+        ag = self._select(spec.select)
         self.atoms = ag
         self.atom_indices = ag.indices.astype(np.int64)
         self._all_atoms = ag.n_atoms == u.atoms.n_atoms
@@ -479,17 +501,41 @@ class MDASource(Source):
             self.dt = float(u.trajectory.dt)
         except Exception:
             self.dt = 1.0
+        all_masses = None
         if hasattr(u.atoms, "masses"):
-            self.masses = np.asarray(ag.masses, dtype=np.float64)
+            all_masses = np.asarray(u.atoms.masses, dtype=np.float64)
+            self.masses = all_masses[self.atom_indices]
+        self._set_aux(all_masses)
         if hasattr(u, "bonds") and len(u.bonds):
             self.bonds = _restrict_bonds(u.bonds.indices, self.atom_indices)
         dims = u.trajectory.ts.dimensions
         self.has_box = dims is not None and bool(np.all(np.asarray(dims[:3]) > 0))
 
+    def _select(self, selection: str):
+        try:
+            ag = self.universe.select_atoms(selection)
+        except Exception as exc:
+            raise SelectionError(
+                f"cannot use selection {selection!r}: {str(exc).splitlines()[0]}",
+                "write an MDAnalysis selection such as 'protein and name CA'",
+            ) from None
+        if ag.n_atoms == 0:
+            raise SelectionError(
+                f"selection {selection!r} matches no atoms",
+                "check atom and residue names with 'trajalign info'",
+            )
+        return ag
+
+    def resolve(self, selection: str) -> np.ndarray:
+        return self._select(selection).indices.astype(np.int64)
+
     def read(self, start: int, stop: int) -> Block:
         frames = self._check_block(start, stop)
         n = frames.size
         out = np.empty((n, self.n_points, 3), dtype=np.float32)
+        aux = None
+        if self.aux_indices is not None:
+            aux = np.empty((n, self.aux_indices.size, 3), dtype=np.float32)
         times = np.empty(n, dtype=np.float64)
         box = np.zeros((n, 6), dtype=np.float64) if self.has_box else None
         traj = self.universe.trajectory
@@ -498,10 +544,10 @@ class MDASource(Source):
         i = -1
         try:
             for i, ts in enumerate(it):
-                if self._all_atoms:
-                    out[i] = ts.positions
-                else:
-                    out[i] = ts.positions[self.atom_indices]
+                pos = ts.positions
+                out[i] = pos if self._all_atoms else pos[self.atom_indices]
+                if aux is not None:
+                    aux[i] = pos[self.aux_indices]
                 times[i] = ts.time
                 if box is not None and ts.dimensions is not None:
                     box[i] = ts.dimensions
@@ -515,7 +561,7 @@ class MDASource(Source):
                 f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
                 "the file may be truncated; limit the frames with --stop",
             )
-        return Block(start=start, coords=out, times=times, frames=frames, box=box)
+        return Block(start=start, coords=out, times=times, frames=frames, box=box, aux=aux)
 
     def close(self) -> None:
         try:

@@ -1,0 +1,72 @@
+"""Shared fixtures: sample data, real trajectories from MDAnalysisTests, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+CHAIN2D = SAMPLE / "chain2d.npz"
+BUTANE_PDB = SAMPLE / "butane.pdb"
+BUTANE_DCD = SAMPLE / "butane.dcd"
+
+# numba's first call compiles; deadline=None keeps hypothesis from timing that
+settings.register_profile(
+    "trajalign", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "trajalign"))
+
+
+@pytest.fixture(scope="session")
+def chain2d() -> np.ndarray:
+    with np.load(CHAIN2D) as f:
+        return f["arr"]
+
+
+@pytest.fixture()
+def readonly():
+    """Make arrays read-only, to prove a function does not modify its input."""
+
+    def make(a):
+        a = np.array(a)
+        a.flags.writeable = False
+        return a
+
+    return make
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def invoke(*args: str) -> CliResult:
+    """Run ``trajalign ARGS`` in-process through the real entry point (error handling
+    included) with click's CliRunner isolation; returns exit code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from trajalign.cli import main
+
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return CliResult(code, stdout, stderr)
+
+
+@pytest.fixture()
+def cli():
+    """``cli("center", path, "-o", out)`` -> CliResult(code, stdout, stderr)."""
+    return invoke

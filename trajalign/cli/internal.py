@@ -1,0 +1,1 @@
+"""``trajalign internal`` (registered here; see issue 4)."""

@@ -1,0 +1,1 @@
+"""``trajalign rotate`` (registered here; see issue 3)."""
