@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _signals
 from ._validate import check_finite_frames
 from .errors import ParameterError
 from .io.output import AtomicOutput
@@ -122,6 +123,7 @@ def run(
                 )
                 if progress is not None:
                     progress(stop - start)
+                _signals.check()
             params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
             params.update(job.parameters())
             writer.write_provenance(

@@ -7,24 +7,16 @@ become one ``Error:`` line and exit status 1 here; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import traceback
 
 import click
 
+from .. import _signals
 from .._version import __version__
 from ..errors import TrajalignError
 
 _STATE = {"verbose": 0, "quiet": False}
-
-
-class Terminated(Exception):
-    """Raised from the SIGTERM handler so that temporary outputs are cleaned up."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,10 +87,7 @@ def report(summary: dict, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``trajalign`` console script."""
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not in the main thread (tests); Ctrl-C handling still applies
-        pass
+    _signals.install()
     try:
         cli.main(args=argv, prog_name="trajalign", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("Error: interrupted; no output was written", err=True)
         sys.exit(130)
-    except Terminated:
+    except _signals.Terminated:
         click.echo("Error: terminated (SIGTERM); no output was written", err=True)
         sys.exit(143)
     except TrajalignError as exc:

@@ -218,8 +218,7 @@ def frame_slice(total: int, start, stop, step) -> np.ndarray:
     idx = np.arange(total, dtype=np.int64)[slice(start, stop, step)]
     if idx.size == 0:
         raise ParameterError(
-            f"the frame slice start={start} stop={stop} step={step} selects no frames "
-            f"of {total}",
+            f"the frame slice start={start} stop={stop} step={step} selects no frames of {total}",
             f"choose --start/--stop within 0..{total}",
         )
     return idx
@@ -261,9 +260,7 @@ def parse_index_list(text: str, n: int) -> np.ndarray:
         )
     if np.unique(idx).size != idx.size:
         dup = idx[np.flatnonzero(np.bincount(idx) > 1)[0] == idx][0]
-        raise SelectionError(
-            f"point {dup} is selected twice in {text!r}", "list every point once"
-        )
+        raise SelectionError(f"point {dup} is selected twice in {text!r}", "list every point once")
     return idx
 
 
@@ -305,8 +302,17 @@ def _npz_member_memmap(path: str, member: str):
 
 def load_array(path: str, key: str | None) -> np.ndarray:
     """Open one ``.npy``/``.npz`` array without unpickling, memory-mapped where possible."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    is_npy = path.lower().endswith(".npy")
+    if (is_npy and magic != b"\x93NUMPY") or (not is_npy and magic[:2] != b"PK"):
+        kind = "an .npy array (numpy.save)" if is_npy else "an .npz archive (numpy.savez)"
+        raise InputError(
+            f"{path} is not a readable numpy array file: it does not start like {kind}",
+            "check the file's format and extension",
+        )
     try:
-        if path.lower().endswith(".npy"):
+        if is_npy:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)

@@ -1,0 +1,296 @@
+"""The command line: center and info end to end, exit codes, messages, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import MDAnalysis as mda
+import numpy as np
+import pytest
+from MDAnalysisTests.datafiles import DCD, PSF
+
+from . import reference as ref
+from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D
+
+EXE = [sys.executable, "-m", "trajalign"]
+
+
+def only_error_line(res):
+    """The failure contract: exit 1, exactly one 'Error: ...' line, no traceback."""
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 1, res
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+def test_center_npz_end_to_end(cli, tmp_path, chain2d):
+    out = tmp_path / "c.h5"
+    res = cli(
+        "center", CHAIN2D, "--method", "geometric", "-o", out, "--json", "--chunk-frames", 500
+    )
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["frames"] == 2048 and summary["atoms"] == 12 and summary["dim"] == 2
+    assert summary["output"] == str(out) and summary["method"] == "geometric"
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(
+            f["particles/trajectory/position/value"][()], ref.center_com(chain2d)[0], atol=1e-5
+        )
+
+
+def test_center_mdanalysis_selection_slice_and_mda_round_trip(cli, tmp_path):
+    out = tmp_path / "b.h5"
+    res = cli(
+        "center",
+        BUTANE_DCD,
+        "-t",
+        BUTANE_PDB,
+        "-s",
+        "name C*",
+        "--start",
+        10,
+        "--stop",
+        40,
+        "--step",
+        3,
+        "-o",
+        out,
+    )
+    assert res.code == 0, res.stderr
+    assert "wrote" in res.stderr
+    u = mda.Universe(BUTANE_PDB, BUTANE_DCD)
+    carbons = u.select_atoms("name C*")
+    X = np.stack([carbons.positions.copy() for _ in u.trajectory[10:40:3]])
+    want = ref.center_com(X, carbons.masses)[0]
+    carbons.write(tmp_path / "carbons.pdb")  # the topology of the written atoms
+    back = mda.Universe(tmp_path / "carbons.pdb", str(out), format="H5MD")
+    got = np.stack([back.atoms.positions.copy() for _ in back.trajectory])
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    np.testing.assert_allclose(back.dimensions, [40, 40, 40, 90, 90, 90], atol=1e-4)
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["trajalign/frames/index"][()], np.arange(10, 40, 3))
+        np.testing.assert_array_equal(f["trajalign/atom_indices"][()], carbons.indices)
+
+
+def test_point_method_and_masses_file(cli, tmp_path, chain2d):
+    masses = tmp_path / "m.txt"
+    np.savetxt(masses, np.arange(1, 13))
+    out = tmp_path / "m.h5"
+    assert cli("center", CHAIN2D, "--masses", masses, "-o", out).code == 0
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(
+            f["particles/trajectory/position/value"][()],
+            ref.center_com(chain2d, np.arange(1, 13))[0],
+            atol=1e-5,
+        )
+    out2 = tmp_path / "p.h5"
+    assert cli("center", CHAIN2D, "--method", "point", "--point", 5, "-o", out2).code == 0
+    with h5py.File(out2) as f:
+        assert np.abs(f["particles/trajectory/position/value"][:, 5]).max() == 0
+
+
+def test_com_without_masses_warns(cli, tmp_path):
+    res = cli("center", CHAIN2D, "-o", tmp_path / "w.h5", "--stop", 3)
+    assert res.code == 0 and "Warning: the input has no masses" in res.stderr
+    res = cli("-q", "center", CHAIN2D, "-o", tmp_path / "q.h5", "--stop", 3)
+    assert res.code == 0 and res.stderr == ""
+
+
+def test_info(cli):
+    res = cli("info", BUTANE_DCD, "-t", BUTANE_PDB, "--json")
+    facts = json.loads(res.stdout)
+    assert (facts["frames"], facts["points"], facts["dimension"], facts["bonds"]) == (
+        1000,
+        14,
+        3,
+        13,
+    )
+    assert facts["box_first_frame"] == [40.0, 40.0, 40.0, 90.0, 90.0, 90.0]
+    assert facts["masses"]["total"] == pytest.approx(4 * 12.011 + 10 * 1.008, rel=1e-5)
+    res = cli("info", CHAIN2D)
+    assert res.code == 0 and "2048" in res.stdout and "dimension" in res.stdout
+
+
+def write(tmp_path, name, arr=None, text=None, raw=None):
+    p = tmp_path / name
+    if arr is not None:
+        (np.savez if name.endswith(".npz") else np.save)(p, **arr) if isinstance(
+            arr, dict
+        ) else np.save(p, arr)
+    elif text is not None:
+        p.write_text(text)
+    elif raw is not None:
+        p.write_bytes(raw)
+    return p
+
+
+def bad_cases(tmp_path):
+    good = np.zeros((4, 3, 3), dtype=np.float32)
+    nan = good.copy()
+    nan[2, 1, 0] = np.nan
+    big = np.random.default_rng(0).normal(size=(50, 3, 3))
+    truncated = tmp_path / "trunc.npz"
+    np.savez(truncated, arr=big)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    return {
+        "missing file": ([tmp_path / "nope.npy"], "no such file"),
+        "text as npy": ([write(tmp_path, "t.npy", text="1 2 3\n")], "not a readable numpy"),
+        "random bytes as dcd": (
+            [write(tmp_path, "r.dcd", raw=os.urandom(512)), "-t", PSF],
+            "cannot read",
+        ),
+        "npz several arrays": (
+            [write(tmp_path, "s.npz", arr={"a": good, "b": good})],
+            "several arrays",
+        ),
+        "npz wrong key": (
+            [write(tmp_path, "k.npz", arr={"a": good}), "--key", "b"],
+            "no array named",
+        ),
+        "wrong shape": ([write(tmp_path, "w.npy", arr=np.zeros((4, 3)))], "not (frames, points"),
+        "object array": (
+            [write(tmp_path, "o.npy", arr=np.array([[[1, 2, {}]]], dtype=object))],
+            "Python objects",
+        ),
+        "truncated npz": ([truncated], "not a readable numpy"),
+        "zero frames": ([write(tmp_path, "z.npy", arr=np.zeros((0, 3, 3)))], "zero frames"),
+        "nan frame": ([write(tmp_path, "n.npy", arr=nan)], "NaN or inf coordinates in frame 2"),
+        "atom count mismatch": ([DCD, "-t", BUTANE_PDB], "do not match"),
+        "empty selection": ([BUTANE_DCD, "-t", BUTANE_PDB, "-s", "name ZZ"], "matches no atoms"),
+        "malformed selection": (
+            [BUTANE_DCD, "-t", BUTANE_PDB, "-s", "name ("],
+            "cannot use selection",
+        ),
+        "array index out of range": ([CHAIN2D, "-s", "0-20"], "out of range"),
+        "negative mass": (
+            [CHAIN2D, "--masses", write(tmp_path, "neg.txt", text="-1\n" * 12)],
+            "negative",
+        ),
+        "zero total mass": (
+            [CHAIN2D, "--masses", write(tmp_path, "zero.txt", text="0\n" * 12)],
+            "sum to 0",
+        ),
+        "empty frame slice": ([CHAIN2D, "--start", 5000], "selects no frames"),
+        "negative step": ([CHAIN2D, "--step", "-1"], "not positive"),
+        "chunk frames zero": ([CHAIN2D, "--chunk-frames", 0], "--chunk-frames 0"),
+        "point out of range": ([CHAIN2D, "--method", "point", "--point", 12], "out of range"),
+    }
+
+
+IDS = [
+    "missing file",
+    "text as npy",
+    "random bytes as dcd",
+    "npz several arrays",
+    "npz wrong key",
+    "wrong shape",
+    "object array",
+    "truncated npz",
+    "zero frames",
+    "nan frame",
+    "atom count mismatch",
+    "empty selection",
+    "malformed selection",
+    "array index out of range",
+    "negative mass",
+    "zero total mass",
+    "empty frame slice",
+    "negative step",
+    "chunk frames zero",
+    "point out of range",
+]
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, case):
+    args, match = bad_cases(tmp_path)[case]
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    res = cli("center", *args, "-o", outdir / "x.h5")
+    line = only_error_line(res)
+    assert match in line, line
+    assert list(outdir.iterdir()) == []
+
+
+def test_output_path_errors(cli, tmp_path):
+    line = only_error_line(cli("center", CHAIN2D, "-o", tmp_path / "no" / "x.h5"))
+    assert "does not exist" in line
+    line = only_error_line(cli("center", CHAIN2D, "-o", tmp_path))
+    assert "is a folder" in line
+    existing = tmp_path / "e.h5"
+    existing.write_bytes(b"keep me")
+    line = only_error_line(cli("center", CHAIN2D, "-o", existing))
+    assert "already exists" in line and "--force" in line
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_usage_errors_exit_2(cli, tmp_path):
+    assert cli("center", CHAIN2D).code == 2  # no -o
+    assert cli("center", CHAIN2D, "-o", tmp_path / "x.h5", "--method", "middle").code == 2
+    assert cli("frobnicate").code == 2
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ------------------------------------------------------------- real subprocesses
+
+
+def test_subprocess_exit_status_and_no_traceback(tmp_path):
+    p = subprocess.run(
+        [*EXE, "center", str(tmp_path / "nope.npy"), "-o", str(tmp_path / "o.h5")],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"Error: {tmp_path / 'nope.npy'}: no such file (check the path)"
+    p = subprocess.run(
+        [*EXE, "-v", "center", str(tmp_path / "nope.npy"), "-o", str(tmp_path / "o.h5")],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1 and "Traceback" in p.stderr
+    p = subprocess.run([*EXE, "--version"], capture_output=True, text=True)
+    assert p.returncode == 0 and "trajalign" in p.stdout
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys; from trajalign.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('numba', 'MDAnalysis', 'matplotlib', 'h5py', 'scipy') "
+        "if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_leaves_no_output(tmp_path, sig, code):
+    data = tmp_path / "big.npy"
+    np.save(data, np.zeros((40000, 4, 3), dtype=np.float32))
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    existing = outdir / "o.h5"
+    existing.write_bytes(b"keep")
+    proc = subprocess.Popen(
+        [*EXE, "center", str(data), "-o", str(existing), "--force", "--chunk-frames", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.suffix == ".tmp" for p in outdir.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip().startswith("Error:") and "Traceback" not in err
+    assert sorted(p.name for p in outdir.iterdir()) == ["o.h5"]
+    assert existing.read_bytes() == b"keep"

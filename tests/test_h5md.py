@@ -1,0 +1,154 @@
+"""The H5MD output: layout, MDAnalysis round trip, blockwise writing, atomic files."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import MDAnalysis as mda
+import numpy as np
+import pytest
+from MDAnalysisTests.datafiles import DCD, PSF
+
+import trajalign as ta
+from trajalign.errors import OutputError
+from trajalign.io import open_source
+from trajalign.io.output import AtomicOutput
+from trajalign.jobs.center import CenterJob
+from trajalign.pipeline import BlockResult, Job, run
+
+from . import reference as ref
+from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D
+
+
+def datasets(path):
+    """Every dataset by every path that reaches it (hard links included)."""
+    out = {}
+
+    def walk(group, prefix):
+        for name, obj in group.items():
+            if isinstance(obj, h5py.Dataset):
+                out[prefix + name] = obj[()]
+            else:
+                walk(obj, prefix + name + "/")
+
+    with h5py.File(path) as f:
+        walk(f, "")
+    return out
+
+
+def test_layout_and_values_3d(tmp_path):
+    out = tmp_path / "c.h5"
+    src = open_source(BUTANE_DCD, top=BUTANE_PDB, stop=50)
+    summary = run(src, CenterJob("com"), str(out), chunk_frames=16, argv=["test"])
+    assert summary["frames"] == 50 and summary["atoms"] == 14 and summary["dim"] == 3
+    u = mda.Universe(BUTANE_PDB, BUTANE_DCD)
+    X = np.stack([u.atoms.positions.copy() for _ in u.trajectory[:50]])
+    want, trans = ref.center_com(X, u.atoms.masses)
+    with h5py.File(out) as f:
+        assert list(f["h5md"].attrs["version"]) == [1, 1]
+        assert f["h5md/creator"].attrs["name"] == "trajalign"
+        pos = f["particles/trajectory/position"]
+        assert pos["value"].dtype == np.float32 and pos["value"].chunks == (1, 14, 3)
+        assert pos["value"].attrs["unit"] == "Angstrom"
+        np.testing.assert_allclose(pos["value"][()], want, atol=2e-5)
+        # step and time are hard links to the frame tables, not copies
+        assert pos["step"].id == f["trajalign/frames/index"].id
+        assert pos["time"].id == f["trajalign/frames/time"].id
+        assert f["trajalign/frames/time"].attrs["unit"] == "ps"
+        np.testing.assert_array_equal(f["trajalign/frames/index"][()], np.arange(50))
+        np.testing.assert_allclose(f["trajalign/alignment/translation"][()], trans, atol=2e-5)
+        np.testing.assert_array_equal(f["trajalign/atom_indices"][()], np.arange(14))
+        box = f["particles/trajectory/box"]
+        assert box.attrs["dimension"] == 3
+        assert [b.decode() for b in box.attrs["boundary"]] == ["periodic"] * 3
+        np.testing.assert_allclose(box["edges/value"][0], np.eye(3) * 40)
+        prov = f["trajalign/provenance"].attrs
+        inputs = json.loads(prov["inputs"])
+        assert [i["size"] for i in inputs] == [BUTANE_DCD.stat().st_size, BUTANE_PDB.stat().st_size]
+        assert all(len(i["sha256"]) == 64 for i in inputs)
+        assert json.loads(prov["parameters"])["method"] == "com"
+        assert json.loads(prov["argv"]) == ["test"]
+        assert "numba" in json.loads(prov["dependencies"])
+
+
+def test_mdanalysis_reads_the_output_back(tmp_path):
+    out = tmp_path / "adk.h5"
+    src = open_source(DCD, top=PSF, select="all", stop=10)
+    run(src, CenterJob("geometric"), str(out))
+    u = mda.Universe(PSF, str(out), format="H5MD")
+    ref_u = mda.Universe(PSF, DCD)
+    assert u.trajectory.n_frames == 10
+    for ts, ts_ref in zip(u.trajectory, ref_u.trajectory[:10], strict=True):
+        want = ref_u.atoms.positions - ref_u.atoms.positions.mean(0)
+        np.testing.assert_allclose(u.atoms.positions, want, atol=1e-4)
+        assert ts.time == pytest.approx(ts_ref.time)
+        assert ts.dimensions is None and ts_ref.dimensions is None  # adk_dims.dcd: no box
+
+
+def test_2d_output_and_no_box(tmp_path):
+    out = tmp_path / "c2.h5"
+    run(open_source(CHAIN2D, step=4), CenterJob("point", point=3), str(out), chunk_frames=100)
+    d = datasets(out)
+    X = np.load(CHAIN2D)["arr"][::4]
+    np.testing.assert_allclose(
+        d["particles/trajectory/position/value"], ref.center_point(X, 3)[0], atol=1e-6
+    )
+    assert "particles/trajectory/box/edges/value" not in d
+    with h5py.File(out) as f:
+        assert f["particles/trajectory/box"].attrs["dimension"] == 2
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 333, None])
+def test_blocks_give_the_same_file(tmp_path, chunk):
+    one = tmp_path / "one.h5"
+    many = tmp_path / "many.h5"
+    run(open_source(CHAIN2D, stop=333), CenterJob("com"), str(one), chunk_frames=10_000)
+    run(open_source(CHAIN2D, stop=333), CenterJob("com"), str(many), chunk_frames=chunk)
+    a, b = datasets(one), datasets(many)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+class FailingJob(Job):
+    method = "fails"
+
+    def process(self, block):
+        if block.start > 0:
+            raise RuntimeError("disk on fire")
+        return BlockResult(block.coords)
+
+
+def test_failure_leaves_nothing_and_keeps_existing_output(tmp_path):
+    out = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError):
+        run(open_source(CHAIN2D), FailingJob(), str(out), chunk_frames=100)
+    assert list(tmp_path.iterdir()) == []
+    out.write_bytes(b"precious")
+    with pytest.raises(RuntimeError):
+        run(open_source(CHAIN2D), FailingJob(), str(out), chunk_frames=100, force=True)
+    assert out.read_bytes() == b"precious"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_output_checks(tmp_path):
+    (tmp_path / "exists.h5").write_bytes(b"x")
+    with pytest.raises(OutputError, match="already exists .*--force"):
+        AtomicOutput(tmp_path / "exists.h5")
+    with pytest.raises(OutputError, match="is a folder"):
+        AtomicOutput(tmp_path)
+    with pytest.raises(OutputError, match="does not exist"):
+        AtomicOutput(tmp_path / "missing" / "out.h5")
+
+
+def test_force_replaces_and_file_is_readable_by_others(tmp_path):
+    out = tmp_path / "o.h5"
+    out.write_bytes(b"old")
+    run(open_source(CHAIN2D, stop=5), CenterJob(), str(out), force=True)
+    assert h5py.is_hdf5(out)
+    assert out.stat().st_mode & 0o044  # not the 0600 of a raw mkstemp file
+
+
+def test_api_reexports():
+    assert ta.open_source is open_source

@@ -1,0 +1,44 @@
+"""Stop requests from SIGINT/SIGTERM, checked between blocks.
+
+Python raises KeyboardInterrupt wherever the main thread happens to be, and an exception
+raised inside a weakref callback or ``__del__`` is printed and swallowed, so a run could
+go on after Ctrl-C. The command line's handlers therefore also record the signal here,
+and the pipeline calls :func:`check` after every block.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class Terminated(Exception):
+    """The process received SIGTERM (a scheduler's preemption, ``kill``)."""
+
+
+_received: list[int] = []
+
+
+def handler(signum, frame):
+    _received.append(signum)
+    raise_for(signum)
+
+
+def raise_for(signum: int):
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt/Terminated if a stop was requested and swallowed."""
+    if _received:
+        raise_for(_received[-1])
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM through :func:`handler` (main thread only)."""
+    try:
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave them alone
+        pass
