@@ -52,11 +52,18 @@ def check_finite_frames(arr: np.ndarray, name: str = "X", frames=None) -> None:
 
     bad = int(first_nonfinite_frame(arr))
     if bad >= 0:
-        frame = int(frames[bad]) if frames is not None else bad
-        raise DataError(
-            f"{name} has NaN or inf coordinates in frame {frame}",
-            "remove or repair that frame, or choose frames with --start/--stop",
-        )
+        raise nonfinite_error(name, int(frames[bad]) if frames is not None else bad)
+
+
+def nonfinite_error(name: str, frame: int) -> DataError:
+    """The error for NaN/inf in ``frame``; ``.frame`` lets the pipeline renumber it."""
+    err = DataError(
+        f"{name} has NaN or inf coordinates in frame {frame}",
+        "remove or repair that frame, or choose frames with --start/--stop",
+    )
+    err.frame = frame
+    err.name = name
+    return err
 
 
 def as_weights(masses, n_points: int, name: str = "masses") -> np.ndarray:

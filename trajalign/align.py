@@ -10,7 +10,13 @@ from typing import Literal
 
 import numpy as np
 
-from ._validate import as_coords, as_index, as_weights
+from ._validate import (
+    as_coords,
+    as_index,
+    as_weights,
+    check_finite_frames,
+    nonfinite_error,
+)
 from .errors import ParameterError
 
 CENTER_METHODS = ("com", "geometric", "point")
@@ -33,7 +39,10 @@ def center_with_translation(
     translation : ndarray, shape (F, D), float64
         The center of each frame.
     """
-    x = as_coords(X)
+    # the finite check rides on the kernel's output instead of a pass of its own: a frame
+    # with NaN/inf has a non-finite centroid (0 * inf is NaN too), and subtracting a point
+    # spreads a non-finite value of that point to the whole frame
+    x = as_coords(X, check_finite=False)
     n_frames, n_points, dim = x.shape
     out = np.empty_like(x)
     trans = np.empty((n_frames, dim), dtype=np.float64)
@@ -41,6 +50,8 @@ def center_with_translation(
         from .kernels.center import center_on_point
 
         center_on_point(x, as_index(point, n_points), out, trans)
+        _raise_if_nonfinite(trans)
+        check_finite_frames(out)
         return out, trans
     if method == "com":
         w = as_weights(masses, n_points) if masses is not None else None
@@ -55,7 +66,14 @@ def center_with_translation(
     from .kernels.center import center_weighted
 
     center_weighted(x, w, out, trans)
+    _raise_if_nonfinite(trans)
     return out, trans
+
+
+def _raise_if_nonfinite(per_frame: np.ndarray) -> None:
+    bad = ~np.isfinite(per_frame).all(axis=tuple(range(1, per_frame.ndim)))
+    if bad.any():
+        raise nonfinite_error("X", int(np.argmax(bad)))
 
 
 def center(

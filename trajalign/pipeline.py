@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _signals
-from ._validate import check_finite_frames
-from .errors import ParameterError
+from ._validate import nonfinite_error
+from .errors import DataError, ParameterError
 from .io.output import AtomicOutput
 
 DEFAULT_MEMORY_MB = 256
@@ -116,8 +116,13 @@ def run(
             for start in range(0, source.n_frames, chunk):
                 stop = min(start + chunk, source.n_frames)
                 block = source.read(start, stop)
-                check_finite_frames(block.coords, "the input", block.frames)
-                result = job.process(block)
+                try:
+                    result = job.process(block)
+                except DataError as err:
+                    # the API numbers frames within the block; report the source frame
+                    if getattr(err, "frame", None) is None:
+                        raise
+                    raise nonfinite_error("the input", int(block.frames[err.frame])) from None
                 writer.write_block(
                     start, block.frames, block.times, result.coords, block.box, **result.extra
                 )
