@@ -56,7 +56,7 @@ def describe(src) -> dict:
         "points_in_files": src.n_atoms_total,
         "dimension": src.dim,
         "length_unit": src.length_unit,
-        "time_step_ps": src.dt,
+        "time_step_ps": float(f"{src.dt:.6g}"),  # DCD stores dt in float32 AKMA units
         "box_first_frame": box,
         "masses": masses,
         "bonds": 0 if src.bonds is None else int(len(src.bonds)),
