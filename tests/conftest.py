@@ -58,7 +58,7 @@ def invoke(*args: str) -> CliResult:
     runner = CliRunner()
     with runner.isolation() as (out, err, _):
         try:
-            main([str(a) for a in args])
+            main([str(a) for a in args], hard_exit=False)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -7,6 +7,7 @@ become one ``Error:`` line and exit status 1 here; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 
@@ -85,8 +86,24 @@ def report(summary: dict, as_json: bool) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``trajalign`` console script."""
+def _exit_after_signal(code: int, hard: bool) -> None:
+    # A KeyboardInterrupt that passed through C code (h5py, numba) can leave CPython's
+    # "unhandled Ctrl-C" flag set, and the interpreter then kills itself with SIGINT at
+    # exit instead of returning our status. Cleanup has run by now (the temporary output
+    # is gone), so the console script leaves with os._exit after flushing.
+    if hard:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None, hard_exit: bool = True) -> None:
+    """Entry point of the ``trajalign`` console script.
+
+    ``hard_exit=False`` (for in-process callers such as tests) exits through SystemExit
+    also after Ctrl-C/SIGTERM.
+    """
     _signals.install()
     try:
         cli.main(args=argv, prog_name="trajalign", standalone_mode=False)
@@ -97,10 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("Error: interrupted; no output was written", err=True)
-        sys.exit(130)
+        _exit_after_signal(130, hard_exit)
     except _signals.Terminated:
         click.echo("Error: terminated (SIGTERM); no output was written", err=True)
-        sys.exit(143)
+        _exit_after_signal(143, hard_exit)
     except TrajalignError as exc:
         if _STATE["verbose"]:
             traceback.print_exc()
