@@ -1,0 +1,388 @@
+"""Internal-coordinate kernels: distances, angles, dihedrals, inverse-distance spectra.
+
+Conventions shared by every kernel here:
+
+- ``x`` is (F, N, 3) float32 or float64 (2D input is padded with z = 0 by the caller);
+  differences and products are formed in float64 and the result is stored in ``out``,
+  whose dtype the caller chooses.
+- ``h`` is (F, 3, 3) or (1, 3, 3) float64: box vectors as rows, lower triangular
+  (a along x, b in the xy-plane), the MDAnalysis/GROMACS convention. A zero edge means
+  "not periodic along that vector". ``mode`` is 0 (no box), 1 (orthorhombic: only the
+  diagonal is used) or 2 (triclinic).
+- ``prange`` over frames; each frame writes only its own row of ``out``. Nothing is
+  allocated per pair: difference vectors live in registers, never in an (F, P, 3) array.
+- An angle or dihedral that is undefined (a zero-length bond, three collinear atoms of a
+  dihedral) is written as NaN; the API decides whether that is an error.
+"""
+
+import numba as nb
+import numpy as np
+
+from ._config import JIT, PARALLEL_JIT
+
+
+@nb.njit(**JIT)
+def _inv(v):
+    # a zero edge turns the minimum image off along that vector (MDAnalysis skips edges
+    # <= FLT_EPSILON the same way)
+    return 1.0 / v if v > 1e-12 else 0.0
+
+
+@nb.njit(**JIT)
+def _frame_box(h, b):
+    """Scalars of box ``b``: edges, inverse diagonal, and h2 = (half the smallest
+    positive plane spacing)^2, below which a reduced vector is its own minimum image."""
+    ax, bx, by = h[b, 0, 0], h[b, 1, 0], h[b, 1, 1]
+    cx, cy, cz = h[b, 2, 0], h[b, 2, 1], h[b, 2, 2]
+    m = np.inf
+    if ax > 1e-12:
+        m = min(m, ax)
+    if by > 1e-12:
+        m = min(m, by)
+    if cz > 1e-12:
+        m = min(m, cz)
+    h2 = 0.25 * m * m if m < np.inf else 0.0
+    return ax, bx, by, cx, cy, cz, _inv(ax), _inv(by), _inv(cz), h2
+
+
+@nb.njit(**JIT)
+def _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2):
+    """Minimum image of one difference vector (scalars in, scalars out).
+
+    Orthorhombic: subtract the nearest lattice multiple per axis. Triclinic: reduce the
+    vector into the cell around the origin (c, then b, then a, exploiting the lower
+    triangular box), then search the 27 neighbouring images for the shortest, as
+    MDAnalysis' ``minimum_image_triclinic`` (after LAMMPS' ``domain.cpp``) does. Starting
+    from the reduced vector covers every case MDAnalysis' wrap-then-search covers.
+    """
+    if mode == 0:
+        return dx, dy, dz
+    if mode == 1:
+        dx -= ax * np.floor(dx * ia + 0.5)
+        dy -= by * np.floor(dy * ib + 0.5)
+        dz -= cz * np.floor(dz * ic + 0.5)
+        return dx, dy, dz
+    s = np.floor(dz * ic + 0.5)
+    dx -= s * cx
+    dy -= s * cy
+    dz -= s * cz
+    s = np.floor(dy * ib + 0.5)
+    dx -= s * bx
+    dy -= s * by
+    s = np.floor(dx * ia + 0.5)
+    dx -= s * ax
+    best = dx * dx + dy * dy + dz * dz
+    # every nonzero lattice vector is at least as long as the smallest positive diagonal
+    # element of the box (the plane spacings), so a vector shorter than half of it is
+    # already the minimum image and the 27-image search can be skipped
+    if best <= h2:
+        return dx, dy, dz
+    bx_, by_, bz_ = dx, dy, dz
+    for kz in range(-1, 2):
+        for ky in range(-1, 2):
+            for kx in range(-1, 2):
+                rx = dx + kx * ax + ky * bx + kz * cx
+                ry = dy + ky * by + kz * cy
+                rz = dz + kz * cz
+                d2 = rx * rx + ry * ry + rz * rz
+                if d2 < best:
+                    best = d2
+                    bx_, by_, bz_ = rx, ry, rz
+    return bx_, by_, bz_
+
+
+@nb.njit(**PARALLEL_JIT)
+def distances_kernel(x, pairs, h, mode, out):
+    """out[f, p] = |x[f, j] - x[f, i]| (minimum image per ``mode``) for pairs (P, 2)."""
+    n_frames = x.shape[0]
+    n_pairs = pairs.shape[0]
+    # a single box serves every frame: stride 0 over h's first axis
+    box_stride = 0 if h.shape[0] == 1 else 1
+    for f in nb.prange(n_frames):
+        b = f * box_stride
+        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        for p in range(n_pairs):
+            i = pairs[p, 0]
+            j = pairs[p, 1]
+            dx = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
+            dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
+            dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
+            dx, dy, dz = _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            out[f, p] = np.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+@nb.njit(**PARALLEL_JIT)
+def distances_all_kernel(x, h, mode, out):
+    """Every pair i < j in ``np.triu_indices(N, 1)`` order: out (F, N(N-1)/2).
+
+    The all-pairs case without index loads: each frame is first copied into a small
+    float64 (3, N) buffer, so the inner loop over j reads three contiguous rows and writes
+    a contiguous run of ``out``; it vectorises and runs at memory speed.
+    """
+    n_frames, n = x.shape[0], x.shape[1]
+    box_stride = 0 if h.shape[0] == 1 else 1
+    for f in nb.prange(n_frames):
+        b = f * box_stride
+        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        buf = np.empty((3, n), dtype=np.float64)
+        for i in range(n):
+            buf[0, i] = x[f, i, 0]
+            buf[1, i] = x[f, i, 1]
+            buf[2, i] = x[f, i, 2]
+        p = 0
+        for i in range(n - 1):
+            xi, yi, zi = buf[0, i], buf[1, i], buf[2, i]
+            m = n - i - 1
+            o = out[f, p : p + m]
+            rx, ry, rz = buf[0, i + 1 :], buf[1, i + 1 :], buf[2, i + 1 :]
+            # one loop per box mode: a branch inside the loop would stop vectorisation
+            if mode == 0:
+                for j in range(m):
+                    dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
+                    o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
+            elif mode == 1:
+                for j in range(m):
+                    dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
+                    dx -= ax * np.floor(dx * ia + 0.5)
+                    dy -= by * np.floor(dy * ib + 0.5)
+                    dz -= cz * np.floor(dz * ic + 0.5)
+                    o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
+            else:
+                for j in range(m):
+                    dx, dy, dz = _mic(
+                        rx[j] - xi,
+                        ry[j] - yi,
+                        rz[j] - zi,
+                        2,
+                        ax,
+                        bx,
+                        by,
+                        cx,
+                        cy,
+                        cz,
+                        ia,
+                        ib,
+                        ic,
+                        h2,
+                    )
+                    o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
+            p += m
+
+
+@nb.njit(**PARALLEL_JIT)
+def angles_kernel(x, triplets, h, mode, out):
+    """out[f, a] = angle i-j-k in [0, pi] (vertex j) for triplets (A, 3); NaN if a bond
+    has zero length. atan2(|u x v|, u . v) keeps precision near 0 and pi."""
+    n_frames = x.shape[0]
+    n_angles = triplets.shape[0]
+    # a single box serves every frame: stride 0 over h's first axis
+    box_stride = 0 if h.shape[0] == 1 else 1
+    for f in nb.prange(n_frames):
+        b = f * box_stride
+        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        for a in range(n_angles):
+            i = triplets[a, 0]
+            j = triplets[a, 1]
+            k = triplets[a, 2]
+            ux = np.float64(x[f, i, 0]) - np.float64(x[f, j, 0])
+            uy = np.float64(x[f, i, 1]) - np.float64(x[f, j, 1])
+            uz = np.float64(x[f, i, 2]) - np.float64(x[f, j, 2])
+            ux, uy, uz = _mic(ux, uy, uz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            vx = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
+            vy = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
+            vz = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
+            vx, vy, vz = _mic(vx, vy, vz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            if ux * ux + uy * uy + uz * uz == 0.0 or vx * vx + vy * vy + vz * vz == 0.0:
+                out[f, a] = np.nan
+                continue
+            dot = ux * vx + uy * vy + uz * vz
+            px = uy * vz - uz * vy
+            py = uz * vx - ux * vz
+            pz = ux * vy - uy * vx
+            out[f, a] = np.arctan2(np.sqrt(px * px + py * py + pz * pz), dot)
+
+
+@nb.njit(**PARALLEL_JIT)
+def dihedrals_kernel(x, quads, h, mode, out):
+    """out[f, q] = dihedral i-j-k-l in (-pi, pi], IUPAC sign (as MDAnalysis and MDTraj):
+    with b1 = j - i, b2 = k - j, b3 = l - k,
+    phi = atan2(|b2| b1 . (b2 x b3), (b1 x b2) . (b2 x b3)). NaN where a plane is
+    undefined (b1 x b2 = 0 or b2 x b3 = 0: coincident or collinear atoms)."""
+    n_frames = x.shape[0]
+    n_quads = quads.shape[0]
+    # a single box serves every frame: stride 0 over h's first axis
+    box_stride = 0 if h.shape[0] == 1 else 1
+    for f in nb.prange(n_frames):
+        b = f * box_stride
+        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        for q in range(n_quads):
+            i = quads[q, 0]
+            j = quads[q, 1]
+            k = quads[q, 2]
+            m = quads[q, 3]
+            b1x = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
+            b1y = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
+            b1z = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
+            b1x, b1y, b1z = _mic(b1x, b1y, b1z, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            b2x = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
+            b2y = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
+            b2z = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
+            b2x, b2y, b2z = _mic(b2x, b2y, b2z, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            b3x = np.float64(x[f, m, 0]) - np.float64(x[f, k, 0])
+            b3y = np.float64(x[f, m, 1]) - np.float64(x[f, k, 1])
+            b3z = np.float64(x[f, m, 2]) - np.float64(x[f, k, 2])
+            b3x, b3y, b3z = _mic(b3x, b3y, b3z, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            # n1 = b1 x b2, n2 = b2 x b3
+            n1x = b1y * b2z - b1z * b2y
+            n1y = b1z * b2x - b1x * b2z
+            n1z = b1x * b2y - b1y * b2x
+            n2x = b2y * b3z - b2z * b3y
+            n2y = b2z * b3x - b2x * b3z
+            n2z = b2x * b3y - b2y * b3x
+            if n1x * n1x + n1y * n1y + n1z * n1z == 0.0 or n2x * n2x + n2y * n2y + n2z * n2z == 0.0:
+                out[f, q] = np.nan
+                continue
+            xx = n1x * n2x + n1y * n2y + n1z * n2z
+            yy = np.sqrt(b2x * b2x + b2y * b2y + b2z * b2z) * (b1x * n2x + b1y * n2y + b1z * n2z)
+            out[f, q] = np.arctan2(yy, xx)
+            # atan2 gives -pi for y = -0.0, and rounding to float32 can land on
+            # -float32(pi) < -pi: fold both onto +pi so the range is (-pi, pi]
+            if out[f, q] <= -np.pi:
+                out[f, q] = -out[f, q]
+
+
+@nb.njit(**PARALLEL_JIT)
+def inverse_eigvals_kernel(x, h, mode, out, bad):
+    """Eigenvalues, largest first, of the (N, N) matrix M[i, j] = 1 / r_ij (i != j),
+    M[i, i] = 0, per frame into out (F, N). ``bad[f]`` is set to i * N + j for the first
+    coincident pair (r = 0, where M is undefined) and that frame's row is left NaN."""
+    n_frames, n = x.shape[0], x.shape[1]
+    # a single box serves every frame: stride 0 over h's first axis
+    box_stride = 0 if h.shape[0] == 1 else 1
+    for f in nb.prange(n_frames):
+        b = f * box_stride
+        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        m = np.zeros((n, n), dtype=np.float64)
+        bad[f] = -1
+        for i in range(n - 1):
+            for j in range(i + 1, n):
+                dx = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
+                dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
+                dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
+                dx, dy, dz = _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+                r2 = dx * dx + dy * dy + dz * dz
+                if r2 == 0.0 and bad[f] < 0:
+                    bad[f] = i * n + j
+                v = 1.0 / np.sqrt(r2) if r2 > 0.0 else 0.0
+                m[i, j] = v
+                m[j, i] = v
+        if bad[f] >= 0:
+            for i in range(n):
+                out[f, i] = np.nan
+            continue
+        ev = np.linalg.eigvalsh(m)
+        for i in range(n):
+            out[f, i] = ev[n - 1 - i]
+
+
+@nb.njit(**PARALLEL_JIT)
+def first_nan(v):
+    """(row, column) of the first NaN of a 2D array in row-major order, or (-1, -1)."""
+    n_rows, n_cols = v.shape
+    col = np.full(n_rows, -1, dtype=np.int64)
+    for f in nb.prange(n_rows):
+        for p in range(n_cols):
+            if v[f, p] != v[f, p]:
+                col[f] = p
+                break
+    for f in range(n_rows):
+        if col[f] >= 0:
+            return f, col[f]
+    return -1, -1
+
+
+@nb.njit(**PARALLEL_JIT)
+def nan_per_row(v):
+    """Number of NaN values in each row of a 2D array: (F,) int64."""
+    n_rows, n_cols = v.shape
+    per_row = np.zeros(n_rows, dtype=np.int64)
+    for f in nb.prange(n_rows):
+        c = 0
+        for p in range(n_cols):
+            if v[f, p] != v[f, p]:
+                c += 1
+        per_row[f] = c
+    return per_row
+
+
+# ------------------------------------------------------------------ featurisation
+
+
+@nb.njit(**PARALLEL_JIT)
+def inverse_kernel(r, out):
+    """out = 1 / r elementwise over (F, P); zero distances give inf (the API checks)."""
+    n_frames, n_cols = r.shape
+    for f in nb.prange(n_frames):
+        for p in range(n_cols):
+            out[f, p] = 1.0 / np.float64(r[f, p])
+
+
+@nb.njit(**PARALLEL_JIT)
+def rbf_kernel(r, centers, gamma, out):
+    """out[f, p, k] = exp(-gamma (r[f, p] - centers[k])^2): r (F, P), centers (K,)."""
+    n_frames, n_cols = r.shape
+    n_k = centers.shape[0]
+    for f in nb.prange(n_frames):
+        for p in range(n_cols):
+            v = np.float64(r[f, p])
+            for k in range(n_k):
+                d = v - centers[k]
+                out[f, p, k] = np.exp(-gamma * d * d)
+
+
+@nb.njit(**PARALLEL_JIT)
+def bins_kernel(r, centers, out):
+    """One-hot (F, P, K) uint8: the bin of the centre nearest r[f, p] is 1.
+
+    Centres are equally spaced, so the nearest one is a rounding away; values beyond the
+    outer centres fall in the first or last bin (open-ended end bins). NaN gives no bin.
+    """
+    n_frames, n_cols = r.shape
+    n_k = centers.shape[0]
+    lo = centers[0]
+    step = (centers[n_k - 1] - centers[0]) / (n_k - 1)
+    for f in nb.prange(n_frames):
+        for p in range(n_cols):
+            for k in range(n_k):
+                out[f, p, k] = 0
+            v = np.float64(r[f, p])
+            if v != v:
+                continue
+            k = np.floor((v - lo) / step + 0.5)
+            if k < 0.0:
+                k = 0.0
+            elif k > n_k - 1:
+                k = n_k - 1.0
+            out[f, p, np.int64(k)] = 1
+
+
+@nb.njit(**PARALLEL_JIT)
+def repeat_kernel(r, n_k, out):
+    """out[f, p, k] = r[f, p] for k < n_k."""
+    n_frames, n_cols = r.shape
+    for f in nb.prange(n_frames):
+        for p in range(n_cols):
+            v = r[f, p]
+            for k in range(n_k):
+                out[f, p, k] = v
+
+
+@nb.njit(**PARALLEL_JIT)
+def sincos_kernel(phi, out):
+    """out[f, q] = (sin phi, cos phi) for angles phi (F, Q) -> (F, Q, 2)."""
+    n_frames, n_cols = phi.shape
+    for f in nb.prange(n_frames):
+        for q in range(n_cols):
+            v = np.float64(phi[f, q])
+            out[f, q, 0] = np.sin(v)
+            out[f, q, 1] = np.cos(v)
