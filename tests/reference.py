@@ -25,3 +25,98 @@ def center_point(X, k=0):
     X = np.asarray(X, dtype=np.float64)
     c = X[:, k : k + 1, :]
     return X - c, c[:, 0, :]
+
+
+# ------------------------------------------------------------ internal coordinates
+# (issue 4) Plain numpy: difference vectors as (F, K, 3) arrays, the minimum image by
+# brute force over lattice translations, textbook formulas for angles and dihedrals.
+
+
+def ref_box_vectors(dimensions):
+    """[a, b, c, alpha, beta, gamma] (degrees) -> (3, 3) lower-triangular box rows."""
+    a, b, c, al, be, ga = np.asarray(dimensions, dtype=np.float64)
+    al, be, ga = np.deg2rad([al, be, ga])
+    vx = [a, 0.0, 0.0]
+    vy = [b * np.cos(ga), b * np.sin(ga), 0.0]
+    cx = c * np.cos(be)
+    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
+    return np.array([vx, vy, [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]])
+
+
+def ref_minimum_image(d, box_vectors, reach=2):
+    """Shortest of d + n @ H over integer n in [-reach, reach]^3: d (..., 3), H (3, 3)."""
+    d = np.asarray(d, dtype=np.float64)
+    h = np.asarray(box_vectors, dtype=np.float64)
+    r = np.arange(-reach, reach + 1)
+    shifts = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3) @ h
+    cand = d[..., None, :] + shifts
+    k = np.argmin(np.einsum("...sd,...sd->...s", cand, cand), axis=-1)
+    return np.take_along_axis(cand, k[..., None, None], axis=-2)[..., 0, :]
+
+
+def _diff(X, a, b, box_vectors):
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[-1] == 2:
+        X = np.concatenate([X, np.zeros(X.shape[:-1] + (1,))], axis=-1)
+    d = X[:, b] - X[:, a]
+    if box_vectors is not None:
+        h = np.asarray(box_vectors, dtype=np.float64)
+        if h.ndim == 2:
+            d = ref_minimum_image(d, h)
+        else:
+            d = np.stack([ref_minimum_image(d[f], h[f]) for f in range(len(d))])
+    return d
+
+
+def ref_distances(X, pairs, box_vectors=None):
+    pairs = np.asarray(pairs)
+    return np.linalg.norm(_diff(X, pairs[:, 0], pairs[:, 1], box_vectors), axis=-1)
+
+
+def ref_angles(X, triplets, box_vectors=None):
+    t = np.asarray(triplets)
+    u = _diff(X, t[:, 1], t[:, 0], box_vectors)
+    v = _diff(X, t[:, 1], t[:, 2], box_vectors)
+    norms = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
+    cos = np.einsum("fkd,fkd->fk", u, v) / norms
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def ref_dihedrals(X, quads, box_vectors=None):
+    """IUPAC dihedral: the angle between the planes (i, j, k) and (j, k, l), positive when
+    looking along j -> k the far bond is turned clockwise from the near one."""
+    q = np.asarray(quads)
+    b1 = _diff(X, q[:, 0], q[:, 1], box_vectors)
+    b2 = _diff(X, q[:, 1], q[:, 2], box_vectors)
+    b3 = _diff(X, q[:, 2], q[:, 3], box_vectors)
+    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+    # Wikipedia "Dihedral angle": atan2(b2/|b2| . (n1 x n2), n1 . n2)
+    y = np.einsum("fkd,fkd->fk", np.cross(n1, n2), b2) / np.linalg.norm(b2, axis=-1)
+    x = np.einsum("fkd,fkd->fk", n1, n2)
+    return np.arctan2(y, x)
+
+
+def ref_chain(n, width):
+    """Consecutive tuples (i, ..., i + width - 1), written out with a loop."""
+    return np.array([list(range(i, i + width)) for i in range(n - width + 1)])
+
+
+def ref_inverse_eigvals(X):
+    """Eigenvalues, largest first, of M[i, j] = 1 / r_ij with a zero diagonal."""
+    X = np.asarray(X, dtype=np.float64)
+    d = np.linalg.norm(X[:, :, None] - X[:, None, :], axis=-1)
+    with np.errstate(divide="ignore"):
+        m = np.where(d > 0, 1.0 / d, 0.0)
+    return np.linalg.eigvalsh(m)[:, ::-1]
+
+
+def ref_rbf(r, centers, gamma):
+    r = np.asarray(r, dtype=np.float64)
+    return np.exp(-gamma * (r[..., None] - np.asarray(centers)) ** 2)
+
+
+def ref_bins(r, centers):
+    """One-hot of the nearest centre (ties cannot occur for generic data)."""
+    r = np.asarray(r, dtype=np.float64)
+    k = np.argmin(np.abs(r[..., None] - np.asarray(centers)), axis=-1)
+    return (k[..., None] == np.arange(len(centers))).astype(np.uint8)

@@ -320,11 +320,13 @@ def nan_per_row(v):
 
 @nb.njit(**PARALLEL_JIT)
 def inverse_kernel(r, out):
-    """out = 1 / r elementwise over (F, P); zero distances give inf (the API checks)."""
+    """out = 1 / r elementwise over (F, P); a zero distance (coincident points) gives NaN,
+    which the API reports as undefined, rather than inf."""
     n_frames, n_cols = r.shape
     for f in nb.prange(n_frames):
         for p in range(n_cols):
-            out[f, p] = 1.0 / np.float64(r[f, p])
+            v = np.float64(r[f, p])
+            out[f, p] = 1.0 / v if v != 0.0 else np.nan
 
 
 @nb.njit(**PARALLEL_JIT)
