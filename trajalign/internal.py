@@ -324,11 +324,13 @@ def check_undefined(
     undefined: str = "raise",
     frames: np.ndarray | None = None,
     atom_ids: np.ndarray | None = None,
+    nan_option: str = "undefined='nan'",
 ) -> tuple[int, int]:
     """Raise on NaN in ``values`` (F, K) 2D, or count them when ``undefined="nan"``.
 
     Returns ``(n_nan, n_frames_with_nan)``. The error names the frame (``frames`` maps
-    rows to source frames) and the tuple (``atom_ids`` maps points to reported ids).
+    rows to source frames) and the tuple (``atom_ids`` maps points to reported ids);
+    ``nan_option`` is how the hint spells the NaN choice (the CLI's ``--undefined nan``).
     """
     if undefined not in UNDEFINED_POLICIES:
         raise ParameterError(
@@ -363,8 +365,7 @@ def check_undefined(
     }.get(kind, "two points coincide (zero distance)")
     raise NumericalError(
         f"{where} is undefined in frame {frame}: {reason}",
-        "fix or drop that frame or tuple, or write NaN there with undefined='nan' "
-        "(--undefined nan)",
+        f"fix or drop that frame or tuple, or write NaN there with {nan_option}",
     )
 
 
@@ -581,7 +582,9 @@ def eigvals(
     return out
 
 
-def _check_eigvals(out, bad, n, undefined, frames=None, atom_ids=None):
+def _check_eigvals(
+    out, bad, n, undefined, frames=None, atom_ids=None, nan_option="undefined='nan'"
+):
     rows = np.flatnonzero(bad >= 0)
     if rows.size == 0 or undefined == "nan":
         return int(rows.size * n), int(rows.size)
@@ -593,7 +596,7 @@ def _check_eigvals(out, bad, n, undefined, frames=None, atom_ids=None):
     raise NumericalError(
         f"the inverse-distance matrix is undefined in frame {frame}: points {i} and {j} "
         "coincide (zero distance)",
-        "fix or drop that frame, or write NaN there with undefined='nan' (--undefined nan)",
+        f"fix or drop that frame, or write NaN there with {nan_option}",
     )
 
 

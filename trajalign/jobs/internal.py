@@ -38,6 +38,7 @@ DIHEDRAL_ENCODINGS = ("angle", "sincos")
 _WIDTH = {"distances": 2, "angles": 3, "dihedrals": 4}
 _FEATURE_OF_WIDTH = {2: "distances", 3: "angles", 4: "dihedrals"}
 ROOT = "trajalign/features"
+_NAN_OPTION = "--undefined nan"
 _CAN_BE_UNDEFINED = ("angles", "dihedrals", "distances_inverse", "eigvals")
 
 
@@ -355,7 +356,9 @@ class InternalJob(Job):
 
         def check(values, name, kind, tuples):
             if self.undefined == "raise":
-                check_undefined(values, tuples, kind, "raise", frames=block.frames)
+                check_undefined(
+                    values, tuples, kind, "raise", frames=block.frames, nan_option=_NAN_OPTION
+                )
                 return
             per_frame = nan_per_row(values)
             extra[f"{ROOT}/{name}/undefined"] = per_frame
@@ -397,7 +400,9 @@ class InternalJob(Job):
                 extra[f"{ROOT}/dihedrals_sincos/value"] = sc
         if "eigvals" in self.features:
             ev, bad = _eigvals_raw(x, h, mode)
-            _check_eigvals(ev, bad, x.shape[1], self.undefined, frames=block.frames)
+            _check_eigvals(
+                ev, bad, x.shape[1], self.undefined, frames=block.frames, nan_option=_NAN_OPTION
+            )
             extra[f"{ROOT}/eigvals/value"] = ev
             if self.undefined == "nan":
                 check(ev, "eigvals", "eigvals", None)
