@@ -1,0 +1,533 @@
+"""``trajalign rotate``: Kabsch superposition, principal axes, or point-vector frames.
+
+The fit atoms (``--fit-select``, read by the source into ``Block.aux``) define each
+frame's rigid motion; every written atom moves with it. The average reference is found
+in :meth:`RotateJob.prepare` by passes over the source block by block, so memory stays
+bounded. Principal axes with ``--sign continuity`` carry the previous frame's axes from
+block to block (job state when blocks come in order, :meth:`RotateJob.stitch` when they
+do not), so a chunked run equals a single-block run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._validate import check_finite_frames
+from ..align import (
+    DEGENERATE_GAP,
+    PRINCIPAL_CENTERS,
+    ROTATE_METHODS,
+    SIGN_MODES,
+    _raise_if_nonfinite,
+    average_reference,
+    check_fit_count,
+    check_points,
+    fit_weights,
+    kabsch_warnings,
+    points_block,
+    prepare_reference,
+    principal_block,
+    principal_frame_lists,
+    principal_warnings,
+    superpose_block,
+)
+from ..errors import DataError, InputError, ParameterError
+from ..pipeline import BlockResult, Job, chunk_size
+
+ROT = "trajalign/alignment/rotation"
+TRANS = "trajalign/alignment/translation"
+REF = "trajalign/alignment/reference"
+FIT_INDICES = "trajalign/alignment/fit_indices"
+DIAG = "trajalign/diagnostics"
+RMSD = "observables/rmsd/value"
+
+
+def parse_points(text: str | None) -> tuple[int, ...]:
+    """``"I,J[,K]"`` -> ints."""
+    if text is None:
+        raise ParameterError("--method point needs --points I,J[,K]", "e.g. --points 0,1,2")
+    try:
+        pts = tuple(int(p) for p in str(text).replace(" ", "").split(","))
+    except ValueError:
+        raise ParameterError(
+            f"cannot read --points {text!r}", "give two or three indices such as 0,1,2"
+        ) from None
+    if len(pts) not in (2, 3):
+        raise ParameterError(
+            f"--points {text!r} has {len(pts)} indices", "give I,J in 2D or I,J,K in 3D"
+        )
+    return pts
+
+
+def _load_reference_array(path: str) -> np.ndarray:
+    try:
+        if path.lower().endswith(".npz"):
+            with np.load(path, allow_pickle=False) as npz:
+                if len(npz.files) != 1:
+                    raise InputError(
+                        f"reference {path} holds {len(npz.files)} arrays",
+                        "save the reference alone, or as a .npy",
+                    )
+                return np.asarray(npz[npz.files[0]])
+        return np.asarray(np.load(path, allow_pickle=False))
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(
+            f"cannot read reference {path} ({exc})", "save it with numpy.save as (atoms, dim)"
+        ) from None
+
+
+class RotateJob(Job):
+    """Rotate every frame (see the module docstring).
+
+    Parameters
+    ----------
+    method : {"kabsch", "principal", "point"}
+    reference : str
+        Kabsch: ``first``, ``frame:K`` (K in the trajectory's own frame numbering),
+        ``average``, or a structure file (MDAnalysis-readable, or ``.npy`` (M, D)).
+    weights : {"mass", "none"} or None
+        Fit / gyration weights; None is the method's default (kabsch: none,
+        principal: mass, falling back to none with a warning when there are no masses).
+    center : {"com", "geometric", "point"} or None
+        Principal: the centre (default com; geometric with a warning without masses).
+    point : int
+        Principal with ``center="point"``: the fit atom at the centre.
+    sign : {"continuity", "skew", "none"} or None
+        Principal: sign rule (default continuity).
+    points : str or tuple of int
+        Point: ``I,J[,K]``, positions within the fit atoms.
+    chunk_frames, memory_mb : optional
+        Block size of the average reference's passes (as the run's).
+    """
+
+    def __init__(
+        self,
+        method: str = "kabsch",
+        reference: str = "first",
+        weights: str | None = None,
+        center: str | None = None,
+        point: int = 0,
+        sign: str | None = None,
+        points=None,
+        chunk_frames: int | None = None,
+        memory_mb: float | None = None,
+    ) -> None:
+        super().__init__()
+        if method not in ROTATE_METHODS:
+            raise ParameterError(
+                f"unknown rotation method {method!r}", f"use one of {', '.join(ROTATE_METHODS)}"
+            )
+        if weights not in (None, "mass", "none"):
+            raise ParameterError(f"unknown --weights {weights!r}", "use mass or none")
+        if sign is not None and sign not in SIGN_MODES:
+            raise ParameterError(f"unknown --sign {sign!r}", f"use one of {', '.join(SIGN_MODES)}")
+        if center is not None and center not in PRINCIPAL_CENTERS:
+            raise ParameterError(
+                f"unknown --center {center!r}", f"use one of {', '.join(PRINCIPAL_CENTERS)}"
+            )
+        self.method = method
+        self.reference = reference or "first"
+        self.weights = weights
+        self.center = center or "com"
+        self.point = point
+        self.sign = sign or "continuity"
+        self.points = parse_points(points) if isinstance(points, str) else points
+        self.chunk_frames = chunk_frames
+        self.memory_mb = memory_mb
+        # principal axes with continuity: blocks must be written in order (stitch)
+        self.ordered = method == "principal" and self.sign == "continuity"
+        self._frame_msgs: list[str] = []
+        self._bad: dict[str, list[np.ndarray]] = {}
+        self._prev: np.ndarray | None = None  # last frame's axes, continuity state
+        self._prev_index = -1  # the block position of that frame
+        self.reference_note = ""
+        self.average_passes = 0
+
+    def _refresh_warnings(self) -> None:
+        """Rewrite the frame-list warnings in place (the pipeline may append to the list,
+        and the run summary copies it once at the end)."""
+        bad = {k: np.unique(np.concatenate(v)) for k, v in self._bad.items()}
+        msgs: list[str] = []
+        if self.method == "kabsch" and "fit_status" in bad:
+            fr = bad["fit_status"]
+            msgs = kabsch_warnings(np.full(fr.size, 2, dtype=np.int8), fr)
+        elif self.method == "principal":
+            lists = {k: bad.get(k, np.zeros(0, np.int64)) for k in _PRINCIPAL_LISTS}
+            msgs = principal_warnings(lists, self.sign)
+        for m in self._frame_msgs:
+            if m in self.warnings:
+                self.warnings.remove(m)
+        self.warnings.extend(msgs)
+        self._frame_msgs = msgs
+
+    def _note_frames(self, kind: str, frames: np.ndarray) -> None:
+        if len(frames):
+            self._bad.setdefault(kind, []).append(np.asarray(frames, dtype=np.int64))
+            self._refresh_warnings()
+
+    # ------------------------------------------------------------------ prepare
+    def prepare(self, source) -> None:
+        dim = source.dim
+        self.dim = dim
+        self.has_aux = source.aux_indices is not None
+        self.fit_indices = source.aux_indices if self.has_aux else source.atom_indices
+        n_fit = int(self.fit_indices.size)
+        self.n_fit = n_fit
+        masses = source.aux_masses if self.has_aux else source.masses
+        fit_what = "fit atoms (--fit-select)" if self.has_aux else "selected atoms"
+        if self.method == "kabsch":
+            check_fit_count("kabsch", n_fit, dim, fit_what)
+            self.weights = self.weights or "none"
+            if self.weights == "mass" and masses is None:
+                raise ParameterError(
+                    "--weights mass needs masses, and the input has none",
+                    "give --masses FILE for array inputs, or use --weights none",
+                )
+            self.w = fit_weights(masses if self.weights == "mass" else None, n_fit)
+            self.refc = self._resolve_reference(source)
+        elif self.method == "principal":
+            check_fit_count("principal", n_fit, dim, fit_what)
+            if self.weights is None:
+                self.weights = "mass"
+                if masses is None:
+                    self.weights = "none"
+                    self.warnings.append(
+                        "the input has no masses: the gyration tensor is unweighted "
+                        "(give --masses FILE for array inputs)"
+                    )
+            elif self.weights == "mass" and masses is None:
+                raise ParameterError(
+                    "--weights mass needs masses, and the input has none",
+                    "give --masses FILE for array inputs, or use --weights none",
+                )
+            if self.center == "com" and masses is None:
+                self.warnings.append(
+                    "the input has no masses: com is the geometric center "
+                    "(give --masses FILE for array inputs)"
+                )
+            self.wg = fit_weights(masses if self.weights == "mass" else None, n_fit)
+            self.wc = fit_weights(masses if self.center == "com" else None, n_fit)
+            if self.center == "point":
+                from .._validate import as_index
+
+                self.point = as_index(self.point, n_fit, "--point")
+            else:
+                self.point = -1
+        else:
+            if self.points is None:
+                raise ParameterError("--method point needs --points I,J[,K]", "e.g. --points 0,1,2")
+            pts = list(self.points) + [None] * (3 - len(self.points))
+            where = "fit atom" if self.has_aux else "point"
+            try:
+                self.ijk = check_points(pts[0], pts[1], pts[2], n_fit, dim, f"--points {where}")
+            except (ParameterError, DataError) as err:
+                raise type(err)(err.message, err.hint) from None
+
+    def _fit_of(self, block) -> np.ndarray:
+        return block.aux if self.has_aux else block.coords
+
+    def _block_size(self, source) -> int:
+        return chunk_size(
+            source.n_points + self.n_fit, source.dim, self.chunk_frames, self.memory_mb
+        )
+
+    def _resolve_reference(self, source) -> np.ndarray:
+        ref = self.reference
+        dim = source.dim
+        if ref == "first":
+            block = source.read(0, 1)
+            x = self._fit_of(block)
+            check_finite_frames(x, "the reference (first frame)", block.frames)
+            self.reference_note = f"frame:{int(block.frames[0])}"
+            return prepare_reference(x[0], self.w, dim, f"frame {int(block.frames[0])}")
+        if ref.startswith("frame:"):
+            return self._reference_frame(source, ref[6:])
+        if ref == "average":
+            return self._average(source)
+        if not os.path.exists(ref):
+            raise InputError(
+                f"reference {ref!r} is neither first, average, frame:K nor an existing file",
+                "give --reference first, frame:K, average, or a structure file",
+            )
+        self.reference_note = os.path.abspath(ref)
+        return prepare_reference(self._reference_file(source, ref), self.w, dim, f"reference {ref}")
+
+    def _reference_frame(self, source, text: str) -> np.ndarray:
+        from ..io import open_source
+
+        try:
+            k = int(text)
+        except ValueError:
+            raise ParameterError(
+                f"--reference frame:{text} does not name a frame number", "write e.g. frame:0"
+            ) from None
+        total = source.total_frames
+        if not -total <= k < total:
+            raise ParameterError(
+                f"reference frame {k} is out of range: the trajectory has {total} frames",
+                f"use frame:0 to frame:{total - 1}",
+            )
+        k %= total
+        # the reference need not be among the sliced frames: reopen the input at frame k
+        spec = dict(source.spec.as_dict(), start=k, stop=k + 1, step=None)
+        with open_source(**spec) as one:
+            block = one.read(0, 1)
+        x = self._fit_of(block)
+        check_finite_frames(x, "the reference", block.frames)
+        self.reference_note = f"frame:{k}"
+        return prepare_reference(x[0], self.w, source.dim, f"reference frame {k}")
+
+    def _reference_file(self, source, path: str) -> np.ndarray:
+        n_fit, n_total = self.n_fit, source.n_atoms_total
+        if path.lower().endswith((".npy", ".npz")):
+            arr = _load_reference_array(path)
+            if arr.ndim == 3 and arr.shape[0] == 1:
+                arr = arr[0]
+            if arr.ndim != 2 or arr.shape[-1] != source.dim:
+                raise DataError(
+                    f"reference {path} has shape {arr.shape}, not (atoms, {source.dim})",
+                    f"save the {n_fit} fit atoms as an ({n_fit}, {source.dim}) array",
+                )
+            if arr.shape[0] == n_fit:
+                return arr
+            if arr.shape[0] == n_total:
+                return arr[self.fit_indices]
+            raise DataError(
+                f"reference {path} has {arr.shape[0]} atoms, but the fit uses {n_fit} "
+                f"(of {n_total} in the input)",
+                f"give {n_fit} positions (the fit atoms) or {n_total} (every atom)",
+            )
+        if source.dim != 3:
+            raise ParameterError(
+                f"reference {path} is a structure file, but the input is 2D",
+                "give a .npy array of shape (fit atoms, 2)",
+            )
+        import warnings
+
+        import MDAnalysis as mda
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                u = mda.Universe(path)
+            except Exception as exc:
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InputError(
+                    f"MDAnalysis cannot read reference {path}: {msg}",
+                    "give a structure file (PDB, GRO, ...) or a .npy array",
+                ) from None
+        pos = np.asarray(u.atoms.positions, dtype=np.float64)
+        if pos.shape[0] == n_fit:
+            return pos
+        if pos.shape[0] == n_total:
+            return pos[self.fit_indices]
+        sel = source.spec.aux_select if self.has_aux else source.spec.select
+        try:
+            ag = u.select_atoms(sel)
+        except Exception:
+            ag = None
+        if ag is not None and ag.n_atoms == n_fit:
+            return np.asarray(ag.positions, dtype=np.float64)
+        raise DataError(
+            f"reference {path} has {pos.shape[0]} atoms, but the fit uses {n_fit} "
+            f"(of {n_total} in the input)"
+            + (f" and selection {sel!r} picks {ag.n_atoms} there" if ag is not None else ""),
+            "give a structure with the fit atoms, or of the whole system",
+        )
+
+    def _average(self, source) -> np.ndarray:
+        chunk = self._block_size(source)
+
+        def blocks():
+            for start in range(0, source.n_frames, chunk):
+                block = source.read(start, min(start + chunk, source.n_frames))
+                x = self._fit_of(block)
+                check_finite_frames(x, "the input", block.frames)
+                yield x
+
+        first = source.read(0, 1)
+        x0 = self._fit_of(first)
+        check_finite_frames(x0, "the input", first.frames)
+        refc, passes, ok = average_reference(blocks, x0[0], self.w)
+        self.average_passes = passes
+        self.reference_note = "average"
+        if not ok:
+            self.warnings.append(
+                f"the average structure still moved after {passes} passes; it is used as is"
+            )
+        return refc
+
+    # ------------------------------------------------------------------ output
+    def frame_bytes(self, source) -> int:
+        # results per frame (float64): rotation, translation and diagnostics, plus the
+        # fit atoms read beside the coordinates
+        d = source.dim
+        fit = self.n_fit * d * 4 if self.has_aux else 0
+        return 8 * (d * d + 6 * d + 4) + fit
+
+    def output_shape(self, source) -> tuple[int, int]:
+        return source.n_points, source.dim
+
+    def declare(self, writer, source) -> None:
+        n, d, unit = source.n_frames, source.dim, source.length_unit
+        rot = writer.create(ROT, (n, d, d))
+        rot.attrs["convention"] = "aligned[t] = (x[t] - translation[t]) @ rotation[t]"
+        writer.create(TRANS, (n, d), attrs={"unit": unit})
+        fit = writer.create(FIT_INDICES, (self.n_fit,), dtype=np.int64)
+        fit[...] = self.fit_indices
+        if self.method == "kabsch":
+            ref = writer.create(REF, (self.n_fit, d), attrs={"unit": unit})
+            ref[...] = self.refc
+            ref.attrs["source"] = self.reference_note
+            ref.attrs["centered"] = "on the weighted centroid of the fit atoms"
+            writer.create_observable("rmsd", unit=unit)
+            writer.create(f"{DIAG}/fit_status", (n,), dtype=np.int8).attrs["codes"] = (
+                "0 closed form or QCP, 1 eigen-solver fallback, 2 optimum not unique"
+            )
+        elif self.method == "principal":
+            writer.create(f"{DIAG}/eigenvalues", (n, d), attrs={"unit": f"{unit}^2"})
+            writer.create(f"{DIAG}/gap", (n, d - 1))
+            writer.create(f"{DIAG}/skewness", (n, d))
+            writer.create(f"{DIAG}/sign_flip", (n, d), dtype=np.bool_)
+            writer.create(f"{DIAG}/axis_swap", (n,), dtype=np.bool_)
+            writer.create(f"{DIAG}/skew_undefined", (n,), dtype=np.bool_)
+
+    # ------------------------------------------------------------------ blocks
+    def process(self, block) -> BlockResult:
+        x = block.coords
+        xfit = self._fit_of(block)
+        if self.has_aux:
+            # frames are numbered within the block; the pipeline renames them
+            check_finite_frames(xfit, "the input")
+        if self.method != "kabsch" or self.has_aux:
+            check_finite_frames(x, "the input")
+        if self.method == "kabsch":
+            out, rot, trans, rmsd, status = superpose_block(x, xfit, self.w, self.refc)
+            if not self.has_aux:
+                _raise_if_nonfinite(trans)  # NaN in a fit atom reaches its translation
+            self._note_frames("fit_status", block.frames[status == 2])
+            extra = {ROT: rot, TRANS: trans, RMSD: rmsd, f"{DIAG}/fit_status": status}
+            return BlockResult(out, extra)
+        if self.method == "point":
+            i, j, k = self.ijk
+            out, rot, trans = points_block(x, xfit, i, j, k, block.frames)
+            return BlockResult(out, {ROT: rot, TRANS: trans})
+        # principal: continuity state only when this block follows the last one processed
+        prev = self._prev if self._prev_index == block.start - 1 else None
+        out, rot, trans, diag, last = principal_block(
+            x, xfit, self.wc, self.point, self.wg, self.sign, prev, block.frames
+        )
+        self._prev, self._prev_index = last, block.start + len(block.frames) - 1
+        if self.sign == "continuity" and block.start > 0 and prev is None:
+            # the block's first frame fell back to skew; stitch() decides it
+            diag["skew_undefined"][0] = False
+        for kind, frames in principal_frame_lists(diag, block.frames, DEGENERATE_GAP).items():
+            if kind == "skew_undefined" and self.sign == "continuity" and block.start > 0:
+                continue
+            self._note_frames(kind, frames)
+        extra = {ROT: rot, TRANS: trans}
+        extra.update({f"{DIAG}/{k}": v for k, v in diag.items()})
+        return BlockResult(out, extra)
+
+    def stitch(self, result: BlockResult, writer, start: int) -> BlockResult:
+        """Continuity across blocks processed out of order (Dask, --resume): flip the
+        block's axes to follow the last written frame. A no-op when the block was already
+        processed with that frame's axes."""
+        if not self.ordered or start == 0:
+            return result
+        prev = np.asarray(writer.f[ROT][start - 1], dtype=np.float64)
+        rot = result.extra[ROT]
+        d = rot.shape[-1]
+        signs = np.ones(d)
+        for k in range(d - 1):
+            if float(rot[0, :, k] @ prev[:, k]) < 0.0:
+                signs[k] = -1.0
+        signs[-1] = signs[0] if d == 2 else signs[0] * signs[1]
+        if np.any(signs < 0):
+            result.extra[ROT] = rot * signs
+            result.coords = result.coords * signs.astype(result.coords.dtype)
+            result.extra[f"{DIAG}/skewness"] = result.extra[f"{DIAG}/skewness"] * signs
+        # the first frame's jump flags are relative to the previous block's last frame
+        r0 = result.extra[ROT][0]
+        dots = r0.T @ prev
+        result.extra[f"{DIAG}/sign_flip"][0] = np.diag(dots) < 0.0
+        result.extra[f"{DIAG}/axis_swap"][0] = bool(
+            np.any(np.argmax(np.abs(dots), axis=1) != np.arange(d))
+        )
+        return result
+
+    def parameters(self) -> dict:
+        p: dict = {"method": self.method, "fit_atoms": int(getattr(self, "n_fit", 0))}
+        if self.method == "kabsch":
+            p.update(reference=self.reference_note or self.reference, weights=self.weights)
+            if self.reference == "average":
+                p["average_passes"] = self.average_passes
+        elif self.method == "principal":
+            p.update(sign=self.sign, center=self.center, weights=self.weights)
+            if self.center == "point":
+                p["point"] = self.point
+        else:
+            p["points"] = [int(v) for v in self.points]
+        return p
+
+
+_PRINCIPAL_LISTS = ("degenerate", "swap", "skew_undefined")
+
+
+def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> None:
+    """Write the aligned coordinates of ``h5_path`` through an MDAnalysis writer.
+
+    The format follows ``target``'s extension (XTC, DCD, PDB, GRO, TRR, ...). Written to
+    a temporary file beside ``target`` and renamed when complete; an existing target is
+    refused unless ``force``. Reads the HDF5 file block by block (bounded memory). The
+    box is not written: the aligned frames are rotated against it.
+    """
+    import warnings
+
+    import h5py
+    import MDAnalysis as mda
+
+    from ..io.output import AtomicOutput
+
+    if source.dim != 3:
+        raise ParameterError("--write-traj needs 3D coordinates", "drop --write-traj for 2D input")
+    ext = os.path.splitext(target)[1].lstrip(".").upper()
+    if not ext:
+        raise ParameterError(
+            f"--write-traj {target} has no extension", "name the format, e.g. out.xtc"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if source.kind == "mdanalysis":
+            u = mda.Merge(source.universe.atoms[source.atom_indices])
+        else:
+            u = mda.Universe.empty(source.n_points, trajectory=True)
+            u.add_TopologyAttr("names", ["X"] * source.n_points)
+        with AtomicOutput(target, force=force) as tmp, h5py.File(h5_path, "r") as f:
+            pos = f["particles/trajectory/position/value"]
+            times = f["trajalign/frames/time"]
+            n = pos.shape[0]
+            step = max(1, min(n, 2**26 // max(1, pos.shape[1] * 12)))
+            try:
+                writer = mda.Writer(str(tmp), n_atoms=u.atoms.n_atoms, format=ext)
+            except (TypeError, ValueError) as exc:
+                raise ParameterError(
+                    f"MDAnalysis cannot write {target}: {exc}",
+                    "use a trajectory extension such as .xtc, .dcd or .pdb",
+                ) from None
+            with writer:
+                ts = u.trajectory.ts
+                ts.dimensions = None
+                for s in range(0, n, step):
+                    block = pos[s : s + step]
+                    tb = times[s : s + step]
+                    for i in range(block.shape[0]):
+                        u.atoms.positions = block[i]
+                        ts.time = float(tb[i])
+                        ts.frame = s + i
+                        writer.write(u.atoms)
+
+
+__all__ = ["RotateJob", "parse_points", "write_trajectory"]

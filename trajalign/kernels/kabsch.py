@@ -1,0 +1,409 @@
+"""Weighted Kabsch superposition: one pass for centroid and correlation, one to rotate.
+
+Conventions (row vectors, as the rest of trajalign):
+
+- ``aligned[t] = (x[t] - c_t) @ R_t`` where ``c_t`` is the ``w``-weighted centroid of the
+  fit atoms of frame ``t`` and ``R_t`` (D, D) is the proper rotation (det +1) that
+  minimises ``sum_i w_i |(xfit[t, i] - c_t) @ R_t - ref_i|^2``.
+- ``ref`` is the reference fit atoms, float64, **already centred** on their
+  ``w``-weighted centroid, and ``w`` sums to 1. Because ``sum_i w_i ref_i = 0`` the
+  correlation matrix ``S = sum_i w_i (x_i - c) ref_i^T`` equals ``sum_i w_i (x_i - s)
+  ref_i^T`` for any shift ``s``, so centroid, ``S`` and the spread of ``x`` come out of a
+  single pass (shifted by the frame's first fit atom to keep float64 sums well scaled).
+- 2D: closed form. 3D: QCP (Theobald 2005, Liu et al. 2010): Newton on the quartic
+  characteristic polynomial of Horn's 4x4 key matrix from the upper bound ``(Gx+Gy)/2``,
+  then the quaternion from the adjugate of ``K - lambda I``. The quaternion is accepted
+  only if its Rayleigh quotient reaches the eigenvalue; otherwise (near-degenerate
+  eigenvalues, where the adjugate vanishes) the full symmetric eigenproblem is solved
+  with ``np.linalg.eigh``. A quaternion always gives a proper rotation, so a fit that
+  would be best as a reflection is never returned as one.
+- ``status[t]``: 0 closed form / QCP, 1 eigen fallback (rotation still unique and
+  optimal), 2 degenerate: the optimum is not unique (collinear or symmetric fit atoms, or
+  all at one point); ``R_t`` is then one optimal rotation among many and the caller warns.
+"""
+
+import numba as nb
+import numpy as np
+
+from ._config import JIT, PARALLEL_JIT
+
+# relative tolerances, of the Frobenius norm |S| of the correlation matrix: the
+# eigenvalues of K are +-s1 +-s2 +-s3 (singular values of S), so |S| sets their scale
+# (E0 = (Gx + Gy) / 2 does not when the frame and reference differ in size)
+_NEWTON_TOL = 1e-13  # Newton stops when the step is below this fraction of lambda
+_ADJ_TOL = 1e-6  # adjugate column norms below this * |S|**3: near-degenerate lambda
+_RAYLEIGH_TOL = 1e-10  # accepted quaternion must reach lambda - this * |S|
+_DEGENERATE_TOL = 1e-7  # top-two eigenvalue gap below this * |S|: rotation not unique
+
+
+@nb.njit(**JIT)
+def _quat_to_rot(q0, q1, q2, q3, rot):
+    """Row-convention rotation (x @ rot) of the unit quaternion (q0, q1, q2, q3)."""
+    # column-convention matrix M (M @ x) is Horn's; rot = M.T
+    rot[0, 0] = q0 * q0 + q1 * q1 - q2 * q2 - q3 * q3
+    rot[1, 0] = 2.0 * (q1 * q2 - q0 * q3)
+    rot[2, 0] = 2.0 * (q1 * q3 + q0 * q2)
+    rot[0, 1] = 2.0 * (q2 * q1 + q0 * q3)
+    rot[1, 1] = q0 * q0 - q1 * q1 + q2 * q2 - q3 * q3
+    rot[2, 1] = 2.0 * (q2 * q3 - q0 * q1)
+    rot[0, 2] = 2.0 * (q3 * q1 - q0 * q2)
+    rot[1, 2] = 2.0 * (q3 * q2 + q0 * q1)
+    rot[2, 2] = q0 * q0 - q1 * q1 - q2 * q2 + q3 * q3
+
+
+@nb.njit(**JIT)
+def _det3(a00, a01, a02, a10, a11, a12, a20, a21, a22):
+    return (
+        a00 * (a11 * a22 - a12 * a21)
+        - a01 * (a10 * a22 - a12 * a20)
+        + a02 * (a10 * a21 - a11 * a20)
+    )
+
+
+@nb.njit(**JIT)
+def rotation_3d(s, e0, rot):
+    """Optimal proper rotation from the 3x3 correlation ``s`` (s[a, b] = sum w x_a r_b).
+
+    ``e0`` = (Gx + Gy) / 2 >= lambda_max. Writes ``rot`` (3, 3); returns
+    ``(lambda_max, status)``.
+    """
+    sxx, sxy, sxz = s[0, 0], s[0, 1], s[0, 2]
+    syx, syy, syz = s[1, 0], s[1, 1], s[1, 2]
+    szx, szy, szz = s[2, 0], s[2, 1], s[2, 2]
+    # Horn's symmetric key matrix K; its largest eigenpair is (lambda_max, quaternion)
+    k = np.empty((4, 4))
+    k[0, 0] = sxx + syy + szz
+    k[0, 1] = syz - szy
+    k[0, 2] = szx - sxz
+    k[0, 3] = sxy - syx
+    k[1, 1] = sxx - syy - szz
+    k[1, 2] = sxy + syx
+    k[1, 3] = szx + sxz
+    k[2, 2] = -sxx + syy - szz
+    k[2, 3] = syz + szy
+    k[3, 3] = -sxx - syy + szz
+    for i in range(4):
+        for j in range(i):
+            k[i, j] = k[j, i]
+    c2 = 0.0
+    for i in range(3):
+        for j in range(3):
+            c2 += s[i, j] * s[i, j]
+    scale = np.sqrt(c2)
+    if not scale > 1e-300 or not e0 > 0.0:
+        # S = 0: the fit atoms at one point, or uncorrelated with the reference; any
+        # rotation is optimal (and the caller warns)
+        for i in range(3):
+            for j in range(3):
+                rot[i, j] = 1.0 if i == j else 0.0
+        return 0.0, 2
+    # K is traceless: det(K - l I) = l^4 + c2 l^2 + c1 l + c0
+    c2 *= -2.0
+    c1 = -8.0 * _det3(sxx, sxy, sxz, syx, syy, syz, szx, szy, szz)
+    # det K by Laplace expansion along the first two rows (2x2 minors)
+    m01 = k[0, 0] * k[1, 1] - k[0, 1] * k[1, 0]
+    m02 = k[0, 0] * k[1, 2] - k[0, 2] * k[1, 0]
+    m03 = k[0, 0] * k[1, 3] - k[0, 3] * k[1, 0]
+    m12 = k[0, 1] * k[1, 2] - k[0, 2] * k[1, 1]
+    m13 = k[0, 1] * k[1, 3] - k[0, 3] * k[1, 1]
+    m23 = k[0, 2] * k[1, 3] - k[0, 3] * k[1, 2]
+    n01 = k[2, 0] * k[3, 1] - k[2, 1] * k[3, 0]
+    n02 = k[2, 0] * k[3, 2] - k[2, 2] * k[3, 0]
+    n03 = k[2, 0] * k[3, 3] - k[2, 3] * k[3, 0]
+    n12 = k[2, 1] * k[3, 2] - k[2, 2] * k[3, 1]
+    n13 = k[2, 1] * k[3, 3] - k[2, 3] * k[3, 1]
+    n23 = k[2, 2] * k[3, 3] - k[2, 3] * k[3, 2]
+    c0 = m01 * n23 - m02 * n13 + m03 * n12 + m12 * n03 - m13 * n02 + m23 * n01
+    # Newton from above converges monotonically to the largest root (Theobald 2005): P is
+    # convex above it. Both E0 and sqrt(3)|S| >= s1 + s2 + s3 bound it; take the tighter.
+    lam = min(e0, np.sqrt(3.0) * scale)
+    for _ in range(60):
+        l2 = lam * lam
+        b = (l2 + c2) * lam
+        a = b + c1
+        denom = 2.0 * l2 * lam + b + a  # P'(lam) = 4 l^3 + 2 c2 l + c1
+        if denom == 0.0:
+            break
+        delta = (a * lam + c0) / denom
+        lam -= delta
+        if abs(delta) <= _NEWTON_TOL * abs(lam):
+            break
+    # eigenvector: the largest column of adj(K - lam I)
+    a = np.empty((4, 4))
+    for i in range(4):
+        for j in range(4):
+            a[i, j] = k[i, j]
+        a[i, i] -= lam
+    best = -1.0
+    q = np.zeros(4)
+    for col in range(4):
+        # column col of the adjugate = cofactors of row col (A is symmetric)
+        r0 = 0 if col != 0 else 1
+        r1 = r0 + 1 if r0 + 1 != col else r0 + 2
+        r2 = r1 + 1 if r1 + 1 != col else r1 + 2
+        v = np.empty(4)
+        for j in range(4):
+            c0_ = 0 if j != 0 else 1
+            c1_ = c0_ + 1 if c0_ + 1 != j else c0_ + 2
+            c2_ = c1_ + 1 if c1_ + 1 != j else c1_ + 2
+            minor = _det3(
+                a[r0, c0_], a[r0, c1_], a[r0, c2_],
+                a[r1, c0_], a[r1, c1_], a[r1, c2_],
+                a[r2, c0_], a[r2, c1_], a[r2, c2_],
+            )  # fmt: skip
+            v[j] = minor if (col + j) % 2 == 0 else -minor
+        nrm = v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]
+        if nrm > best:
+            best = nrm
+            for j in range(4):
+                q[j] = v[j]
+    status = 0
+    ok = best > (_ADJ_TOL * scale * scale * scale) ** 2 and best == best
+    if ok:
+        inv = 1.0 / np.sqrt(best)
+        for j in range(4):
+            q[j] *= inv
+        # the rotation is optimal iff q^T K q reaches lambda_max
+        rq = 0.0
+        for i in range(4):
+            for j in range(4):
+                rq += q[i] * k[i, j] * q[j]
+        ok = rq >= lam - _RAYLEIGH_TOL * scale
+    if not ok:
+        evals, evecs = np.linalg.eigh(k)
+        lam = evals[3]
+        for j in range(4):
+            q[j] = evecs[j, 3]
+        status = 2 if evals[3] - evals[2] <= _DEGENERATE_TOL * scale else 1
+    _quat_to_rot(q[0], q[1], q[2], q[3], rot)
+    return lam, status
+
+
+@nb.njit(**JIT)
+def rotation_2d(s, e0, rot):
+    """Optimal rotation in 2D, closed form; returns ``(lambda_max, status)``."""
+    # maximise tr(M S) over M = [[c, -s], [s, c]]: c (S00 + S11) + s (S01 - S10)
+    a = s[0, 0] + s[1, 1]
+    b = s[0, 1] - s[1, 0]
+    lam = np.sqrt(a * a + b * b)
+    scale = np.sqrt(s[0, 0] ** 2 + s[0, 1] ** 2 + s[1, 0] ** 2 + s[1, 1] ** 2)
+    if not lam > _DEGENERATE_TOL * scale or not scale > 1e-300:
+        # isotropic fit atoms against their mirror image, or all at one point
+        rot[0, 0] = 1.0
+        rot[0, 1] = 0.0
+        rot[1, 0] = 0.0
+        rot[1, 1] = 1.0
+        return lam, 2
+    c = a / lam
+    sn = b / lam
+    # rot = M.T for row vectors
+    rot[0, 0] = c
+    rot[0, 1] = sn
+    rot[1, 0] = -sn
+    rot[1, 1] = c
+    return lam, 0
+
+
+@nb.njit(**JIT)
+def _moments3(xr, w, wr, n):
+    """Sums over the fit atoms of one 3D frame, flat rows (3n,): S (9 values, row-major,
+    S[a, b] = sum w x_a ref_b), the weighted centroid m (3) and sum w |x|^2."""
+    # S needs no centring: sum w ref = 0, so sum w (x - m) ref^T = sum w x ref^T. The
+    # uncentred sum w |x|^2 - |m|^2 loses log10(|x|^2 / Rg^2) digits of float64, which
+    # leaves the RMSD exact to ~1e-6 A even for coordinates near 1e4 A.
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
+    m0 = m1 = m2 = g = 0.0
+    for i in range(n):
+        a = np.float64(xr[3 * i])
+        b = np.float64(xr[3 * i + 1])
+        c = np.float64(xr[3 * i + 2])
+        wi = w[i]
+        wa = wi * a
+        wb = wi * b
+        wc = wi * c
+        m0 += wa
+        m1 += wb
+        m2 += wc
+        g += wa * a + wb * b + wc * c
+        p = wr[3 * i]
+        q = wr[3 * i + 1]
+        r = wr[3 * i + 2]
+        s00 += a * p
+        s01 += a * q
+        s02 += a * r
+        s10 += b * p
+        s11 += b * q
+        s12 += b * r
+        s20 += c * p
+        s21 += c * q
+        s22 += c * r
+    return s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g
+
+
+@nb.njit(**JIT)
+def _moments2(xr, w, wr, n):
+    """2D version of :func:`_moments3`: S (4 values), m (2), sum w |x|^2."""
+    s00 = s01 = s10 = s11 = 0.0
+    m0 = m1 = g = 0.0
+    for i in range(n):
+        a = np.float64(xr[2 * i])
+        b = np.float64(xr[2 * i + 1])
+        wi = w[i]
+        wa = wi * a
+        wb = wi * b
+        m0 += wa
+        m1 += wb
+        g += wa * a + wb * b
+        p = wr[2 * i]
+        q = wr[2 * i + 1]
+        s00 += a * p
+        s01 += a * q
+        s10 += b * p
+        s11 += b * q
+    return s00, s01, s10, s11, m0, m1, g
+
+
+@nb.njit(**JIT)
+def _fit_frame(xr, w, wr, n, dim, gy, rot, trans):
+    """One frame: centroid, correlation and spread in one pass, then the rotation.
+
+    xr : (n * dim,) flat fit atoms of the frame; wr : (n * dim,) flat ``w * ref``.
+    Writes trans (dim,) and rot (dim, dim); returns (msd, status).
+    """
+    s = np.empty((dim, dim))
+    if dim == 3:
+        s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g = _moments3(xr, w, wr, n)
+        s[0, 0], s[0, 1], s[0, 2] = s00, s01, s02
+        s[1, 0], s[1, 1], s[1, 2] = s10, s11, s12
+        s[2, 0], s[2, 1], s[2, 2] = s20, s21, s22
+        trans[0], trans[1], trans[2] = m0, m1, m2
+        gx = g - (m0 * m0 + m1 * m1 + m2 * m2)
+    else:
+        s00, s01, s10, s11, m0, m1, g = _moments2(xr, w, wr, n)
+        s[0, 0], s[0, 1], s[1, 0], s[1, 1] = s00, s01, s10, s11
+        trans[0], trans[1] = m0, m1
+        gx = g - (m0 * m0 + m1 * m1)
+    if gx < 0.0:
+        gx = 0.0
+    e0 = 0.5 * (gx + gy)
+    if dim == 3:
+        lam, status = rotation_3d(s, e0, rot)
+    else:
+        lam, status = rotation_2d(s, e0, rot)
+    msd = gx + gy - 2.0 * lam
+    return (msd if msd > 0.0 else 0.0), status
+
+
+@nb.njit(**JIT)
+def _apply_flat(xr, orow, n, dim, rot, trans):
+    """orow = (xr - trans) @ rot for one frame of flat (n * dim,) rows; float64 math."""
+    # flat rows index faster than (n, dim) views in numba (about 2x here)
+    if dim == 3:
+        r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
+        r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
+        r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
+        t0, t1, t2 = trans[0], trans[1], trans[2]
+        for i in range(n):
+            a = xr[3 * i] - t0
+            b = xr[3 * i + 1] - t1
+            c = xr[3 * i + 2] - t2
+            orow[3 * i] = a * r00 + b * r10 + c * r20
+            orow[3 * i + 1] = a * r01 + b * r11 + c * r21
+            orow[3 * i + 2] = a * r02 + b * r12 + c * r22
+    else:
+        r00, r01, r10, r11 = rot[0, 0], rot[0, 1], rot[1, 0], rot[1, 1]
+        t0, t1 = trans[0], trans[1]
+        for i in range(n):
+            a = xr[2 * i] - t0
+            b = xr[2 * i + 1] - t1
+            orow[2 * i] = a * r00 + b * r10
+            orow[2 * i + 1] = a * r01 + b * r11
+
+
+@nb.njit(**JIT)
+def _prepare_ref(w, ref):
+    """Flat ``w * ref`` and ``Gy = sum w |ref|^2``."""
+    n_fit, dim = ref.shape
+    wr = np.empty(n_fit * dim)
+    gy = 0.0
+    for i in range(n_fit):
+        for d in range(dim):
+            wr[i * dim + d] = w[i] * ref[i, d]
+            gy += w[i] * ref[i, d] * ref[i, d]
+    return wr, gy
+
+
+@nb.njit(**PARALLEL_JIT)
+def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
+    """Fit every frame's ``xfit`` onto ``ref`` and apply the motion to ``x``.
+
+    x : (F, N, D) float32/float64 atoms to move, C-contiguous; xfit : (F, M, D) fit
+    atoms (may be ``x`` itself); w : (M,) float64 summing to 1; ref : (M, D) float64
+    centred on its ``w``-weighted centroid; out : like x; rot : (F, D, D), trans : (F, D),
+    rmsd : (F,) float64; status : (F,) int8 (see the module docstring).
+    """
+    n_frames, n, dim = x.shape
+    n_fit = ref.shape[0]
+    wr, gy = _prepare_ref(w, ref)
+    xflat = x.reshape(n_frames, n * dim)
+    fflat = xfit.reshape(n_frames, n_fit * dim)
+    oflat = out.reshape(n_frames, n * dim)
+    for f in nb.prange(n_frames):
+        # the fit pass and the move of the same frame back to back: when xfit is x the
+        # second pass reads the frame from cache
+        msd, st = _fit_frame(fflat[f], w, wr, n_fit, dim, gy, rot[f], trans[f])
+        rmsd[f] = np.sqrt(msd)
+        status[f] = st
+        _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+
+
+@nb.njit(**PARALLEL_JIT)
+def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
+    """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
+    n_frames, n_fit, dim = xfit.shape
+    wr, gy = _prepare_ref(w, ref)
+    fflat = xfit.reshape(n_frames, n_fit * dim)
+    for f in nb.prange(n_frames):
+        msd, st = _fit_frame(fflat[f], w, wr, n_fit, dim, gy, rot[f], trans[f])
+        rmsd[f] = np.sqrt(msd)
+        status[f] = st
+
+
+@nb.njit(**PARALLEL_JIT)
+def apply_motion(x, rot, trans, out):
+    """out[t] = (x[t] - trans[t]) @ rot[t] for every frame (float64 arithmetic).
+
+    x : (F, N, D) float32/float64, C-contiguous; rot : (F, D, D), trans : (F, D) float64;
+    out : like x.
+    """
+    n_frames, n, dim = x.shape
+    xflat = x.reshape(n_frames, n * dim)
+    oflat = out.reshape(n_frames, n * dim)
+    for f in nb.prange(n_frames):
+        _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+
+
+@nb.njit(**PARALLEL_JIT)
+def sum_aligned(xfit, rot, trans, n_chunks):
+    """Sum over frames of the aligned fit atoms, (M, D) float64.
+
+    One accumulator per chunk of frames (``n_chunks`` of them, one per thread), summed
+    serially at the end, so the result does not depend on thread scheduling.
+    """
+    n_frames, n_fit, dim = xfit.shape
+    n_chunks = max(1, min(n_chunks, n_frames))
+    fflat = xfit.reshape(n_frames, n_fit * dim)
+    acc = np.zeros((n_chunks, n_fit * dim))
+    for c in nb.prange(n_chunks):
+        lo = c * n_frames // n_chunks
+        hi = (c + 1) * n_frames // n_chunks
+        tmp = np.empty(n_fit * dim)
+        for f in range(lo, hi):
+            _apply_flat(fflat[f], tmp, n_fit, dim, rot[f], trans[f])
+            for j in range(n_fit * dim):
+                acc[c, j] += tmp[j]
+    total = np.zeros(n_fit * dim)
+    for c in range(n_chunks):
+        for j in range(n_fit * dim):
+            total[j] += acc[c, j]
+    return total.reshape(n_fit, dim)
