@@ -271,26 +271,59 @@ def test_help_does_not_import_heavy_modules():
     assert "HEAVY []" in p.stdout, p.stdout + p.stderr
 
 
+def _start_and_stop(data, out, sig, extra=()):
+    """Start a slow run, send ``sig`` once its partial file exists; return the process."""
+    proc = subprocess.Popen(
+        [*EXE, "center", str(data), "-o", str(out), "--force", "--chunk-frames", "1", *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partial = out.parent / f".{out.name}.partial"
+    deadline = time.time() + 60
+    while time.time() < deadline and not partial.exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc, err, partial
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_leaves_no_output(tmp_path, sig, code):
+def test_interrupt_keeps_target_and_resume_finishes(tmp_path, sig, code):
     data = tmp_path / "big.npy"
-    np.save(data, np.zeros((40000, 4, 3), dtype=np.float32))
+    X = np.random.default_rng(5).normal(size=(12000, 4, 3)).astype(np.float32)
+    np.save(data, X)
     outdir = tmp_path / "out"
     outdir.mkdir()
     existing = outdir / "o.h5"
     existing.write_bytes(b"keep")
-    proc = subprocess.Popen(
-        [*EXE, "center", str(data), "-o", str(existing), "--force", "--chunk-frames", "1"],
-        stderr=subprocess.PIPE,
+    proc, err, partial = _start_and_stop(data, existing, sig)
+    assert proc.returncode == code, err
+    line = only_error_line(type("R", (), {"code": 1, "stderr": err})())
+    assert "--resume" in line and "blocks are kept" in line
+    assert existing.read_bytes() == b"keep"  # the target is untouched
+    assert partial.exists()
+    p = subprocess.run(
+        [
+            *EXE,
+            "center",
+            str(data),
+            "-o",
+            str(existing),
+            "--force",
+            "--chunk-frames",
+            "1",
+            "--resume",
+            "--json",
+        ],
+        capture_output=True,
         text=True,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(p.suffix == ".tmp" for p in outdir.iterdir()):
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err
-    assert err.strip().startswith("Error:") and "Traceback" not in err
-    assert sorted(p.name for p in outdir.iterdir()) == ["o.h5"]
-    assert existing.read_bytes() == b"keep"
+    assert p.returncode == 0, p.stderr
+    assert "resumed:" in p.stderr
+    assert not partial.exists()
+    with h5py.File(existing) as f:
+        np.testing.assert_allclose(
+            f["particles/trajectory/position/value"][()], ref.center_com(X)[0], atol=1e-5
+        )
+        assert "resume" not in f["trajalign"]

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import (
+    ClusterError,
     DataError,
     InputError,
     NumericalError,
     OutputError,
     ParameterError,
     SelectionError,
+    ResumeError,
     TrajalignError,
 )
 
@@ -37,6 +39,8 @@ __all__ = [
     "__version__",
     "DataError",
     "InputError",
+    "ClusterError",
+    "ResumeError",
     "NumericalError",
     "OutputError",
     "ParameterError",

@@ -52,3 +52,11 @@ class OutputError(TrajalignError):
 
 class NumericalError(TrajalignError, ArithmeticError):
     """A computation is undefined for the given frame (coincident points, ...)."""
+
+
+class ClusterError(TrajalignError):
+    """The Dask cluster cannot be reached, or its workers failed a block."""
+
+
+class ResumeError(TrajalignError):
+    """``--resume`` found a partial output made with other parameters or inputs."""

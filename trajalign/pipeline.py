@@ -8,25 +8,36 @@ path only when complete.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from . import _signals
-from ._validate import nonfinite_error
-from .errors import DataError, ParameterError
-from .io.output import AtomicOutput
+from ._version import __version__
+from .errors import ParameterError, ResumeError
+from .io.output import prepare_output
 
 DEFAULT_MEMORY_MB = 256
 # bytes held per coordinate of a block: the float32 input, the output and float64 scratch
 _BYTES_PER_COORD = 4 + 4 + 8
 
 
-def chunk_size(n_points: int, dim: int, chunk_frames: int | None, memory_mb: float | None) -> int:
-    """Frames per block: ``chunk_frames`` if given, else what fits in ``memory_mb``."""
+def chunk_size(
+    n_points: int,
+    dim: int,
+    chunk_frames: int | None,
+    memory_mb: float | None,
+    extra_bytes: int = 0,
+) -> int:
+    """Frames per block: ``chunk_frames`` if given, else what fits in ``memory_mb``
+    (``extra_bytes``: what a job holds per frame beyond the coordinates)."""
     if chunk_frames is not None:
         if chunk_frames < 1:
             raise ParameterError(
@@ -36,7 +47,7 @@ def chunk_size(n_points: int, dim: int, chunk_frames: int | None, memory_mb: flo
     mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     if not mb > 0:
         raise ParameterError(f"--memory {memory_mb} is not positive", "give a budget in MB")
-    per_frame = n_points * dim * _BYTES_PER_COORD
+    per_frame = n_points * dim * _BYTES_PER_COORD + max(int(extra_bytes), 0)
     return max(1, int(mb * 2**20 // per_frame))
 
 
@@ -69,6 +80,11 @@ class Job:
     def prepare(self, source) -> None:
         """Validate parameters against the source, run reduce passes. Before any output."""
 
+    def frame_bytes(self, source) -> int:
+        """Bytes the job's results take per frame beyond the coordinates (after
+        :meth:`prepare`); sizes blocks when ``--chunk-frames`` is not given."""
+        return 0
+
     def declare(self, writer, source) -> None:
         """Create the job's datasets in the writer."""
 
@@ -77,6 +93,77 @@ class Job:
 
     def parameters(self) -> dict:
         return {"method": self.method}
+
+    #: True when a block's result depends on the block before it (principal axes with
+    #: ``--sign continuity``): blocks are then processed independently, and the driver
+    #: calls :meth:`stitch` on each in frame order, after the previous one is written.
+    ordered: bool = False
+
+    def stitch(self, result: BlockResult, writer, start: int) -> BlockResult:
+        """Adjust a block's result to the already written frames before ``start``."""
+        return result
+
+
+def partial_path(target: Path) -> Path:
+    """Where a run builds its output: beside the target, hidden, known to ``--resume``."""
+    return target.parent / f".{target.name}.partial"
+
+
+def run_key(source, job: Job, chunk: int) -> str:
+    """Hash of everything that fixes a run's result: inputs, options, job, block size."""
+    inputs = []
+    for p in [*source.spec.paths, *([source.spec.top] if source.spec.top else [])]:
+        st = os.stat(p)
+        inputs.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    blob = json.dumps(
+        {
+            "version": __version__,
+            "source": source.spec.as_dict(),
+            "inputs": inputs,
+            "job": job.parameters(),
+            "chunk": chunk,
+            "frames": source.n_frames,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _open_partial(partial: Path, key: str, n_blocks: int):
+    """Reopen ``partial`` for ``--resume``; returns (writer, done mask) or None to start anew."""
+    from .io.h5md import H5MDWriter
+
+    try:
+        writer = H5MDWriter.reopen(str(partial))
+    except OSError:
+        return None  # killed while HDF5 metadata was being written: start over
+    g = writer.f.get("trajalign/resume")
+    if g is None or g.attrs.get("key") != key:
+        writer.close()
+        raise ResumeError(
+            f"the partial output {partial} was made by a run with other parameters or inputs",
+            "rerun exactly the same command with --resume, or without --resume to start over",
+        )
+    done = g["done"][()].astype(bool)
+    if done.size != n_blocks:
+        writer.close()
+        raise ResumeError(f"the partial output {partial} has another block layout", "start over")
+    return writer, done
+
+
+#: seconds between checkpoints of a partial output; a SIGKILL loses at most this much work
+FLUSH_SECONDS = 2.0
+
+
+def _checkpoint(writer, done_ds, unflushed: list[int]) -> float:
+    """Flush the written blocks to disk, then mark them done (and flush that)."""
+    writer.flush()
+    for i in unflushed:
+        done_ds[i] = 1
+    unflushed.clear()
+    writer.flush()
+    return time.perf_counter()
 
 
 def run(
@@ -88,21 +175,64 @@ def run(
     memory_mb: float | None = None,
     argv: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    executor=None,
+    resume: bool = False,
 ) -> dict:
     """Run ``job`` over every frame of ``source`` and write ``output``.
 
-    Returns the run summary: output, frames, atoms, dim, method, seconds, warnings.
+    The output is built in ``.<name>.partial`` beside the target, block by block, each
+    block marked done after it is flushed. On success the partial file is renamed to
+    the target; on an error it is deleted; on Ctrl-C/SIGTERM it is kept, and the same
+    command with ``resume=True`` continues from the finished blocks.
+
+    Parameters
+    ----------
+    source : Source
+        From :func:`trajalign.io.open_source`.
+    job : Job
+        What to do with each block.
+    output : str
+        HDF5 file to write; an existing file is replaced only with ``force``.
+    chunk_frames, memory_mb : optional
+        Frames per block, or the memory budget that sets it.
+    argv : list of str, optional
+        Recorded in the provenance (default ``sys.argv``).
+    progress : callable, optional
+        Called with the number of frames of each written block.
+    executor : SerialExecutor or DaskExecutor, optional
+        Where blocks are processed (default: serially, in this process).
+    resume : bool
+        Continue a partial output left by an interrupted run of the same command.
+
+    Returns
+    -------
+    dict
+        The run summary: output, frames, atoms, dim, method, seconds, warnings.
     """
-    t0 = time.perf_counter()
-    chunk = chunk_size(source.n_points, source.dim, chunk_frames, memory_mb)
-    job.prepare(source)
+    from .executors import SerialExecutor
     from .io.h5md import H5MDWriter
 
+    t0 = time.perf_counter()
+    chunk = chunk_size(source.n_points, source.dim, chunk_frames, memory_mb)
+    target = prepare_output(output, force=force)
+    job.prepare(source)
+    extra = job.frame_bytes(source)
+    if extra and chunk_frames is None:  # size blocks for what the job holds per frame
+        chunk = chunk_size(source.n_points, source.dim, None, memory_mb, extra)
     n_out, dim_out = job.output_shape(source)
-    sink = AtomicOutput(output, force=force)
-    with sink as tmp:
+    starts = list(range(0, source.n_frames, chunk))
+    blocks = [(i, s, min(s + chunk, source.n_frames)) for i, s in enumerate(starts)]
+    key = run_key(source, job, chunk)
+    partial = partial_path(target)
+    executor = executor or SerialExecutor()
+
+    opened = _open_partial(partial, key, len(blocks)) if resume and partial.exists() else None
+    if opened is not None:
+        writer, done = opened
+        job.warnings.append(f"resumed: {int(done.sum())} of {len(blocks)} blocks were done")
+    else:
         writer = H5MDWriter(
-            str(tmp),
+            str(partial),
             n_frames=source.n_frames,
             n_points=n_out,
             dim=dim_out,
@@ -111,39 +241,72 @@ def run(
             atom_indices=job.output_atom_indices(source),
             positions=job.writes_positions,
         )
-        try:
+        done = np.zeros(len(blocks), dtype=bool)
+    keep_partial = False
+    try:
+        if opened is None:
             job.declare(writer, source)
-            for start in range(0, source.n_frames, chunk):
-                stop = min(start + chunk, source.n_frames)
-                block = source.read(start, stop)
-                try:
-                    result = job.process(block)
-                except DataError as err:
-                    # the API numbers frames within the block; report the source frame
-                    if getattr(err, "frame", None) is None:
-                        raise
-                    raise nonfinite_error("the input", int(block.frames[err.frame])) from None
-                writer.write_block(
-                    start, block.frames, block.times, result.coords, block.box, **result.extra
-                )
-                if progress is not None:
-                    progress(stop - start)
+            g = writer.f.create_group("trajalign/resume")
+            g.attrs["key"] = key
+            g.create_dataset("done", data=done.astype(np.uint8))
+            writer.flush()
+        done_ds = writer.f["trajalign/resume/done"]
+        todo = [b for b in blocks if not done[b[0]]]
+        if progress is not None and done.any():
+            progress(int(sum(stop - start for i, start, stop in blocks if done[i])))
+        waiting: dict[int, object] = {}
+        unflushed: list[int] = []
+        last_flush = time.perf_counter()
+        order = [b[0] for b in todo]
+        with executor:
+            for out in executor.map_blocks(source, job, todo):
+                waiting[out.index] = out
+                # ordered jobs write strictly in frame order; others as blocks arrive
+                ready = []
+                if job.ordered:
+                    while order and order[0] in waiting:
+                        ready.append(waiting.pop(order.pop(0)))
+                else:
+                    ready.append(waiting.pop(out.index))
+                for o in ready:
+                    result = job.stitch(o.result, writer, o.start) if job.ordered else o.result
+                    writer.write_block(
+                        o.start, o.frames, o.times, result.coords, o.box, **result.extra
+                    )
+                    unflushed.append(o.index)
+                    if progress is not None:
+                        progress(len(o.frames))
+                if time.perf_counter() - last_flush > FLUSH_SECONDS:
+                    last_flush = _checkpoint(writer, done_ds, unflushed)
                 _signals.check()
-            params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
-            params.update(job.parameters())
-            writer.write_provenance(
-                argv=list(argv if argv is not None else sys.argv),
-                inputs=[*source.spec.paths, *([source.spec.top] if source.spec.top else [])],
-                parameters=params,
-            )
-        finally:
-            writer.close()
+        params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
+        params.update(job.parameters())
+        writer.write_provenance(
+            argv=list(argv if argv is not None else sys.argv),
+            inputs=[*source.spec.paths, *([source.spec.top] if source.spec.top else [])],
+            parameters=params,
+        )
+        del writer.f["trajalign/resume"]
+    except (KeyboardInterrupt, _signals.Terminated) as stop:
+        keep_partial = True
+        if "done_ds" in locals():
+            _checkpoint(writer, done_ds, unflushed)  # what is written is kept
+        stop.partial = str(partial)
+        stop.blocks_done = int(np.asarray(done_ds[()] if "done_ds" in locals() else done).sum())
+        stop.blocks_total = len(blocks)
+        raise
+    finally:
+        writer.close()
+        if sys.exc_info()[0] is not None and not keep_partial:
+            partial.unlink(missing_ok=True)
+    os.replace(partial, target)
     return {
-        "output": str(sink.target),
+        "output": str(target),
         "frames": source.n_frames,
         "atoms": n_out,
         "dim": dim_out,
         "method": job.method,
         "seconds": round(time.perf_counter() - t0, 3),
         "warnings": list(job.warnings),
+        "executor": executor.name,
     }

@@ -49,9 +49,15 @@ def progress_bar(total: int, label: str):
 
 def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
     """Open the source, run the job through the pipeline and report the summary."""
+    from ..executors import make_executor
     from ..io import open_source
     from ..pipeline import run
 
+    executor = make_executor(
+        workers=out_kw["workers"],
+        scheduler=out_kw["scheduler"],
+        scheduler_file=out_kw["scheduler_file"],
+    )
     with open_source(**source_kw) as source:
         job = job_factory(source)
         bar = progress_bar(source.n_frames, label)
@@ -67,6 +73,8 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
                 memory_mb=out_kw["memory_mb"],
                 argv=sys.argv,
                 progress=bar.update if bar is not None else None,
+                executor=executor,
+                resume=out_kw["resume"],
             )
         finally:
             if bar is not None:
@@ -112,12 +120,18 @@ def main(argv: list[str] | None = None, hard_exit: bool = True) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("Error: interrupted; no output was written", err=True)
-        _exit_after_signal(130, hard_exit)
-    except _signals.Terminated:
-        click.echo("Error: terminated (SIGTERM); no output was written", err=True)
-        _exit_after_signal(143, hard_exit)
+    except (KeyboardInterrupt, click.exceptions.Abort, _signals.Terminated) as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, _signals.Terminated) else "interrupted"
+        stop = exc if hasattr(exc, "partial") else exc.__context__
+        if stop is not None and hasattr(stop, "partial"):
+            click.echo(
+                f"Error: {what}; {stop.blocks_done} of {stop.blocks_total} blocks are kept in "
+                f"{stop.partial} (rerun the same command with --resume to finish)",
+                err=True,
+            )
+        else:
+            click.echo(f"Error: {what}; no output was written", err=True)
+        _exit_after_signal(143 if isinstance(exc, _signals.Terminated) else 130, hard_exit)
     except TrajalignError as exc:
         if _STATE["verbose"]:
             traceback.print_exc()

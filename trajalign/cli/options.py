@@ -47,6 +47,24 @@ output_options = [
         help="Memory budget per block in MB, used when --chunk-frames is not given [256].",
     ),
     click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout."),
+    click.option(
+        "--workers",
+        type=int,
+        default=None,
+        help="Process blocks on a local Dask cluster of N worker processes.",
+    ),
+    click.option("--scheduler", default=None, help="Address of a running Dask scheduler."),
+    click.option(
+        "--scheduler-file",
+        type=click.Path(),
+        default=None,
+        help="Dask scheduler file (dask-jobqueue, dask-mpi, dask scheduler --scheduler-file).",
+    ),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue an interrupted run of the same command from its finished blocks.",
+    ),
 ]
 
 

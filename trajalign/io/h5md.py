@@ -129,6 +129,28 @@ class H5MDWriter:
             self.position.attrs["unit"] = length_unit
         self._extra: dict[str, object] = {}
 
+    @classmethod
+    def reopen(cls, path: str) -> H5MDWriter:
+        """Open a partial output again (``--resume``) with every dataset bound by name."""
+        import h5py
+
+        self = cls.__new__(cls)
+        self.f = f = h5py.File(path, "r+")
+        self.index = f["trajalign/frames/index"]
+        self.time = f["trajalign/frames/time"]
+        self.n_frames = self.index.shape[0]
+        self.position = f.get("particles/trajectory/position/value")
+        self.edges = f.get("particles/trajectory/box/edges/value")
+        self.has_box = self.edges is not None
+        self._extra = {}
+
+        def bind(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                self._extra[name] = obj
+
+        f.visititems(bind)
+        return self
+
     # ------------------------------------------------------------------ datasets
     def create(self, name: str, shape: tuple, dtype=np.float64, attrs: dict | None = None):
         """Preallocate a per-frame dataset (first axis = frames) or a fixed one."""
@@ -178,6 +200,9 @@ class H5MDWriter:
         g.attrs["utc_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         g.attrs["host"] = socket.gethostname()
         g.attrs["platform"] = platform.platform()
+
+    def flush(self) -> None:
+        self.f.flush()
 
     def close(self) -> None:
         if self.f:
