@@ -159,6 +159,10 @@ class DaskExecutor:
     def map_blocks(self, source, job, blocks: Iterable[tuple[int, int, int]]) -> Iterator:
         from distributed import as_completed
 
+        with self.client.as_current():
+            yield from self._map_blocks(source, job, blocks, as_completed)
+
+    def _map_blocks(self, source, job, blocks, as_completed) -> Iterator:
         threads = self._threads_per_task()
         job_f = self.client.scatter(job, broadcast=True, hash=False)
         futures = [

@@ -1,0 +1,129 @@
+"""Streaming, Dask execution and resume: every way of running gives the same file."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from trajalign.errors import ClusterError, ResumeError
+from trajalign.executors import DaskExecutor, make_executor
+from trajalign.io import open_source
+from trajalign.jobs.center import CenterJob
+from trajalign.pipeline import chunk_size, partial_path, run
+
+from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D
+from .test_h5md import datasets
+
+
+def assert_same_file(a, b):
+    da, db = datasets(a), datasets(b)
+    assert da.keys() == db.keys()
+    for k in da:
+        np.testing.assert_array_equal(da[k], db[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes on loopback, started and stopped here."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "paths, kw",
+    [
+        ((CHAIN2D,), {}),
+        ((BUTANE_DCD,), {"top": BUTANE_PDB, "select": "name C*"}),
+    ],
+)
+def test_dask_cluster_equals_serial(tmp_path, cluster, paths, kw):
+    serial, dask = tmp_path / "serial.h5", tmp_path / "dask.h5"
+    run(open_source(paths, **kw), CenterJob("com"), str(serial), chunk_frames=97)
+    ex = make_executor(scheduler=cluster.scheduler_address)
+    summary = run(
+        open_source(paths, **kw), CenterJob("com"), str(dask), chunk_frames=97, executor=ex
+    )
+    assert summary["executor"] == "dask"
+    assert_same_file(serial, dask)
+
+
+def test_local_workers_option_equals_serial(tmp_path, cli):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert cli("center", CHAIN2D, "-o", a, "--chunk-frames", 300).code == 0
+    res = cli("center", CHAIN2D, "-o", b, "--chunk-frames", 300, "--workers", 2, "--json")
+    assert res.code == 0, res.stderr
+    assert_same_file(a, b)
+
+
+def test_unreachable_scheduler_is_a_clear_error_not_a_hang(tmp_path, cli):
+    t0 = time.perf_counter()
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
+        with DaskExecutor(scheduler="tcp://127.0.0.1:9", timeout=2):
+            pass
+    assert time.perf_counter() - t0 < 30
+    res = cli("center", CHAIN2D, "-o", tmp_path / "x.h5", "--scheduler-file", tmp_path / "no.json")
+    assert res.code == 1 and "scheduler file" in res.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_memory_budget_sets_the_block_size():
+    # 12 points x 2 dims x 16 bytes per coordinate = 384 bytes per frame
+    assert chunk_size(12, 2, None, 1) == 2**20 // 384
+    assert chunk_size(3341, 3, None, 256) == 256 * 2**20 // (3341 * 3 * 16)
+    assert chunk_size(10, 3, 5, 1) == 5
+
+
+class Interrupting(CenterJob):
+    """Raises KeyboardInterrupt on the block starting at ``at`` (a Ctrl-C mid-run)."""
+
+    def __init__(self, at):
+        super().__init__("com")
+        self.at = at
+
+    def process(self, block):
+        if block.start == self.at:
+            raise KeyboardInterrupt
+        return super().process(block)
+
+
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
+    import trajalign.pipeline as pl
+
+    monkeypatch.setattr(pl, "FLUSH_SECONDS", 0.0)  # checkpoint after every block
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(CHAIN2D), CenterJob("com"), str(ref_out), chunk_frames=200)
+    with pytest.raises(KeyboardInterrupt):
+        run(open_source(CHAIN2D), Interrupting(at=1000), str(out), chunk_frames=200)
+    part = partial_path(out)
+    assert part.exists() and not out.exists()
+    with h5py.File(part) as f:
+        assert f["trajalign/resume/done"][()].tolist() == [1] * 5 + [0] * 6
+    # another parameter is refused, the partial file is kept
+    with pytest.raises(ResumeError, match="other parameters or inputs"):
+        run(open_source(CHAIN2D), CenterJob("geometric"), str(out), chunk_frames=200, resume=True)
+    with pytest.raises(ResumeError):
+        run(
+            open_source(CHAIN2D, stop=2000),
+            CenterJob("com"),
+            str(out),
+            chunk_frames=200,
+            resume=True,
+        )
+    assert part.exists()
+    summary = run(open_source(CHAIN2D), CenterJob("com"), str(out), chunk_frames=200, resume=True)
+    assert "resumed: 5 of 11 blocks were done" in summary["warnings"]
+    assert not part.exists()
+    assert_same_file(ref_out, out)
