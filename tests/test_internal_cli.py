@@ -324,3 +324,28 @@ def test_subprocess_one_line_error_and_exit_status(tmp_path):
     p = subprocess.run([*cmd, "--dihedral-encoding", "polar"], capture_output=True, text=True)
     assert p.returncode == 2 and "polar" in p.stderr  # a usage error, Click's own
     assert not out.exists()
+
+
+def test_topology_angles_and_dihedrals_are_used_within_the_selection(cli, tmp_path):
+    from MDAnalysisTests.datafiles import DCD, PSF
+
+    out = tmp_path / "adk.h5"
+    sel = "resid 1-4"
+    res = cli("internal", DCD, "-t", PSF, "-s", sel, "--stop", 2, "-o", out)
+    assert res.code == 0, res.stderr
+    u = _universe(PSF, DCD)
+    ag = u.select_atoms(sel)
+    pos = np.full(u.atoms.n_atoms, -1)
+    pos[ag.indices] = np.arange(ag.n_atoms)
+    with h5py.File(out) as f:
+        for name, group in (("angles", u.angles), ("dihedrals", u.dihedrals)):
+            t = pos[group.indices]
+            t = t[np.all(t >= 0, axis=1)]  # the PSF's own terms inside the selection
+            np.testing.assert_array_equal(f[f"{F}/{name}/indices"][()], t)
+        t = f[f"{F}/dihedrals/indices"][()]
+        q = f[f"{F}/dihedrals/value"][()]
+    for i, ts in enumerate(u.trajectory[:2]):
+        x = ts.positions[ag.indices]
+        expected = mdd.calc_dihedrals(*(x[t[:, k]] for k in range(4)))
+        diff = np.abs(q[i] - expected)
+        assert np.minimum(diff, 2 * np.pi - diff).max() < 1e-4
