@@ -136,7 +136,7 @@ def _open_partial(partial: Path, key: str, n_blocks: int):
 
     try:
         writer = H5MDWriter.reopen(str(partial))
-    except OSError:
+    except (OSError, KeyError):
         return None  # killed while HDF5 metadata was being written: start over
     g = writer.f.get("trajalign/resume")
     if g is None or g.attrs.get("key") != key:
@@ -153,7 +153,7 @@ def _open_partial(partial: Path, key: str, n_blocks: int):
 
 
 #: seconds between checkpoints of a partial output; a SIGKILL loses at most this much work
-FLUSH_SECONDS = 2.0
+FLUSH_SECONDS = float(os.environ.get("TRAJALIGN_FLUSH_SECONDS", "2.0"))
 
 
 def _checkpoint(writer, done_ds, unflushed: list[int]) -> float:
@@ -231,6 +231,9 @@ def run(
         writer, done = opened
         job.warnings.append(f"resumed: {int(done.sum())} of {len(blocks)} blocks were done")
     else:
+        if resume:
+            why = "is unreadable (killed mid-write)" if partial.exists() else "does not exist"
+            job.warnings.append(f"--resume: the partial output {why}; starting over")
         writer = H5MDWriter(
             str(partial),
             n_frames=source.n_frames,
