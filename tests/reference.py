@@ -120,3 +120,98 @@ def ref_bins(r, centers):
     r = np.asarray(r, dtype=np.float64)
     k = np.argmin(np.abs(r[..., None] - np.asarray(centers)), axis=-1)
     return (k[..., None] == np.arange(len(centers))).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------ rotations
+# Row vectors throughout: aligned[t] = (X[t] - c[t]) @ R[t].
+
+
+def ref_kabsch(X, ref, w=None):
+    """Weighted Kabsch by SVD with the determinant fix (Kabsch 1976; Wikipedia
+    "Kabsch algorithm"), one frame at a time. Returns aligned, R (F,D,D), c (F,D), rmsd."""
+    X = np.asarray(X, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    n, dim = ref.shape
+    w = np.full(n, 1.0 / n) if w is None else np.asarray(w, dtype=np.float64) / np.sum(w)
+    refc = ref - w @ ref
+    out, rots, cs, rmsd = [], [], [], []
+    for x in X:
+        c = w @ x
+        h = (x - c).T @ (w[:, None] * refc)  # H[a, b] = sum w x_a ref_b
+        u, _, vt = np.linalg.svd(h)
+        d = np.eye(dim)
+        d[-1, -1] = np.sign(np.linalg.det(u @ vt))
+        r = u @ d @ vt
+        y = (x - c) @ r
+        out.append(y)
+        rots.append(r)
+        cs.append(c)
+        rmsd.append(np.sqrt(np.sum(w * np.sum((y - refc) ** 2, axis=1))))
+    return np.array(out), np.array(rots), np.array(cs), np.array(rmsd)
+
+
+def ref_principal(X, masses=None, sign="skew"):
+    """Principal axes, one frame at a time (the chapter's ``align_principle`` with
+    ``np.linalg.eigh``, sorted largest first, right-handed). ``sign="skew"``: each of the
+    first D-1 axes points where the third moment along it is positive."""
+    X = np.asarray(X, dtype=np.float64)
+    n, dim = X.shape[1:]
+    w = np.full(n, 1.0 / n) if masses is None else np.asarray(masses, float) / np.sum(masses)
+    out, rots, evs = [], [], []
+    for x in X:
+        y = x - w @ x
+        g = (w[:, None] * y).T @ y
+        ev, vec = np.linalg.eigh(g)
+        ev, vec = ev[::-1], vec[:, ::-1].copy()
+        if sign == "skew":
+            for k in range(dim - 1):
+                if np.sum(w * (y @ vec[:, k]) ** 3) < 0:
+                    vec[:, k] *= -1
+        if dim == 3:
+            vec[:, 2] = np.cross(vec[:, 0], vec[:, 1])
+        else:
+            vec[:, 1] = [-vec[1, 0], vec[0, 0]]
+        out.append(y @ vec)
+        rots.append(vec)
+        evs.append(ev)
+    return np.array(out), np.array(rots), np.array(evs)
+
+
+def ref_points(X, i, j, k=None):
+    """Point frame by Gram-Schmidt: centre on i, i->j onto +x, (3D) i->k into the
+    xy-plane with positive y."""
+    X = np.asarray(X, dtype=np.float64)
+    out = []
+    for x in X:
+        y = x - x[i]
+        e1 = y[j] / np.linalg.norm(y[j])
+        if k is None:
+            e2 = np.array([-e1[1], e1[0]])
+            r = np.stack([e1, e2], axis=1)
+        else:
+            v = y[k] - (y[k] @ e1) * e1
+            e2 = v / np.linalg.norm(v)
+            r = np.stack([e1, e2, np.cross(e1, e2)], axis=1)
+        out.append(y @ r)
+    return np.array(out)
+
+
+def brute_force_angle_2d(x, ref, steps=3600):
+    """The 2D rotation angle minimising the RMSD, by a grid search then refinement
+    (row vectors: R(t) = [[cos t, sin t], [-sin t, cos t]]). x, ref centred (N, 2)."""
+
+    def msd(t):
+        c, s = np.cos(t), np.sin(t)
+        r = np.array([[c, s], [-s, c]])
+        return np.mean(np.sum((x @ r - ref) ** 2, axis=1))
+
+    grid = np.linspace(-np.pi, np.pi, steps, endpoint=False)
+    t = grid[np.argmin([msd(g) for g in grid])]
+    h = 2 * np.pi / steps
+    for _ in range(60):  # golden-section-like shrinking search around the best node
+        cand = np.linspace(t - h, t + h, 21)
+        t = cand[np.argmin([msd(g) for g in cand])]
+        h /= 10
+        if h < 1e-14:
+            break
+    return t

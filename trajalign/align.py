@@ -189,13 +189,16 @@ def min_fit_atoms(method: str, dim: int) -> int:
     return 3 if dim == 3 else 2
 
 
-def check_fit_count(method: str, n_fit: int, dim: int, what: str = "fit atoms") -> None:
+def check_fit_count(
+    method: str, n_fit: int, dim: int, what: str = "fit atoms", hint: str | None = None
+) -> None:
+    """Raise SelectionError when ``n_fit`` is below :func:`min_fit_atoms`."""
     need = min_fit_atoms(method, dim)
     if n_fit < need:
         extra = " non-collinear" if method == "principal" and dim == 3 else ""
         raise SelectionError(
             f"{method} in {dim}D needs at least {need}{extra} {what}, got {n_fit}",
-            f"select at least {need} atoms to fit (--fit-select)",
+            hint or f"fit on at least {need} points",
         )
 
 

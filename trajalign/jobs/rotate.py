@@ -176,9 +176,13 @@ class RotateJob(Job):
         n_fit = int(self.fit_indices.size)
         self.n_fit = n_fit
         masses = source.aux_masses if self.has_aux else source.masses
-        fit_what = "fit atoms (--fit-select)" if self.has_aux else "selected atoms"
+        what = "fit atoms" if self.has_aux else "selected atoms"
+        need = 3 if dim == 3 else 2
+        hint = f"select at least {need} atoms with " + (
+            "--fit-select" if self.has_aux else "--select, or fit on others with --fit-select"
+        )
         if self.method == "kabsch":
-            check_fit_count("kabsch", n_fit, dim, fit_what)
+            check_fit_count("kabsch", n_fit, dim, what, hint)
             self.weights = self.weights or "none"
             if self.weights == "mass" and masses is None:
                 raise ParameterError(
@@ -188,23 +192,22 @@ class RotateJob(Job):
             self.w = fit_weights(masses if self.weights == "mass" else None, n_fit)
             self.refc = self._resolve_reference(source)
         elif self.method == "principal":
-            check_fit_count("principal", n_fit, dim, fit_what)
-            if self.weights is None:
-                self.weights = "mass"
-                if masses is None:
-                    self.weights = "none"
-                    self.warnings.append(
-                        "the input has no masses: the gyration tensor is unweighted "
-                        "(give --masses FILE for array inputs)"
-                    )
-            elif self.weights == "mass" and masses is None:
+            check_fit_count("principal", n_fit, dim, what, hint)
+            if self.weights == "mass" and masses is None:
                 raise ParameterError(
                     "--weights mass needs masses, and the input has none",
                     "give --masses FILE for array inputs, or use --weights none",
                 )
+            no_masses = []
+            if self.weights is None:
+                self.weights = "mass" if masses is not None else "none"
+                if masses is None:
+                    no_masses.append("the gyration tensor is unweighted")
             if self.center == "com" and masses is None:
+                no_masses.append("the centre is the geometric one")
+            if no_masses:
                 self.warnings.append(
-                    "the input has no masses: com is the geometric center "
+                    f"the input has no masses: {' and '.join(no_masses)} "
                     "(give --masses FILE for array inputs)"
                 )
             self.wg = fit_weights(masses if self.weights == "mass" else None, n_fit)
@@ -219,9 +222,9 @@ class RotateJob(Job):
             if self.points is None:
                 raise ParameterError("--method point needs --points I,J[,K]", "e.g. --points 0,1,2")
             pts = list(self.points) + [None] * (3 - len(self.points))
-            where = "fit atom" if self.has_aux else "point"
+            what = "--points index (within --fit-select)" if self.has_aux else "--points index"
             try:
-                self.ijk = check_points(pts[0], pts[1], pts[2], n_fit, dim, f"--points {where}")
+                self.ijk = check_points(pts[0], pts[1], pts[2], n_fit, dim, what)
             except (ParameterError, DataError) as err:
                 raise type(err)(err.message, err.hint) from None
 
