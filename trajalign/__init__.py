@@ -17,8 +17,8 @@ from .errors import (
     NumericalError,
     OutputError,
     ParameterError,
-    SelectionError,
     ResumeError,
+    SelectionError,
     TrajalignError,
 )
 

@@ -130,12 +130,12 @@ def run_key(source, job: Job, chunk: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _open_partial(partial: Path, key: str, n_blocks: int):
+def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
     """Reopen ``partial`` for ``--resume``; returns (writer, done mask) or None to start anew."""
     from .io.h5md import H5MDWriter
 
     try:
-        writer = H5MDWriter.reopen(str(partial))
+        writer = H5MDWriter.reopen(str(partial), locking=locking)
     except (OSError, KeyError):
         return None  # killed while HDF5 metadata was being written: start over
     g = writer.f.get("trajalign/resume")
@@ -177,6 +177,7 @@ def run(
     progress: Callable[[int], None] | None = None,
     executor=None,
     resume: bool = False,
+    hdf5_locking: bool | str | None = None,
 ) -> dict:
     """Run ``job`` over every frame of ``source`` and write ``output``.
 
@@ -203,6 +204,9 @@ def run(
         Where blocks are processed (default: serially, in this process).
     resume : bool
         Continue a partial output left by an interrupted run of the same command.
+    hdf5_locking : bool or "best-effort", optional
+        HDF5 file locking of the output; False for filesystems without locks (some
+        Lustre/NFS mounts). None follows the environment (``HDF5_USE_FILE_LOCKING``).
 
     Returns
     -------
@@ -226,7 +230,11 @@ def run(
     partial = partial_path(target)
     executor = executor or SerialExecutor()
 
-    opened = _open_partial(partial, key, len(blocks)) if resume and partial.exists() else None
+    opened = (
+        _open_partial(partial, key, len(blocks), hdf5_locking)
+        if resume and partial.exists()
+        else None
+    )
     if opened is not None:
         writer, done = opened
         job.warnings.append(f"resumed: {int(done.sum())} of {len(blocks)} blocks were done")
@@ -243,6 +251,7 @@ def run(
             has_box=source.has_box,
             atom_indices=job.output_atom_indices(source),
             positions=job.writes_positions,
+            locking=hdf5_locking,
         )
         done = np.zeros(len(blocks), dtype=bool)
     keep_partial = False

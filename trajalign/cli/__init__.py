@@ -75,6 +75,9 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
                 progress=bar.update if bar is not None else None,
                 executor=executor,
                 resume=out_kw["resume"],
+                hdf5_locking={"true": True, "false": False}.get(
+                    out_kw["hdf5_locking"], out_kw["hdf5_locking"]
+                ),
             )
         finally:
             if bar is not None:

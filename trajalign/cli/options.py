@@ -61,6 +61,13 @@ output_options = [
         help="Dask scheduler file (dask-jobqueue, dask-mpi, dask scheduler --scheduler-file).",
     ),
     click.option(
+        "--hdf5-locking",
+        type=click.Choice(["true", "false", "best-effort"]),
+        default=None,
+        help="HDF5 file locking of the output; 'false' on shared filesystems without locks "
+        "[default: HDF5_USE_FILE_LOCKING or true].",
+    ),
+    click.option(
         "--resume",
         is_flag=True,
         help="Continue an interrupted run of the same command from its finished blocks.",

@@ -66,6 +66,8 @@ class H5MDWriter:
         Source indices of the written points.
     positions : bool
         Write ``/particles/trajectory/position`` (False for feature-only outputs).
+    locking : bool or "best-effort", optional
+        HDF5 file locking (h5py's ``locking``); None follows ``HDF5_USE_FILE_LOCKING``.
     """
 
     def __init__(
@@ -79,13 +81,14 @@ class H5MDWriter:
         atom_indices: np.ndarray | None = None,
         time_unit: str = "ps",
         positions: bool = True,
+        locking: bool | str | None = None,
     ) -> None:
         import h5py
 
         self.n_frames, self.n_points, self.dim = n_frames, n_points, dim
         self.length_unit = length_unit
         self.has_box = has_box
-        self.f = h5py.File(path, "w", libver=("earliest", "v114"))
+        self.f = h5py.File(path, "w", libver=("earliest", "v114"), locking=locking)
         f = self.f
         h5 = f.create_group("h5md")
         h5.attrs["version"] = np.array([1, 1], dtype=np.int32)
@@ -130,12 +133,12 @@ class H5MDWriter:
         self._extra: dict[str, object] = {}
 
     @classmethod
-    def reopen(cls, path: str) -> H5MDWriter:
+    def reopen(cls, path: str, locking: bool | str | None = None) -> H5MDWriter:
         """Open a partial output again (``--resume``) with every dataset bound by name."""
         import h5py
 
         self = cls.__new__(cls)
-        self.f = f = h5py.File(path, "r+")
+        self.f = f = h5py.File(path, "r+", locking=locking)
         self.index = f["trajalign/frames/index"]
         self.time = f["trajalign/frames/time"]
         self.n_frames = self.index.shape[0]
