@@ -349,3 +349,21 @@ def test_topology_angles_and_dihedrals_are_used_within_the_selection(cli, tmp_pa
         expected = mdd.calc_dihedrals(*(x[t[:, k]] for k in range(4)))
         diff = np.abs(q[i] - expected)
         assert np.minimum(diff, 2 * np.pi - diff).max() < 1e-4
+
+
+def test_oversized_requests_are_refused_before_allocating(cli, tmp_path):
+    from MDAnalysisTests.datafiles import GRO, XTC
+
+    out = tmp_path / "o.h5"
+    # 47681 atoms: 1.1e9 pairs, or a 17 GiB inverse-distance matrix, per frame
+    line = only_error_line(cli("internal", XTC, "-t", GRO, "--pairs", "all", "-o", out))
+    assert "--pairs all on 47681 points gives 1.14e+09 distances per frame" in line
+    line = only_error_line(cli("internal", XTC, "-t", GRO, "--features", "eigvals", "-o", out))
+    assert "eigvals of 47681 points need a 16.9 GiB matrix per frame" in line
+    assert not out.exists()
+    # eigvals alone need no bonds from the topology (the GRO has none)
+    res = cli("internal", XTC, "-t", GRO, "-s", "name CA", "--features", "eigvals",
+              "--stop", 2, "-o", out)  # fmt: skip
+    assert res.code == 0, res.stderr
+    with h5py.File(out) as f:
+        assert set(f[F]) == {"eigvals"} and f[f"{F}/eigvals/value"].shape == (2, 214)

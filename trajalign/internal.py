@@ -378,14 +378,17 @@ def _prepare(X, box, name="X"):
     return x, h, mode
 
 
-def _distances_raw(x: np.ndarray, pairs: np.ndarray, h: np.ndarray, mode: int) -> np.ndarray:
-    """Distances of validated (F, N, 3) coordinates into a new (F, P) array of x's dtype."""
+def _distances_raw(x: np.ndarray, pairs, h: np.ndarray, mode: int) -> np.ndarray:
+    """Distances of validated (F, N, 3) coordinates into a new (F, P) array of x's dtype;
+    ``pairs`` None means every pair (without building the index array)."""
     from .kernels.geometry import distances_all_kernel, distances_kernel
 
-    out = np.empty((x.shape[0], pairs.shape[0]), dtype=x.dtype)
-    if pairs.shape[0] == 0:
+    n = x.shape[1]
+    n_pairs = n * (n - 1) // 2 if pairs is None else pairs.shape[0]
+    out = np.empty((x.shape[0], n_pairs), dtype=x.dtype)
+    if n_pairs == 0:
         return out
-    if _is_all_pairs(pairs, x.shape[1]):
+    if pairs is None or _is_all_pairs(pairs, n):
         distances_all_kernel(x, h, mode, out)
     else:
         distances_kernel(x, pairs, h, mode, out)
@@ -449,7 +452,7 @@ def distances(X: np.ndarray, pairs: np.ndarray | str, box: np.ndarray | None = N
     if isinstance(pairs, str):
         if pairs != "all":
             raise SelectionError(f"pairs={pairs!r} is not an array", "give (P, 2) or 'all'")
-        p = all_pairs(n)
+        p = None
     else:
         p = _as_tuples(pairs, 2, n, "pairs")
     return _distances_raw(_pad3(x), p, h, mode)

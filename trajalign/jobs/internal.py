@@ -39,6 +39,8 @@ _WIDTH = {"distances": 2, "angles": 3, "dihedrals": 4}
 _FEATURE_OF_WIDTH = {2: "distances", 3: "angles", 4: "dihedrals"}
 ROOT = "trajalign/features"
 _NAN_OPTION = "--undefined nan"
+# one frame's features must fit comfortably in memory (all pairs of 23 000 points do not)
+_MAX_FRAME_BYTES = 2**31
 _CAN_BE_UNDEFINED = ("angles", "dihedrals", "distances_inverse", "eigvals")
 
 
@@ -146,6 +148,8 @@ class InternalJob(Job):
     def prepare(self, source) -> None:
         dim, n = source.dim, source.n_points
         spec = self.pairs_spec or ["bonds" if source.kind == "mdanalysis" else "chain"]
+        if not self.pairs_spec and self.features_asked == ["eigvals"]:
+            spec = ["all"]  # eigvals need no tuples: do not ask a topology for bonds
         keywords = [p for p in spec if p.lower() in PAIR_KEYWORDS]
         files = [p for p in spec if p.lower() not in PAIR_KEYWORDS]
         if keywords and (files or len(keywords) > 1):
@@ -159,7 +163,17 @@ class InternalJob(Job):
             self.pairs_source = kind
             default = ["distances"] if kind == "all" else ["distances", "angles", "dihedrals"]
             if kind == "all":
-                available["distances"] = all_pairs(n)
+                n_pairs = n * (n - 1) // 2
+                # check the size before the (P, 2) index array is built
+                if n_pairs * 8 > _MAX_FRAME_BYTES and "distances" in (
+                    self.features_asked or default
+                ):
+                    raise ParameterError(
+                        f"--pairs all on {n} points gives {n_pairs:.3g} distances per frame",
+                        "select fewer points with -s, or use --pairs bonds, chain or a tuple file",
+                    )
+                if "distances" in (self.features_asked or default):
+                    available["distances"] = all_pairs(n)
             elif kind == "chain":
                 for feat, w in _WIDTH.items():
                     available[feat] = chain_tuples(n, w)
@@ -238,6 +252,17 @@ class InternalJob(Job):
         self.use_box = source.has_box if self.pbc is None else bool(self.pbc)
         self.length_unit = source.length_unit
         self._n_points = source.n_points
+        per_frame = self.frame_bytes(source)
+        if "eigvals" in self.features and 8 * n * n > _MAX_FRAME_BYTES:
+            raise ParameterError(
+                f"eigvals of {n} points need a {8 * n * n / 2**30:.1f} GiB matrix per frame",
+                "select fewer points with -s (the eigendecomposition costs O(N^3) per frame)",
+            )
+        if per_frame > _MAX_FRAME_BYTES:
+            raise ParameterError(
+                f"the requested features of {n} points take {per_frame / 2**30:.1f} GiB per frame",
+                "select fewer points with -s, or use --pairs bonds, chain or a tuple file",
+            )
 
     def _bonded(self, source) -> dict[str, np.ndarray]:
         """Bonds, angles and dihedrals of the topology within the selection; angles and
