@@ -47,12 +47,25 @@ def progress_bar(total: int, label: str):
     return click.progressbar(length=total, label=label, file=sys.stderr)
 
 
+def set_threads(n: int) -> None:
+    """Use ``n`` Numba threads (at most NUMBA_NUM_THREADS, the pool's size)."""
+    import numba
+
+    from ..errors import ParameterError
+
+    if n < 1:
+        raise ParameterError(f"--threads {n} is not positive", "use 1 or more threads")
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
 def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
     """Open the source, run the job through the pipeline and report the summary."""
     from ..executors import make_executor
     from ..io import open_source
     from ..pipeline import run
 
+    if out_kw["threads"] is not None:
+        set_threads(out_kw["threads"])
     executor = make_executor(
         workers=out_kw["workers"],
         scheduler=out_kw["scheduler"],

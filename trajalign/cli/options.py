@@ -61,6 +61,12 @@ output_options = [
         help="Dask scheduler file (dask-jobqueue, dask-mpi, dask scheduler --scheduler-file).",
     ),
     click.option(
+        "--threads",
+        type=int,
+        default=None,
+        help="Numba threads for the kernels [default: NUMBA_NUM_THREADS or all cores].",
+    ),
+    click.option(
         "--hdf5-locking",
         type=click.Choice(["true", "false", "best-effort"]),
         default=None,
