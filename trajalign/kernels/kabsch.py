@@ -211,23 +211,42 @@ def _moments3(xr, w, wr, n):
     # S needs no centring: sum w ref = 0, so sum w (x - m) ref^T = sum w x ref^T. The
     # uncentred sum w |x|^2 - |m|^2 loses log10(|x|^2 / Rg^2) digits of float64, which
     # leaves the RMSD exact to ~1e-6 A even for coordinates near 1e4 A.
+    # Two atoms per iteration into two sets of accumulators: twice the independent
+    # dependency chains, about 1.4x faster than one set.
     s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
+    t00 = t01 = t02 = t10 = t11 = t12 = t20 = t21 = t22 = 0.0
     m0 = m1 = m2 = g = 0.0
-    for i in range(n):
-        a = np.float64(xr[3 * i])
-        b = np.float64(xr[3 * i + 1])
-        c = np.float64(xr[3 * i + 2])
-        wi = w[i]
+    k0 = k1 = k2 = h = 0.0
+    for ii in range(n // 2):
+        j = 6 * ii
+        a = np.float64(xr[j])
+        b = np.float64(xr[j + 1])
+        c = np.float64(xr[j + 2])
+        a2 = np.float64(xr[j + 3])
+        b2 = np.float64(xr[j + 4])
+        c2 = np.float64(xr[j + 5])
+        wi = w[2 * ii]
+        wj = w[2 * ii + 1]
         wa = wi * a
         wb = wi * b
         wc = wi * c
+        va = wj * a2
+        vb = wj * b2
+        vc = wj * c2
         m0 += wa
         m1 += wb
         m2 += wc
+        k0 += va
+        k1 += vb
+        k2 += vc
         g += wa * a + wb * b + wc * c
-        p = wr[3 * i]
-        q = wr[3 * i + 1]
-        r = wr[3 * i + 2]
+        h += va * a2 + vb * b2 + vc * c2
+        p = wr[j]
+        q = wr[j + 1]
+        r = wr[j + 2]
+        p2 = wr[j + 3]
+        q2 = wr[j + 4]
+        r2 = wr[j + 5]
         s00 += a * p
         s01 += a * q
         s02 += a * r
@@ -237,7 +256,43 @@ def _moments3(xr, w, wr, n):
         s20 += c * p
         s21 += c * q
         s22 += c * r
-    return s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g
+        t00 += a2 * p2
+        t01 += a2 * q2
+        t02 += a2 * r2
+        t10 += b2 * p2
+        t11 += b2 * q2
+        t12 += b2 * r2
+        t20 += c2 * p2
+        t21 += c2 * q2
+        t22 += c2 * r2
+    if n % 2:  # the last atom of an odd count
+        j = 3 * (n - 1)
+        a = np.float64(xr[j])
+        b = np.float64(xr[j + 1])
+        c = np.float64(xr[j + 2])
+        wi = w[n - 1]
+        m0 += wi * a
+        m1 += wi * b
+        m2 += wi * c
+        g += wi * (a * a + b * b + c * c)
+        p = wr[j]
+        q = wr[j + 1]
+        r = wr[j + 2]
+        s00 += a * p
+        s01 += a * q
+        s02 += a * r
+        s10 += b * p
+        s11 += b * q
+        s12 += b * r
+        s20 += c * p
+        s21 += c * q
+        s22 += c * r
+    return (
+        s00 + t00, s01 + t01, s02 + t02,
+        s10 + t10, s11 + t11, s12 + t12,
+        s20 + t20, s21 + t21, s22 + t22,
+        m0 + k0, m1 + k1, m2 + k2, g + h,
+    )  # fmt: skip
 
 
 @nb.njit(**JIT)
