@@ -94,7 +94,114 @@ def _mdtraj_with_masses(X, u):
     return md.Trajectory(X / 10.0, top)
 
 
-BENCHES = {"center": bench_center}
+def _floor(X, repeat):
+    out = np.empty_like(X)
+
+    def floor():
+        out[...] = X
+
+    return best_time(floor, repeat)
+
+
+def bench_align(X, masses, u, repeat):
+    """Kabsch onto frame 0 (all atoms, unweighted), principal axes, point frames."""
+    import MDAnalysis as mda
+    from MDAnalysis.analysis import align
+
+    import trajalign as ta
+
+    rows = {"one read+write pass (floor)": _floor(X, repeat)}
+    rows["trajalign ta.superpose (kabsch, first frame)"] = best_time(
+        lambda: ta.superpose(X, "first"), repeat
+    )
+    mdt = _mdtraj_with_masses(X, u)
+    rows["MDTraj superpose (frame 0)"] = best_time(lambda: mdt[:].superpose(mdt, 0), repeat)
+
+    def mda_align():
+        mu = mda.Universe(u.filename, X.copy(), format=mda.coordinates.memory.MemoryReader)
+        align.AlignTraj(mu, mu, select="all", in_memory=True).run()
+
+    rows["MDAnalysis AlignTraj(in_memory=True)"] = best_time(mda_align, max(1, repeat // 2))
+    rows["trajalign ta.align_principal (continuity)"] = best_time(
+        lambda: ta.align_principal(X, masses), repeat
+    )
+    rows["trajalign ta.align_points(0, 100, 200)"] = best_time(
+        lambda: ta.align_points(X, 0, 100, 200), repeat
+    )
+    rows["trajalign ta.center (com)"] = best_time(lambda: ta.center(X, "com", masses), repeat)
+    return rows
+
+
+def bench_distances(X, masses, u, repeat):
+    """All pairs of the 214 CA atoms."""
+    from MDAnalysis.lib.distances import self_distance_array
+
+    import trajalign as ta
+
+    ca = u.select_atoms("name CA").indices
+    Xca = np.ascontiguousarray(X[:, ca])
+    n = len(ca)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    rows = {}
+    rows["trajalign ta.distances (all pairs)"] = best_time(lambda: ta.distances(Xca, pairs), repeat)
+
+    def mda_loop():
+        return np.stack([self_distance_array(x) for x in Xca])
+
+    rows["MDAnalysis self_distance_array loop"] = best_time(mda_loop, repeat)
+    import mdtraj as md
+
+    mdt = _mdtraj_with_masses(Xca, _SubU(u, ca))
+    rows["MDTraj compute_distances"] = best_time(lambda: md.compute_distances(mdt, pairs), repeat)
+    rows["output write floor (F x P float32 zeros)"] = best_time(
+        lambda: np.zeros((len(Xca), len(pairs)), np.float32).fill(1.0), repeat
+    )
+    return rows
+
+
+def bench_angles(X, masses, u, repeat):
+    """Chain angles and dihedrals over consecutive atoms of the protein (3339 / 3338)."""
+    import mdtraj as md
+
+    import trajalign as ta
+
+    n = X.shape[1]
+    tri = np.stack([np.arange(n - 2), np.arange(1, n - 1), np.arange(2, n)], 1)
+    quad = np.stack(
+        [np.arange(n - 3), np.arange(1, n - 2), np.arange(2, n - 1), np.arange(3, n)], 1
+    )
+    mdt = _mdtraj_with_masses(X, u)
+    rows = {}
+    rows["trajalign ta.angles (chain)"] = best_time(lambda: ta.angles(X, tri), repeat)
+    rows["MDTraj compute_angles"] = best_time(lambda: md.compute_angles(mdt, tri), repeat)
+    rows["trajalign ta.dihedrals (chain)"] = best_time(lambda: ta.dihedrals(X, quad), repeat)
+    rows["MDTraj compute_dihedrals"] = best_time(lambda: md.compute_dihedrals(mdt, quad), repeat)
+    return rows
+
+
+class _SubU:
+    """The bits of a Universe that _mdtraj_with_masses reads, for a subset of atoms."""
+
+    def __init__(self, u, idx):
+        self.atoms = u.atoms[idx]
+
+
+BENCHES = {
+    "align": bench_align,
+    "angles": bench_angles,
+    "center": bench_center,
+    "distances": bench_distances,
+}
+
+
+def print_table(name: str, rows: dict) -> None:
+    """Markdown table; each row's ratio is against the trajalign row above it (or first)."""
+    print(f"\n## {name}\n\n| implementation | time (ms) | time / trajalign |\n|---|---:|---:|")
+    ours = next(v for k, v in rows.items() if k.startswith("trajalign"))
+    for k, v in rows.items():
+        if k.startswith("trajalign"):
+            ours = v
+        print(f"| {k} | {v * 1e3:.1f} | {v / ours:.2f} |")
 
 
 def versions() -> str:
@@ -113,10 +220,7 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {versions()}")
     for name in args.only or sorted(BENCHES):
         rows = BENCHES[name](X, masses, u, args.repeat)
-        ours = next(v for k, v in rows.items() if k.startswith("trajalign"))
-        print(f"\n## {name}\n\n| implementation | time (ms) | time / trajalign |\n|---|---:|---:|")
-        for k, v in rows.items():
-            print(f"| {k} | {v * 1e3:.1f} | {v / ours:.2f} |")
+        print_table(name, rows)
 
 
 if __name__ == "__main__":
