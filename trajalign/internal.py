@@ -23,7 +23,6 @@ from ._validate import as_coords
 from .errors import DataError, InputError, NumericalError, ParameterError, SelectionError
 
 UNDEFINED_POLICIES = ("raise", "nan")
-_WIDTH_NAME = {2: "pair", 3: "angle", 4: "dihedral"}
 
 # ------------------------------------------------------------------------- boxes
 
