@@ -136,8 +136,10 @@ class RotateJob(Job):
         self.points = parse_points(points) if isinstance(points, str) else points
         self.chunk_frames = chunk_frames
         self.memory_mb = memory_mb
-        # principal axes with continuity: blocks must be written in order (stitch)
-        self.ordered = method == "principal" and self.sign == "continuity"
+        # stitch() runs in the driver for ordered jobs: it carries continuity across
+        # blocks processed elsewhere (Dask, --resume) and collects the frames that warnings
+        # name, which process() on a worker could not report back
+        self.ordered = method in ("kabsch", "principal")
         self._frame_msgs: list[str] = []
         self._bad: dict[str, list[np.ndarray]] = {}
         self._prev: np.ndarray | None = None  # last frame's axes, continuity state
@@ -175,6 +177,11 @@ class RotateJob(Job):
         self.fit_indices = source.aux_indices if self.has_aux else source.atom_indices
         n_fit = int(self.fit_indices.size)
         self.n_fit = n_fit
+        # source frame numbers are an arithmetic progression (a slice): keep two ints, not
+        # an array that every task would carry
+        fi = source.frame_indices
+        self._frame0 = int(fi[0])
+        self._frame_step = int(fi[1] - fi[0]) if fi.size > 1 else 1
         masses = source.aux_masses if self.has_aux else source.masses
         what = "fit atoms" if self.has_aux else "selected atoms"
         need = 3 if dim == 3 else 2
@@ -435,12 +442,27 @@ class RotateJob(Job):
         return BlockResult(out, extra)
 
     def stitch(self, result: BlockResult, writer, start: int) -> BlockResult:
-        """Continuity across blocks processed out of order (Dask, --resume): flip the
-        block's axes to follow the last written frame. A no-op when the block was already
-        processed with that frame's axes."""
-        if not self.ordered or start == 0:
+        """Called in the driver, in frame order, before a block is written.
+
+        Principal axes with continuity: flip the block's axes to follow the last written
+        frame (a no-op when the block was processed right after it). Every method: note the
+        frames that warnings name.
+        """
+        n = len(result.coords) if result.coords is not None else 0
+        frames = self._frame0 + self._frame_step * (start + np.arange(n, dtype=np.int64))
+        if self.method == "kabsch":
+            self._note_frames("fit_status", frames[result.extra[f"{DIAG}/fit_status"] == 2])
             return result
-        prev = np.asarray(writer.f[ROT][start - 1], dtype=np.float64)
+        if self.method != "principal":
+            return result
+        if self.sign == "continuity" and start > 0:
+            self._continue_axes(result, np.asarray(writer.f[ROT][start - 1], dtype=np.float64))
+        diag = {k: result.extra[f"{DIAG}/{k}"] for k in ("gap", "axis_swap", "skew_undefined")}
+        for kind, fr in principal_frame_lists(diag, frames, DEGENERATE_GAP).items():
+            self._note_frames(kind, fr)
+        return result
+
+    def _continue_axes(self, result: BlockResult, prev: np.ndarray) -> None:
         rot = result.extra[ROT]
         d = rot.shape[-1]
         signs = np.ones(d)
@@ -452,14 +474,14 @@ class RotateJob(Job):
             result.extra[ROT] = rot * signs
             result.coords = result.coords * signs.astype(result.coords.dtype)
             result.extra[f"{DIAG}/skewness"] = result.extra[f"{DIAG}/skewness"] * signs
-        # the first frame's jump flags are relative to the previous block's last frame
-        r0 = result.extra[ROT][0]
-        dots = r0.T @ prev
+        # the first frame's jump flags are relative to the previous block's last frame,
+        # and its sign came from continuity, not skew
+        dots = result.extra[ROT][0].T @ prev
         result.extra[f"{DIAG}/sign_flip"][0] = np.diag(dots) < 0.0
         result.extra[f"{DIAG}/axis_swap"][0] = bool(
             np.any(np.argmax(np.abs(dots), axis=1) != np.arange(d))
         )
-        return result
+        result.extra[f"{DIAG}/skew_undefined"][0] = False
 
     def parameters(self) -> dict:
         p: dict = {"method": self.method, "fit_atoms": int(getattr(self, "n_fit", 0))}
