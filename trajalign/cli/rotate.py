@@ -120,8 +120,10 @@ def rotate(kw: dict) -> None:
     src["aux_select"] = fit_select
     if traj is not None:
         from ..io.output import prepare_output
+        from ..jobs.rotate import trajectory_format
 
         prepare_output(traj, force=kw["force"])  # refuse before any work
+        trajectory_format(traj)
         if os.path.abspath(traj) == os.path.abspath(kw["output"]):
             raise ParameterError("--write-traj names the -o file", "give two different files")
 

@@ -501,6 +501,25 @@ class RotateJob(Job):
 _PRINCIPAL_LISTS = ("degenerate", "swap", "skew_undefined")
 
 
+def trajectory_format(target: str) -> str:
+    """The MDAnalysis writer format for ``target`` (from its extension), or an error."""
+    from MDAnalysis.coordinates.core import get_writer_for
+
+    ext = os.path.splitext(str(target))[1].lstrip(".").upper()
+    if not ext:
+        raise ParameterError(
+            f"--write-traj {target} has no extension", "name the format, e.g. out.xtc"
+        )
+    try:
+        get_writer_for(str(target), format=ext, multiframe=True)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"MDAnalysis has no trajectory writer for {target}",
+            "use a trajectory extension such as .xtc, .dcd, .trr or .pdb",
+        ) from None
+    return ext
+
+
 def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> None:
     """Write the aligned coordinates of ``h5_path`` through an MDAnalysis writer.
 
@@ -518,11 +537,7 @@ def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> 
 
     if source.dim != 3:
         raise ParameterError("--write-traj needs 3D coordinates", "drop --write-traj for 2D input")
-    ext = os.path.splitext(target)[1].lstrip(".").upper()
-    if not ext:
-        raise ParameterError(
-            f"--write-traj {target} has no extension", "name the format, e.g. out.xtc"
-        )
+    ext = trajectory_format(target)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if source.kind == "mdanalysis":
@@ -555,4 +570,4 @@ def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> 
                         writer.write(u.atoms)
 
 
-__all__ = ["RotateJob", "parse_points", "write_trajectory"]
+__all__ = ["RotateJob", "parse_points", "trajectory_format", "write_trajectory"]
