@@ -171,6 +171,8 @@ def test_write_traj_round_trip_and_refusal(cli, tmp_path):
     assert res.code == 1 and "already exists" in res.stderr and not again.exists()
     res = cli("rotate", CHAIN2D, "-o", again, "--write-traj", tmp_path / "c.xtc")
     assert res.code == 1 and "3D" in res.stderr and not again.exists()
+    res = cli("rotate", *BUTANE, "-o", again, "--write-traj", tmp_path / "c.foo")
+    assert res.code == 1 and "no trajectory writer" in res.stderr and not again.exists()
 
 
 # ------------------------------------------------------------------------ bad input
