@@ -159,3 +159,30 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert "resumed:" in res.stderr or "starting over" in res.stderr
     subprocess.run([*cmd, "-o", str(ref_out)], check=True, capture_output=True)
     assert_same_file(ref_out, out)
+
+
+def test_dask_run_reports_nan_counts_like_serial(tmp_path, cluster, cli):
+    """Tallies made from block results reach the summary also when workers made them."""
+    X = np.random.default_rng(2).normal(size=(40, 5, 3)).astype(np.float32)
+    X[[3, 17, 30], 2] = X[[3, 17, 30], 1]  # coincident points: angles 0-1-2, 1-2-3 undefined
+    data = tmp_path / "x.npy"
+    np.save(data, X)
+    args = [
+        "internal",
+        data,
+        "--features",
+        "angles",
+        "--undefined",
+        "nan",
+        "--json",
+        "--chunk-frames",
+        7,
+    ]
+    serial = cli(*args, "-o", tmp_path / "s.h5")
+    dask = cli(*args, "-o", tmp_path / "d.h5", "--scheduler", cluster.scheduler_address)
+    assert serial.code == 0 and dask.code == 0, dask.stderr
+    import json
+
+    ws, wd = json.loads(serial.stdout)["warnings"], json.loads(dask.stdout)["warnings"]
+    assert ws == wd and any("6 undefined values written as NaN in 3 frames" in w for w in ws)
+    assert_same_file(tmp_path / "s.h5", tmp_path / "d.h5")

@@ -99,6 +99,9 @@ class Job:
     #: calls :meth:`stitch` on each in frame order, after the previous one is written.
     ordered: bool = False
 
+    def collect(self, result: BlockResult) -> None:
+        """Called in the driver for every written block (tallies for the summary)."""
+
     def stitch(self, result: BlockResult, writer, start: int) -> BlockResult:
         """Adjust a block's result to the already written frames before ``start``."""
         return result
@@ -285,6 +288,7 @@ def run(
                     writer.write_block(
                         o.start, o.frames, o.times, result.coords, o.box, **result.extra
                     )
+                    job.collect(result)
                     unflushed.append(o.index)
                     if progress is not None:
                         progress(len(o.frames))

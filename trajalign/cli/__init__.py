@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 import traceback
 
 import click
@@ -32,6 +33,10 @@ def cli(verbose: int, quiet: bool) -> None:
     """
     _STATE["verbose"] = verbose
     _STATE["quiet"] = quiet
+    if not verbose:
+        # third-party notices (MDAnalysis' "no dt information", ...) would add lines
+        # around our one-line messages; -v shows them
+        warnings.simplefilter("ignore")
 
 
 def note(message: str) -> None:

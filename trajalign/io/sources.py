@@ -503,10 +503,12 @@ class MDASource(Source):
         if self.total_frames == 0:
             raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
         self.frame_indices = frame_slice(self.total_frames, spec.start, spec.stop, spec.step)
-        try:
-            self.dt = float(u.trajectory.dt)
-        except Exception:
-            self.dt = 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Reader has no dt information, set to 1.0 ps"
+            try:
+                self.dt = float(u.trajectory.dt)
+            except Exception:
+                self.dt = 1.0
         all_masses = None
         if hasattr(u.atoms, "masses"):
             all_masses = np.asarray(u.atoms.masses, dtype=np.float64)

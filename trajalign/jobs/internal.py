@@ -385,9 +385,8 @@ class InternalJob(Job):
                     values, tuples, kind, "raise", frames=block.frames, nan_option=_NAN_OPTION
                 )
                 return
-            per_frame = nan_per_row(values)
-            extra[f"{ROOT}/{name}/undefined"] = per_frame
-            self._count(name, int(per_frame.sum()), int(np.count_nonzero(per_frame)))
+            # counted in collect(), which the driver runs also when a Dask worker did this
+            extra[f"{ROOT}/{name}/undefined"] = nan_per_row(values)
 
         if "distances" in self.features:
             t = self.tuples["distances"]
@@ -432,6 +431,12 @@ class InternalJob(Job):
             if self.undefined == "nan":
                 check(ev, "eigvals", "eigvals", None)
         return BlockResult(None, extra)
+
+    def collect(self, result: BlockResult) -> None:
+        for key, per_frame in result.extra.items():
+            if key.startswith(f"{ROOT}/") and key.endswith("/undefined"):
+                name = key[len(ROOT) + 1 : -len("/undefined")]
+                self._count(name, int(per_frame.sum()), int(np.count_nonzero(per_frame)))
 
     def _count(self, name: str, n_nan: int, n_rows: int) -> None:
         if not n_nan:
