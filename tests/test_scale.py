@@ -186,3 +186,97 @@ def test_dask_run_reports_nan_counts_like_serial(tmp_path, cluster, cli):
     ws, wd = json.loads(serial.stdout)["warnings"], json.loads(dask.stdout)["warnings"]
     assert ws == wd and any("6 undefined values written as NaN in 3 frames" in w for w in ws)
     assert_same_file(tmp_path / "s.h5", tmp_path / "d.h5")
+
+
+def test_write_error_leaves_nothing(tmp_path, monkeypatch, cli):
+    """A full disk mid-run: one Error line, no output and no partial file left."""
+    import errno
+
+    from trajalign.io.h5md import H5MDWriter
+
+    real = H5MDWriter.write_block
+    calls = []
+
+    def failing(self, offset, *args, **kw):
+        calls.append(offset)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, offset, *args, **kw)
+
+    monkeypatch.setattr(H5MDWriter, "write_block", failing)
+    existing = tmp_path / "o.h5"
+    existing.write_bytes(b"old")
+    res = cli("center", CHAIN2D, "-o", existing, "--force", "--chunk-frames", 100)
+    assert res.code == 1
+    assert res.stderr.strip().splitlines() == [
+        f"Error: writing the output failed: [Errno 28] No space left on device "
+        f"(check free space and permissions in {tmp_path})"
+    ]
+    assert existing.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5"]
+
+
+class DiesOnce(CenterJob):
+    """Kills its worker process on the block at ``at`` the first time (a crashed node)."""
+
+    def __init__(self, at, marker, always=False):
+        super().__init__("com")
+        self.at, self.marker, self.always = at, str(marker), always
+
+    def process(self, block):
+        import os
+
+        if block.start == self.at and (self.always or not os.path.exists(self.marker)):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return super().process(block)
+
+
+@pytest.fixture()
+def picklable_by_value():
+    import cloudpickle
+
+    import tests.test_scale as me
+
+    cloudpickle.register_pickle_by_value(me)
+    yield
+    cloudpickle.unregister_pickle_by_value(me)
+
+
+def test_worker_death_block_is_retried(tmp_path, cluster, picklable_by_value):
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(CHAIN2D), CenterJob("com"), str(ref_out), chunk_frames=256)
+    ex = make_executor(scheduler=cluster.scheduler_address)
+    run(
+        open_source(CHAIN2D),
+        DiesOnce(512, tmp_path / "died"),
+        str(out),
+        chunk_frames=256,
+        executor=ex,
+    )
+    assert (tmp_path / "died").exists()  # a worker really died
+    assert_same_file(ref_out, out)
+
+
+def test_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_value):
+    from distributed import LocalCluster
+
+    out = tmp_path / "out.h5"
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as c:
+        ex = make_executor(scheduler=c.scheduler_address)
+        with pytest.raises(ClusterError, match="a Dask task failed"):
+            run(
+                open_source(CHAIN2D),
+                DiesOnce(512, tmp_path / "died", always=True),
+                str(out),
+                chunk_frames=256,
+                executor=ex,
+            )
+    assert not out.exists() and not partial_path(out).exists()

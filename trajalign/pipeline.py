@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _signals
 from ._version import __version__
-from .errors import ParameterError, ResumeError
+from .errors import OutputError, ParameterError, ResumeError
 from .io.output import prepare_output
 
 DEFAULT_MEMORY_MB = 256
@@ -134,25 +134,33 @@ def run_key(source, job: Job, chunk: int) -> str:
 
 
 def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
-    """Reopen ``partial`` for ``--resume``; returns (writer, done mask) or None to start anew."""
+    """Reopen ``partial`` for ``--resume``; returns (writer, done mask) or None to start anew.
+
+    The key is checked with the file opened read-only, so a refused resume leaves the
+    partial output exactly as it was.
+    """
+    import h5py
+
     from .io.h5md import H5MDWriter
 
     try:
-        writer = H5MDWriter.reopen(str(partial), locking=locking)
+        with h5py.File(partial, "r", locking=locking) as f:
+            g = f.get("trajalign/resume")
+            found = None if g is None else g.attrs.get("key")
+            done = None if g is None else g["done"][()].astype(bool)
     except (OSError, KeyError):
         return None  # killed while HDF5 metadata was being written: start over
-    g = writer.f.get("trajalign/resume")
-    if g is None or g.attrs.get("key") != key:
-        writer.close()
+    if found != key:
         raise ResumeError(
             f"the partial output {partial} was made by a run with other parameters or inputs",
             "rerun exactly the same command with --resume, or without --resume to start over",
         )
-    done = g["done"][()].astype(bool)
     if done.size != n_blocks:
-        writer.close()
         raise ResumeError(f"the partial output {partial} has another block layout", "start over")
-    return writer, done
+    try:
+        return H5MDWriter.reopen(str(partial), locking=locking), done
+    except (OSError, KeyError):
+        return None
 
 
 #: seconds between checkpoints of a partial output; a SIGKILL loses at most this much work
@@ -258,6 +266,7 @@ def run(
         )
         done = np.zeros(len(blocks), dtype=bool)
     keep_partial = False
+    failed: BaseException | None = None
     try:
         if opened is None:
             job.declare(writer, source)
@@ -311,11 +320,31 @@ def run(
         stop.blocks_done = int(np.asarray(done_ds[()] if "done_ds" in locals() else done).sum())
         stop.blocks_total = len(blocks)
         raise
+    except OSError as err:
+        # h5py reports a full disk or a failing device as OSError while writing
+        failed = err
+        raise OutputError(
+            f"writing the output failed: {err}",
+            f"check free space and permissions in {target.parent}",
+        ) from None
+    except BaseException as err:
+        failed = err
+        raise
     finally:
-        writer.close()
-        if sys.exc_info()[0] is not None and not keep_partial:
+        try:
+            writer.close()
+        except OSError:
+            pass
+        if failed is not None and not keep_partial:
             partial.unlink(missing_ok=True)
-    os.replace(partial, target)
+    try:
+        os.replace(partial, target)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot move the finished output to {target}: {err}",
+            "check the folder's permissions and free space",
+        ) from None
     return {
         "output": str(target),
         "frames": source.n_frames,

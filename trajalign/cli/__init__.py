@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 import traceback
+import warnings
 
 import click
 
@@ -37,6 +37,9 @@ def cli(verbose: int, quiet: bool) -> None:
         # third-party notices (MDAnalysis' "no dt information", ...) would add lines
         # around our one-line messages; -v shows them
         warnings.simplefilter("ignore")
+        # and so would tracebacks that third-party destructors print while a bad file is
+        # closed ("Exception ignored in: DCDReader.__del__"), after our own Error: line
+        sys.unraisablehook = lambda unraisable: None
 
 
 def note(message: str) -> None:

@@ -300,6 +300,28 @@ def _npz_member_memmap(path: str, member: str):
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
 
+def _check_npy_header(path: str) -> None:
+    """Refuse object dtypes and truncated data before memory-mapping an .npy file."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"{path} holds Python objects", "save a numeric array; trajalign never unpickles input"
+        )
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    have = os.path.getsize(path)
+    if have < need:
+        raise InputError(
+            f"{path} is truncated: its header says {shape} {dtype} ({need} bytes), "
+            f"the file has {have}",
+            "write the file again; it was cut short",
+        )
+
+
 def load_array(path: str, key: str | None) -> np.ndarray:
     """Open one ``.npy``/``.npz`` array without unpickling, memory-mapped where possible."""
     with open(path, "rb") as fh:
@@ -313,6 +335,7 @@ def load_array(path: str, key: str | None) -> np.ndarray:
         )
     try:
         if is_npy:
+            _check_npy_header(path)
             return np.load(path, mmap_mode="r", allow_pickle=False)
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)
@@ -500,6 +523,7 @@ class MDASource(Source):
                 "--length-unit is for array inputs", "MDAnalysis inputs are in Angstrom"
             )
         self.total_frames = int(u.trajectory.n_frames)
+        _check_dcd_complete(u.trajectory, spec.stop)
         if self.total_frames == 0:
             raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
         self.frame_indices = frame_slice(self.total_frames, spec.start, spec.stop, spec.step)
@@ -576,6 +600,28 @@ class MDASource(Source):
             self.universe.trajectory.close()
         except Exception:
             pass
+
+
+def _check_dcd_complete(reader, stop) -> None:
+    """MDAnalysis counts the whole frames of a cut-short DCD and drops the rest silently;
+    refuse that unless --stop keeps to the complete frames."""
+    readers = getattr(reader, "readers", [reader])
+    first = 0
+    for r in readers:
+        f = getattr(r, "_file", None)
+        if type(r).__name__ != "DCDReader" or f is None:
+            first += r.n_frames
+            continue
+        expected = f._header_size + f._firstframesize + (r.n_frames - 1) * f._framesize
+        if r.n_frames and os.path.getsize(r.filename) != expected:
+            complete = first + r.n_frames
+            if stop is None or stop > complete:
+                raise InputError(
+                    f"{r.filename} is truncated: it ends inside frame {r.n_frames}",
+                    f"use the {complete} complete frames with --stop {complete}, "
+                    "or write the file again",
+                )
+        first += r.n_frames
 
 
 def _restrict_bonds(pairs: np.ndarray, atom_indices: np.ndarray) -> np.ndarray | None:

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from .._validate import check_finite_frames
 from ..errors import InputError, ParameterError, SelectionError
 from ..internal import (
     _angles_raw,
@@ -371,6 +372,8 @@ class InternalJob(Job):
             sincos_kernel,
         )
 
+        # NaN input would surface as "undefined angle" or NaN distances; name it as what it is
+        check_finite_frames(block.coords)
         x = _pad3(block.coords)
         b = x.shape[0]
         if self.use_box:
