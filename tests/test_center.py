@@ -115,3 +115,14 @@ def test_bad_parameters():
         ta.center(X, "point", point=3)
     with pytest.raises(ParameterError, match="unknown centering method"):
         ta.center(X, "middle")
+
+
+@pytest.mark.parametrize("point", [np.inf, -np.inf, np.nan, 1.5, np.float64(-0.5)])
+def test_point_index_that_is_not_an_integer_is_refused(point):
+    # found by fuzzing: int(inf) raised OverflowError, and 1.5 silently became point 1
+    with pytest.raises(SelectionError, match="not an integer"):
+        ta.center(np.ones((1, 3, 3)), "point", point=point)
+    with pytest.raises(SelectionError, match="not an integer"):
+        ta.align_points(np.eye(3)[None], 0, point, 2)
+    # integral floats are still indices
+    np.testing.assert_array_equal(ta.center(np.eye(3)[None], "point", point=2.0)[0, 2], 0)

@@ -88,8 +88,11 @@ def as_weights(masses, n_points: int, name: str = "masses") -> np.ndarray:
 def as_index(k, n_points: int, name: str = "point") -> int:
     """Check a point index against ``n_points``; negative indices count from the end."""
     try:
+        # int() truncates 1.5 to 1 and raises OverflowError for inf: neither is an index
+        if isinstance(k, float | np.floating) and not float(k).is_integer():
+            raise ValueError
         k = int(k)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SelectionError(f"{name} {k!r} is not an integer", "give a point index") from None
     if not -n_points <= k < n_points:
         raise SelectionError(
