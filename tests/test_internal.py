@@ -466,3 +466,12 @@ def test_vectorised_atan2_matches_numpy():
     got = np.array([_atan2(a, b) for a, b in zip(y, x, strict=True)])
     want = np.arctan2(y, x)
     assert np.all(np.abs(got - want) <= 4 * np.spacing(np.abs(want)) + 1e-300)
+
+
+@pytest.mark.parametrize("n", [np.inf, -np.inf, np.nan, 2.5])
+def test_rbf_count_that_is_not_an_integer_is_refused(n):
+    # found by fuzzing: n = inf raised OverflowError from int()
+    with pytest.raises(ParameterError):
+        ti.rbf_centers(0.0, 1.0, n)
+    with pytest.raises(ParameterError):
+        ti.bins(np.ones((1, 1)), 0.0, 1.0, n)

@@ -631,7 +631,7 @@ def rbf_centers(r_min: float = 0.0, r_max: float = 10.0, n: int = 20) -> np.ndar
     """
     try:
         n_int = int(n)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: n = inf
         raise ParameterError(f"rbf n={n!r} is not an integer", "give 2 or more") from None
     if n_int != n or n_int < 2:
         raise ParameterError(
