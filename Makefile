@@ -20,9 +20,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(BIN)/trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
-	$(BIN)/trajalign center sample_data/chain2d.npz --method com -o $(DEMO)/chain2d_centered.h5 --force
-	$(BIN)/trajalign center sample_data/butane.dcd -t sample_data/butane.pdb --method com -o $(DEMO)/butane_centered.h5 --force
-	@echo "demo outputs (HDF5, H5MD layout) are in $(DEMO)/:"
+	$(BIN)/trajalign center sample_data/butane.dcd -t sample_data/butane.pdb -o $(DEMO)/butane_centered.h5 --force
+	$(BIN)/trajalign rotate sample_data/butane.dcd -t sample_data/butane.pdb --fit-select "name C*" --reference average -o $(DEMO)/butane_aligned.h5 --write-traj $(DEMO)/butane_aligned.xtc --force
+	$(BIN)/trajalign rotate sample_data/chain2d.npz --method principal -o $(DEMO)/chain2d_principal.h5 --force
+	$(BIN)/trajalign internal sample_data/butane.dcd -t sample_data/butane.pdb --dihedral-encoding sincos --transform inverse,rbf -o $(DEMO)/butane_internal.h5 --force
+	@echo
+	@echo "demo outputs (HDF5 in the H5MD layout, XTC for viewers) are in $(DEMO)/:"
 	@ls -1 $(DEMO)
 
 test: $(STAMP)
