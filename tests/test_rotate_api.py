@@ -415,3 +415,36 @@ def test_superpose_matches_mdanalysis_aligntraj(adk, weights):
     ref_com = w @ X[0, ca].astype(np.float64)
     np.testing.assert_allclose(res.coords + ref_com, expected, atol=1e-3)
     np.testing.assert_allclose(res.rmsd, aligner.results.rmsd, atol=1e-3)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("scale", [1e155, 1e200, 1e307])
+def test_coordinates_whose_squares_overflow_are_an_error_not_an_identity(dim, scale):
+    # found by fuzzing: superpose returned the identity with RMSD 0 (a silent "fit"),
+    # align_principal a SystemError from eigh inside the kernel, align_points a rotation
+    # of determinant 0; the coordinates are finite, only their squares overflow
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2, 5, dim)) * scale
+    calls = [
+        lambda: ta.superpose(X),
+        lambda: ta.superpose(X, "average"),
+        lambda: ta.superpose(X / scale, X[0]),
+        lambda: ta.align_principal(X),
+        lambda: ta.align_points(X, 0, 1, 2 if dim == 3 else None),
+    ]
+    for call in calls:
+        with pytest.raises(NumericalError, match="too large"):
+            call()
+
+
+def test_large_but_safe_coordinates_still_fit():
+    # up to ~1e60 the float64 sums do not overflow: the fit is exact, not refused
+    rng = np.random.default_rng(4)
+    ref0 = rng.normal(size=(7, 3))
+    Q = Rotation.random(random_state=5).as_matrix()
+    X = (ref0 @ Q.T)[None] * 1e60
+    res = ta.superpose(X, ref0 * 1e60)
+    np.testing.assert_allclose(res.rotation[0], Q, atol=1e-12)
+    assert res.rmsd[0] <= 1e-12 * 1e60
+    res = ta.align_principal(X)
+    np.testing.assert_allclose(np.linalg.det(res.rotation), 1.0)

@@ -72,6 +72,15 @@ def center_with_translation(
     return out, trans
 
 
+def overflow_error(frame: int) -> NumericalError:
+    """The error for a frame whose squared coordinates overflow float64."""
+    return NumericalError(
+        f"the coordinates of frame {frame} are too large: their squares overflow float64, "
+        "so no rotation can be computed",
+        "rescale them (another length unit); MD coordinates are far below 1e50",
+    )
+
+
 def _raise_if_nonfinite(per_frame: np.ndarray) -> None:
     bad = ~np.isfinite(per_frame).all(axis=tuple(range(1, per_frame.ndim)))
     if bad.any():
@@ -233,7 +242,14 @@ def prepare_reference(ref, w: np.ndarray, dim: int, name: str = "the reference")
             f"{name} has NaN or inf coordinates (fit atom {bad})",
             "repair the reference or choose another one",
         )
-    rc = r - w @ r
+    with np.errstate(over="ignore", invalid="ignore"):
+        rc = r - w @ r
+        spread = float(np.sum(w * np.sum(rc * rc, axis=1)))
+    if not spread < np.inf:
+        raise NumericalError(
+            f"the coordinates of {name} are too large: their squares overflow float64",
+            "rescale them (another length unit); MD coordinates are far below 1e50",
+        )
     sv = np.linalg.svd(np.sqrt(w)[:, None] * rc, compute_uv=False)
     if not sv[0] > 0.0:
         raise NumericalError(
@@ -248,13 +264,15 @@ def prepare_reference(ref, w: np.ndarray, dim: int, name: str = "the reference")
     return rc
 
 
-def superpose_block(x: np.ndarray, xfit: np.ndarray, w: np.ndarray, refc: np.ndarray):
+def superpose_block(x: np.ndarray, xfit: np.ndarray, w: np.ndarray, refc: np.ndarray, frames=None):
     """Kabsch-fit every frame of ``xfit`` onto ``refc`` and move ``x`` with it.
 
     x : (F, N, D) and xfit : (F, M, D) float32/float64 (xfit may be x), w : (M,) summing
     to 1, refc : (M, D) float64 centred on its weighted centroid. Returns coords (like
     x), rotation (F, D, D), translation (F, D), rmsd (F,) and status (F,) int8 (2 where
-    the optimal rotation is not unique).
+    the optimal rotation is not unique). Raises NumericalError for a frame whose sums
+    overflow float64 (``frames`` (F,) numbers it; default 0..F-1); frames with NaN/inf
+    are left to the caller's finite check.
     """
     from .kernels.kabsch import superpose_frames
 
@@ -265,7 +283,17 @@ def superpose_block(x: np.ndarray, xfit: np.ndarray, w: np.ndarray, refc: np.nda
     rmsd = np.empty(n_frames)
     status = np.empty(n_frames, dtype=np.int8)
     superpose_frames(x, xfit, w, refc, out, rot, trans, rmsd, status)
+    _raise_if_overflow(status, trans, frames)
     return out, rot, trans, rmsd, status
+
+
+def _raise_if_overflow(status: np.ndarray, trans: np.ndarray, frames=None) -> None:
+    from .kernels.kabsch import OVERFLOW
+
+    # NaN/inf input also ends in OVERFLOW; its translation is not finite
+    bad = np.flatnonzero((status == OVERFLOW) & np.isfinite(trans).all(axis=1))
+    if bad.size:
+        raise overflow_error(int(frames[bad[0]]) if frames is not None else int(bad[0]))
 
 
 def kabsch_warnings(status: np.ndarray, frames) -> list[str]:
@@ -311,6 +339,7 @@ def average_reference(
             rmsd = np.empty(b)
             status = np.empty(b, dtype=np.int8)
             fit_frames(xb, w, ref, rot, trans, rmsd, status)
+            _raise_if_overflow(status, trans, np.arange(count, count + b))
             total += sum_aligned(xb, rot, trans, _SUM_CHUNKS)
             count += b
         new = total / count
@@ -436,7 +465,13 @@ def principal_block(
     Returns coords, rotation, translation, diagnostics dict, and the last axes.
     """
     from .kernels.kabsch import apply_motion
-    from .kernels.principal import ALL_AT_CENTRE, COLLINEAR, choose_signs, principal_frames
+    from .kernels.principal import (
+        ALL_AT_CENTRE,
+        COLLINEAR,
+        OVERFLOW,
+        choose_signs,
+        principal_frames,
+    )
 
     n_frames, _, dim = x.shape
     trans = np.empty((n_frames, dim))
@@ -448,6 +483,8 @@ def principal_block(
     bad = np.flatnonzero(status != 0)
     if bad.size:
         f = int(frames[bad[0]])
+        if status[bad[0]] == OVERFLOW:
+            raise overflow_error(f)
         if status[bad[0]] == ALL_AT_CENTRE:
             raise NumericalError(
                 f"the fit atoms of frame {f} are all at the centre: no principal axis exists",
@@ -643,7 +680,7 @@ def check_points(i, j, k, n_points: int, dim: int, what: str = "point") -> tuple
 def points_block(x: np.ndarray, xfit: np.ndarray, i: int, j: int, k: int, frames: np.ndarray):
     """Point-vector alignment of a block; errors name the first bad frame."""
     from .kernels.kabsch import apply_motion
-    from .kernels.points import COINCIDENT, point_frames
+    from .kernels.points import COINCIDENT, OVERFLOW, point_frames
 
     n_frames, _, dim = x.shape
     rot = np.empty((n_frames, dim, dim))
@@ -653,6 +690,8 @@ def points_block(x: np.ndarray, xfit: np.ndarray, i: int, j: int, k: int, frames
     bad = np.flatnonzero(status != 0)
     if bad.size:
         f = int(frames[bad[0]])
+        if status[bad[0]] == OVERFLOW:
+            raise overflow_error(f)
         if status[bad[0]] == COINCIDENT:
             raise NumericalError(
                 f"points {i} and {j} coincide in frame {f}, so I->J has no direction",

@@ -20,6 +20,8 @@ Conventions (row vectors, as the rest of trajalign):
 - ``status[t]``: 0 closed form / QCP, 1 eigen fallback (rotation still unique and
   optimal), 2 degenerate: the optimum is not unique (collinear or symmetric fit atoms, or
   all at one point); ``R_t`` is then one optimal rotation among many and the caller warns.
+  3 overflow: the sums of squares and products overflow float64 (|x| |ref| beyond about
+  1e150), or the frame holds NaN/inf; ``R_t`` is the identity and the caller raises.
 """
 
 import numba as nb
@@ -34,6 +36,9 @@ _NEWTON_TOL = 1e-13  # Newton stops when the step is below this fraction of lamb
 _ADJ_TOL = 1e-6  # adjugate column norms below this * |S|**3: near-degenerate lambda
 _RAYLEIGH_TOL = 1e-10  # accepted quaternion must reach lambda - this * |S|
 _DEGENERATE_TOL = 1e-7  # top-two eigenvalue gap below this * |S|: rotation not unique
+
+NOT_UNIQUE = 2
+OVERFLOW = 3
 
 
 @nb.njit(**JIT)
@@ -90,6 +95,13 @@ def rotation_3d(s, e0, rot):
         for j in range(3):
             c2 += s[i, j] * s[i, j]
     scale = np.sqrt(c2)
+    if not (scale < np.inf and e0 < np.inf):
+        # overflowed sums (or NaN) carry no rotation; the identity with status 0 or 2
+        # would pass for a fit (cf. MDTraj #1798), so the caller raises on this status
+        for i in range(3):
+            for j in range(3):
+                rot[i, j] = 1.0 if i == j else 0.0
+        return 0.0, OVERFLOW
     if not scale > 1e-300 or not e0 > 0.0:
         # S = 0: the fit atoms at one point, or uncorrelated with the reference; any
         # rotation is optimal (and the caller warns)
@@ -187,6 +199,13 @@ def rotation_2d(s, e0, rot):
     b = s[0, 1] - s[1, 0]
     lam = np.sqrt(a * a + b * b)
     scale = np.sqrt(s[0, 0] ** 2 + s[0, 1] ** 2 + s[1, 0] ** 2 + s[1, 1] ** 2)
+    if not (scale < np.inf and lam < np.inf and e0 < np.inf):
+        # overflowed sums (or NaN): no rotation; the caller raises (see rotation_3d)
+        rot[0, 0] = 1.0
+        rot[0, 1] = 0.0
+        rot[1, 0] = 0.0
+        rot[1, 1] = 1.0
+        return 0.0, OVERFLOW
     if not lam > _DEGENERATE_TOL * scale or not scale > 1e-300:
         # isotropic fit atoms against their mirror image, or all at one point
         rot[0, 0] = 1.0

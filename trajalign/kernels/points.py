@@ -8,6 +8,7 @@ from ._config import PARALLEL_JIT
 OK = 0
 COINCIDENT = 1  # points I and J at one place: the x axis is undefined
 COLLINEAR = 2  # 3D: I, J, K on one line (or K on I): the y axis is undefined
+OVERFLOW = 3  # |x_j - x_i|^2 or |x_k - x_i|^2 overflows float64 (beyond ~1e150)
 
 # relative to the size of the coordinates; float32 rounding of truly coincident or
 # collinear points leaves residues near 1e-7, which must still count as degenerate
@@ -38,6 +39,10 @@ def point_frames(x, i, j, k, rot, trans, status):
             u[d] = x[f, j, d] - x[f, i, d]
             nu += u[d] * u[d]
         nu = np.sqrt(nu)
+        if not nu < np.inf:
+            # u / inf would be a zero axis: a "rotation" of determinant 0
+            status[f] = OVERFLOW
+            continue
         if not nu > _COINCIDENT_TOL * mag or nu == 0.0:
             status[f] = COINCIDENT
             continue
@@ -58,6 +63,9 @@ def point_frames(x, i, j, k, rot, trans, status):
             nv += v[d] * v[d]
             dot += v[d] * u[d]
         nv = np.sqrt(nv)
+        if not nv < np.inf:
+            status[f] = OVERFLOW
+            continue
         nw = 0.0
         for d in range(3):
             v[d] -= dot * u[d]

@@ -19,6 +19,7 @@ from ._config import JIT, PARALLEL_JIT
 OK = 0
 ALL_AT_CENTRE = 1  # G = 0: every fit atom at the centre, no axis is defined
 COLLINEAR = 2  # 3D: second eigenvalue ~ 0, only the first axis is defined
+OVERFLOW = 3  # second or third moments overflow float64 (coordinates beyond ~1e100)
 
 _ZERO_TOL = 1e-14  # lambda_1 below this * (spread about the first atom) counts as zero
 _COLLINEAR_TOL = 1e-10  # lambda_2 below this * lambda_1 (3D) counts as collinear
@@ -68,6 +69,20 @@ def principal_frames(xfit, wc, point, wg, trans, evals, axes, skew, status):
                 g[a, b] = v
                 g[b, a] = v
         ax = axes[f]
+        finite = True
+        for a in range(dim):
+            for b in range(dim):
+                finite = finite and abs(g[a, b]) < np.inf
+        if not (finite and spread < np.inf):
+            # squares overflowed: eigh would raise inside the parallel loop (a SystemError
+            # at the caller), and the identity would pass for axes; the caller raises
+            for a in range(dim):
+                evals[f, a] = 0.0
+                skew[f, a] = 0.0
+                for b in range(dim):
+                    ax[a, b] = 1.0 if a == b else 0.0
+            status[f] = OVERFLOW
+            continue
         if dim == 2:
             half = 0.5 * (g[0, 0] + g[1, 1])
             r = np.sqrt(0.25 * (g[0, 0] - g[1, 1]) ** 2 + g[0, 1] * g[0, 1])
@@ -106,6 +121,9 @@ def principal_frames(xfit, wc, point, wg, trans, evals, axes, skew, status):
         for k in range(dim):
             lam = evals[f, k]
             skew[f, k] = m3[k] / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
+            if not abs(skew[f, k]) < np.inf or not abs(m3[k]) < np.inf:
+                # cubes overflowed: the skew sign would be arbitrary without a word
+                status[f] = OVERFLOW
 
 
 @nb.njit(**JIT)
