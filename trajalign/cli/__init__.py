@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 import warnings
 
@@ -48,11 +49,38 @@ def note(message: str) -> None:
         click.echo(message, err=True)
 
 
+class _DelayedBar:
+    """A click progress bar that appears only once a run has taken ``delay`` seconds, so
+    quick runs print nothing but their summary line."""
+
+    def __init__(self, total: int, label: str, delay: float = 1.0) -> None:
+        self.total, self.label, self.delay = total, label, delay
+        self.t0 = time.perf_counter()
+        self.done = 0
+        self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is None and time.perf_counter() - self.t0 > self.delay:
+            self.bar = click.progressbar(length=self.total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+            self.bar.update(self.done)
+        elif self.bar is not None:
+            self.bar.update(n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 def progress_bar(total: int, label: str):
-    """A progress bar on stderr when it is a terminal and not --quiet; else a no-op."""
+    """A progress bar on stderr when it is a terminal and not --quiet; else None."""
     if _STATE["quiet"] or not sys.stderr.isatty():
         return None
-    return click.progressbar(length=total, label=label, file=sys.stderr)
+    return _DelayedBar(total, label)
 
 
 def set_threads(n: int) -> None:
