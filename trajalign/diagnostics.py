@@ -1,0 +1,1115 @@
+"""Diagnostics of an alignment: jumps over time, perturbation sensitivity, and the
+equivariance check (sections 5.5 and 5.6 of the equivariance chapter).
+
+Pure numpy on top of the public API; no click, no matplotlib (figures are in
+:mod:`trajalign.plots`).
+
+- **Jumps.** :func:`consecutive_rmsd` is the RMSD between consecutive aligned frames;
+  :func:`flag_jumps` flags frames where it rises far above its running level with a robust
+  rule (running median plus ``k`` scaled MADs over a centred window, see
+  :func:`jump_threshold`). :func:`add_jump_diagnostics` does this for a finished
+  ``rotate`` output, reading positions block by block.
+- **Sensitivity.** :func:`perturb_aligned` and :func:`sensitivity` repeat the chapter's
+  ``perturb_paths`` experiment for any alignment method: one point of one frame moves by
+  growing amounts along an axis, the frames are aligned, and every point's displacement in
+  the aligned frame is measured per unit of perturbation.
+- **Check.** :func:`check_invariance` applies random rotations, translations,
+  reflections and permutations to the input, re-runs a method, and compares the output
+  with what the method promises (the same output, or the output moved alike). Methods come
+  from a registry (:data:`METHOD_NAMES`, :func:`get_method`) or are any callable wrapped in
+  :class:`Method`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataError, ParameterError, TrajalignError
+
+# ---------------------------------------------------------------------------- jumps
+
+#: default jump rule: flag a frame whose consecutive RMSD exceeds the running median by
+#: more than JUMP_K robust standard deviations (1.4826 MAD) over a centred window
+JUMP_K = 10.0
+JUMP_WINDOW = 51
+#: the robust spread is floored at this fraction of the running median, so that an almost
+#: constant series (a rigid body, a perfectly smooth alignment) does not flag rounding noise
+JUMP_FLOOR = 0.05
+_MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its sigma
+
+DIAG = "trajalign/diagnostics"
+POSITION = "particles/trajectory/position/value"
+
+
+def consecutive_rmsd(coords: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """RMSD between each aligned frame and the one before it.
+
+    Parameters
+    ----------
+    coords : array_like, shape (F, N, D), float32 or float64
+        Aligned coordinates.
+    previous : array_like, shape (N, D), optional
+        The frame before ``coords[0]`` (when scanning a trajectory block by block).
+
+    Returns
+    -------
+    ndarray, shape (F,), float64
+        ``sqrt(mean_i |x[t, i] - x[t-1, i]|^2)`` (unweighted, in the length unit of
+        ``coords``). Frame 0 has no predecessor: NaN unless ``previous`` is given.
+    """
+    x = np.asarray(coords, dtype=np.float64)
+    if x.ndim != 3:
+        raise DataError(f"coords has shape {x.shape}, not (frames, points, dim)", "pass (F, N, D)")
+    out = np.full(x.shape[0], np.nan)
+    if x.shape[0] > 1:
+        out[1:] = np.sqrt(np.mean(np.sum(np.diff(x, axis=0) ** 2, axis=-1), axis=-1))
+    if previous is not None and x.shape[0]:
+        p = np.asarray(previous, dtype=np.float64)
+        out[0] = np.sqrt(np.mean(np.sum((x[0] - p) ** 2, axis=-1)))
+    return out
+
+
+def jump_threshold(
+    scores: np.ndarray,
+    k: float = JUMP_K,
+    window: int = JUMP_WINDOW,
+    floor: float = JUMP_FLOOR,
+) -> np.ndarray:
+    """Running threshold of the jump rule.
+
+    ``threshold[t] = m[t] + k * max(1.4826 * MAD[t], floor * m[t])``, where ``m`` is the
+    median of ``scores`` over the centred window of ``window`` frames around ``t`` and
+    ``MAD`` the median absolute deviation from ``m`` over the same window (both
+    ``scipy.ndimage.median_filter`` with ``mode="mirror"``, so the first and last frames
+    are judged against real neighbours). A single-frame spike barely moves a median, so
+    the rule is not fooled by the jumps it looks for (a mean and standard deviation would
+    be). With the default ``k = 10`` a frame must step about ten robust standard
+    deviations above its neighbours: the heavy-tailed frame-to-frame noise of a flexing
+    chain (sample chain2d, Kabsch and point alignment) stays below it, while principal-axis
+    swaps and sign flips (steps of the size of the molecule) are far above. NaN scores
+    (frame 0) are left out by replacing them with
+    the overall median.
+
+    Parameters
+    ----------
+    scores : array_like, shape (F,)
+        Per-frame scores such as :func:`consecutive_rmsd`.
+    k : float
+        Number of robust standard deviations above the running median.
+    window : int
+        Window length in frames (odd; an even value is rounded up).
+    floor : float
+        Smallest spread as a fraction of the running median.
+
+    Returns
+    -------
+    ndarray, shape (F,), float64
+    """
+    from scipy.ndimage import median_filter
+
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if k <= 0 or window < 1 or floor < 0:
+        raise ParameterError(
+            f"jump rule k={k}, window={window}, floor={floor} is not valid",
+            "use k > 0, window >= 1 and floor >= 0",
+        )
+    if s.size == 0:
+        return s.copy()
+    finite = np.isfinite(s)
+    fill = float(np.median(s[finite])) if finite.any() else 0.0
+    s = np.where(finite, s, fill)
+    w = int(window) | 1
+    med = median_filter(s, size=w, mode="mirror")
+    mad = median_filter(np.abs(s - med), size=w, mode="mirror")
+    return med + k * np.maximum(_MAD_TO_SIGMA * mad, floor * med)
+
+
+def flag_jumps(
+    scores: np.ndarray,
+    k: float = JUMP_K,
+    window: int = JUMP_WINDOW,
+    floor: float = JUMP_FLOOR,
+) -> np.ndarray:
+    """Frames whose score jumps well above its running level.
+
+    Parameters are those of :func:`jump_threshold`; a frame is flagged when its score is
+    above the threshold. NaN scores are never flagged.
+
+    Returns
+    -------
+    ndarray, shape (F,), bool
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(s) & (s > jump_threshold(s, k, window, floor))
+
+
+def jump_rule_attrs(k: float, window: int, floor: float) -> dict:
+    """HDF5 attributes that describe the jump rule."""
+    return {
+        "rule": "score > m + k * max(1.4826 * MAD, floor * m); m, MAD: running median and "
+        "median absolute deviation of the score over a centred window",
+        "k": float(k),
+        "window": int(window) | 1,
+        "floor": float(floor),
+    }
+
+
+def add_jump_diagnostics(
+    h5file,
+    k: float = JUMP_K,
+    window: int = JUMP_WINDOW,
+    floor: float = JUMP_FLOOR,
+    block_frames: int | None = None,
+) -> dict:
+    """Add consecutive-frame RMSD and jump flags to a finished ``rotate`` output.
+
+    Reads ``/particles/trajectory/position/value`` (F, N, D) in blocks (bounded memory),
+    and writes ``/trajalign/diagnostics/consecutive_rmsd`` (F,) float64 (attr ``unit``;
+    frame 0 is NaN) and ``/trajalign/diagnostics/jump_flag`` (F,) bool with attributes
+    that describe the rule (see :func:`jump_threshold`). Existing datasets of those names
+    are replaced.
+
+    Parameters
+    ----------
+    h5file : h5py.File
+        Open for writing.
+    k, window, floor
+        The jump rule.
+    block_frames : int, optional
+        Frames read per block (default: about 16 MB of positions).
+
+    Returns
+    -------
+    dict
+        ``{"jumps": number of flagged frames, "frames": [flagged frame numbers, at most
+        20], "max_rmsd": float}``.
+    """
+    if POSITION not in h5file:
+        raise DataError(
+            f"{h5file.filename} has no {POSITION}", "give an output of trajalign rotate/center"
+        )
+    pos = h5file[POSITION]
+    n_frames, n_points, dim = pos.shape
+    if block_frames is None:
+        block_frames = max(1, (16 << 20) // max(1, n_points * dim * 8))
+    scores = np.full(n_frames, np.nan)
+    prev = None
+    for start in range(0, n_frames, block_frames):
+        stop = min(start + block_frames, n_frames)
+        block = np.asarray(pos[start:stop], dtype=np.float64)
+        scores[start:stop] = consecutive_rmsd(block, prev)
+        prev = block[-1]
+    flags = flag_jumps(scores, k, window, floor)
+    g = h5file.require_group(DIAG)
+    for name in ("consecutive_rmsd", "jump_flag"):
+        if name in g:
+            del g[name]
+    ds = g.create_dataset("consecutive_rmsd", data=scores)
+    ds.attrs["unit"] = pos.attrs.get("unit", "Angstrom")
+    ds.attrs["description"] = "RMSD between aligned frame t and t-1 (frame 0: NaN)"
+    fl = g.create_dataset("jump_flag", data=flags)
+    for key, value in jump_rule_attrs(k, window, floor).items():
+        fl.attrs[key] = value
+    frames = (
+        np.asarray(h5file["trajalign/frames/index"])
+        if "trajalign/frames/index" in h5file
+        else np.arange(n_frames)
+    )
+    hit = frames[flags]
+    return {
+        "jumps": int(flags.sum()),
+        "frames": [int(f) for f in hit[:20]],
+        "max_rmsd": float(np.nanmax(scores)) if n_frames > 1 else 0.0,
+    }
+
+
+# -------------------------------------------------------------------- method registry
+
+#: transformations the check applies, in table order
+TRANSFORMATIONS = (
+    "translation",
+    "rotation",
+    "translation per frame",
+    "rotation per frame",
+    "reflection",
+    "permutation",
+)
+#: what a method may promise for a transformation T applied to its input:
+#: "invariant" f(T x) = f(x); "equivariant" f(T x) = T f(x) (coordinates move alike, atoms
+#: renumbered alike); "reference" f(T x) = T_0 f(x), every frame moves with frame 0's
+#: motion (Kabsch onto the first frame); "negated" f(T x) = -f(x) (dihedrals under a
+#: reflection)
+PROMISES = ("invariant", "equivariant", "reference", "negated")
+
+
+@dataclass
+class MethodOutput:
+    """What a registry method returns.
+
+    values : (F, N, D) aligned coordinates or (F, K) features.
+    sign_ambiguous : (F,) bool or None; frames whose axis signs the method itself declares
+        arbitrary (principal axes with zero skewness, or ``sign="none"``); the check
+        compares those frames up to a proper flip of axis signs.
+    global_sign : the ambiguity is one choice for the whole trajectory (``continuity``
+        inherits frame 0's sign), so one flip must fit every frame.
+    """
+
+    values: np.ndarray
+    sign_ambiguous: np.ndarray | None = None
+    global_sign: bool = False
+
+
+@dataclass
+class Method:
+    """An alignment or feature method and the invariances it promises.
+
+    Parameters
+    ----------
+    name : str
+    func : callable
+        ``func(X, masses) -> ndarray`` or :class:`MethodOutput`; ``X`` (F, N, D) float32 or
+        float64, ``masses`` (N,) float64 or None (permuted along with the atoms).
+    kind : {"coords", "features"}
+        Coordinates are compared point by point (Euclidean displacement); features entry by
+        entry.
+    promises : dict
+        Transformation name (see :data:`TRANSFORMATIONS`) -> one of :data:`PROMISES`.
+        Transformations left out are not promised: the check reports how much the output
+        changes, for information, without judging it.
+    periodic : bool
+        Features are angles compared modulo 2 pi (dihedrals jump from pi to -pi).
+    description : str
+    """
+
+    name: str
+    func: Callable
+    kind: str = "coords"
+    promises: dict = field(default_factory=dict)
+    periodic: bool = False
+    description: str = ""
+
+    def __call__(self, X: np.ndarray, masses: np.ndarray | None = None) -> MethodOutput:
+        out = self.func(X, masses)
+        if not isinstance(out, MethodOutput):
+            out = MethodOutput(np.asarray(out))
+        return out
+
+
+#: registry names; ``coords`` methods also take part in the sensitivity and overlay plots
+COORD_METHODS = ("none", "center-com", "center-point", "kabsch", "principal", "point")
+FEATURE_METHODS = ("distances", "angles", "dihedrals", "eigvals")
+METHOD_NAMES = COORD_METHODS + FEATURE_METHODS
+#: methods of ``trajalign rotate`` (jump diagnostics)
+ROTATE_METHODS = ("kabsch", "principal", "point")
+
+_RIGID = {"translation": "invariant", "translation per frame": "invariant"}
+
+
+def _quiet(fn):
+    """Run an API call without its RuntimeWarnings (the check calls methods many times;
+    the methods' own warnings are for the user's run, not for every trial)."""
+
+    def wrapped(*a, **kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(*a, **kw)
+
+    return wrapped
+
+
+def default_points(dim: int) -> tuple[int, ...]:
+    """The chapter's point alignment: 0 -> 1 onto +x (3D: 0 -> 2 into the xy-plane)."""
+    return (0, 1) if dim == 2 else (0, 1, 2)
+
+
+def get_method(
+    name: str,
+    dim: int = 3,
+    *,
+    point: int = 0,
+    points: Sequence[int] | None = None,
+    sign: str = "continuity",
+) -> Method:
+    """A registry method by name (see :data:`METHOD_NAMES`).
+
+    Parameters
+    ----------
+    name : str
+        ``none`` (raw coordinates; promises nothing), ``center-com`` (mass-weighted where
+        masses are given), ``center-point`` (point ``point`` to the origin), ``kabsch``
+        (superpose onto the first frame, unweighted), ``principal`` (principal axes,
+        mass-weighted, sign rule ``sign``), ``point`` (``points`` I,J[,K]), ``distances``
+        (all pairs), ``angles`` and ``dihedrals`` (consecutive points), ``eigvals``
+        (inverse-distance spectrum).
+    dim : int
+        Dimension of the data (2 or 3): the default ``points`` and whether dihedrals exist.
+
+    Returns
+    -------
+    Method
+    """
+    import trajalign as ta
+
+    if name == "none":
+        return Method("none", lambda X, m: np.asarray(X), "coords", {}, description="raw input")
+    if name in ("center-com", "center-geometric", "center-point"):
+        how = name.split("-", 1)[1]
+
+        def center(X, m):
+            return ta.center(X, how, masses=m if how == "com" else None, point=point)
+
+        promises = {
+            **_RIGID,
+            "rotation": "equivariant",
+            "rotation per frame": "equivariant",
+            "reflection": "equivariant",
+        }
+        if how != "point":
+            promises["permutation"] = "equivariant"
+        return Method(name, center, "coords", promises, description=f"center ({how})")
+    if name == "kabsch":
+
+        def kabsch(X, m):
+            return _quiet(ta.superpose)(X, "first").coords
+
+        promises = {
+            **_RIGID,
+            "rotation": "equivariant",
+            "rotation per frame": "reference",
+            "reflection": "equivariant",
+            "permutation": "equivariant",
+        }
+        return Method("kabsch", kabsch, "coords", promises, description="superpose on frame 0")
+    if name == "principal":
+
+        def principal(X, m):
+            r = _quiet(ta.align_principal)(X, masses=m, sign=sign)
+            d = r.diagnostics
+            amb = np.asarray(d["skew_undefined"], dtype=bool)
+            if sign == "none":
+                return MethodOutput(r.coords, np.ones(len(amb), bool))
+            if sign == "continuity":
+                # frame 0 takes the skew rule and every later frame follows it
+                return MethodOutput(r.coords, np.full(len(amb), bool(amb[0])), True)
+            return MethodOutput(r.coords, amb)
+
+        promises = {
+            **_RIGID,
+            "rotation": "invariant",
+            "rotation per frame": "invariant",
+            "permutation": "equivariant",
+        }
+        if sign == "continuity":
+            # each frame's signs follow the previous frame's axes in the lab frame, so
+            # rotating frames independently changes the choice (measured on chain2d: jumps
+            # of the size of the chain); only a global rotation leaves it alone
+            del promises["rotation per frame"]
+        return Method(
+            "principal", principal, "coords", promises, description=f"principal axes ({sign})"
+        )
+    if name == "point":
+        pts = tuple(points) if points is not None else default_points(dim)
+
+        def point_align(X, m):
+            return ta.align_points(X, *pts).coords
+
+        promises = {**_RIGID, "rotation": "invariant", "rotation per frame": "invariant"}
+        label = ",".join(str(p) for p in pts)
+        return Method("point", point_align, "coords", promises, description=f"points {label}")
+    rigid = {
+        **_RIGID,
+        "rotation": "invariant",
+        "rotation per frame": "invariant",
+        "reflection": "invariant",
+    }
+    if name == "distances":
+        return Method(
+            name, lambda X, m: ta.distances(X, "all"), "features", rigid, description="all pairs"
+        )
+    if name == "angles":
+
+        def angles(X, m):
+            return ta.angles(X, ta.chain_tuples(np.shape(X)[1], 3))
+
+        return Method(name, angles, "features", rigid, True, "consecutive triplets")
+    if name == "dihedrals":
+        if dim != 3:
+            raise ParameterError(
+                "dihedrals need 3D coordinates; the input is 2D", "drop dihedrals from --method"
+            )
+
+        def dihedrals(X, m):
+            return ta.dihedrals(X, ta.chain_tuples(np.shape(X)[1], 4))
+
+        promises = {**rigid, "reflection": "negated"}
+        return Method(name, dihedrals, "features", promises, True, "consecutive quadruplets")
+    if name == "eigvals":
+        return Method(
+            name,
+            lambda X, m: ta.eigvals(X),
+            "features",
+            {**rigid, "permutation": "invariant"},
+            description="inverse-distance spectrum",
+        )
+    raise ParameterError(f"unknown method {name!r}", f"use one of {', '.join(METHOD_NAMES)}")
+
+
+def resolve_method(method: str | Method | Callable, dim: int = 3, **params) -> Method:
+    """A :class:`Method` from a registry name, a Method, or a bare callable.
+
+    A bare callable ``f(X, masses)`` is taken as a coordinate method that promises
+    invariance under every rigid motion and permutation (so the check tests all of them).
+    """
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str):
+        return get_method(method, dim, **params)
+    if callable(method):
+        name = getattr(method, "__name__", "custom")
+        return Method(name, method, "coords", dict.fromkeys(TRANSFORMATIONS, "invariant"))
+    raise ParameterError(f"method {method!r} is not a name or a callable", "pass a method name")
+
+
+def methods_for(dim: int, n_points: int) -> tuple[str, ...]:
+    """Registry methods that apply to data of this dimension and size."""
+    out = []
+    for name in METHOD_NAMES:
+        if name == "dihedrals" and (dim != 3 or n_points < 4):
+            continue
+        if name == "angles" and n_points < 3:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------ the check
+
+
+def random_rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
+    """A uniformly random proper rotation (D, D) for row vectors (``x @ Q``)."""
+    if dim == 2:
+        a = rng.uniform(0.0, 2.0 * np.pi)
+        c, s = np.cos(a), np.sin(a)
+        return np.array([[c, s], [-s, c]])
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    ).T
+
+
+@dataclass
+class _Motion:
+    """One sampled transformation: per-frame linear part Q (F, D, D), shift c (F, D) and
+    atom order ``perm`` (x' = x[:, perm] @ Q + c)."""
+
+    Q: np.ndarray
+    c: np.ndarray
+    perm: np.ndarray
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return np.einsum("fnd,fde->fne", x[:, self.perm], self.Q) + self.c[:, None, :]
+
+
+def _sample_motion(
+    kind: str, rng: np.random.Generator, n_frames: int, n_points: int, dim: int, scale: float
+) -> _Motion:
+    eye = np.broadcast_to(np.eye(dim), (n_frames, dim, dim)).copy()
+    zero = np.zeros((n_frames, dim))
+    ident = np.arange(n_points)
+    if kind == "translation":
+        return _Motion(eye, np.broadcast_to(rng.normal(scale=scale, size=dim), zero.shape), ident)
+    if kind == "translation per frame":
+        return _Motion(eye, rng.normal(scale=scale, size=zero.shape), ident)
+    if kind == "rotation":
+        return _Motion(np.broadcast_to(random_rotation(rng, dim), eye.shape).copy(), zero, ident)
+    if kind == "rotation per frame":
+        return _Motion(np.stack([random_rotation(rng, dim) for _ in range(n_frames)]), zero, ident)
+    if kind == "reflection":
+        # a mirror through a random plane (line in 2D): x -> x (I - 2 n n^T)
+        n = rng.normal(size=dim)
+        n /= np.linalg.norm(n)
+        m = np.eye(dim) - 2.0 * np.outer(n, n)
+        return _Motion(np.broadcast_to(m, eye.shape).copy(), zero, ident)
+    if kind == "permutation":
+        perm = rng.permutation(n_points)
+        if n_points > 1:
+            while np.all(perm == ident):
+                perm = rng.permutation(n_points)
+        return _Motion(eye, zero, perm)
+    raise ParameterError(
+        f"unknown transformation {kind!r}", f"use one of {', '.join(TRANSFORMATIONS)}"
+    )
+
+
+def _expected(values: np.ndarray, promise: str, motion: _Motion, kind: str) -> np.ndarray:
+    if promise == "invariant":
+        return values
+    if promise == "negated":
+        return -values
+    if kind != "coords":
+        raise ParameterError(
+            f"a feature method cannot promise {promise!r}", "use invariant or negated"
+        )
+    y = values[:, motion.perm].astype(np.float64)
+    if promise == "equivariant":
+        return np.einsum("fnd,fde->fne", y, motion.Q) + motion.c[:, None, :]
+    if promise == "reference":
+        return y @ motion.Q[0] + motion.c[0]
+    raise ParameterError(f"unknown promise {promise!r}", f"use one of {', '.join(PROMISES)}")
+
+
+def _proper_flips(dim: int) -> list[np.ndarray]:
+    """Diagonal sign matrices with determinant +1 (the identity first)."""
+    out = []
+    for s in itertools.product((1.0, -1.0), repeat=dim):
+        if np.prod(s) > 0:
+            out.append(np.diag(s))
+    out.sort(key=lambda m: -np.trace(m))
+    return out
+
+
+def _change(
+    new: MethodOutput, ref: MethodOutput, expected: np.ndarray, method: Method
+) -> tuple[np.ndarray, bool]:
+    """Per-frame largest change of ``new.values`` from ``expected``; and whether sign
+    ambiguity was used."""
+    y = np.asarray(new.values, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if y.shape != e.shape:
+        raise DataError(
+            f"method {method.name} returned shape {y.shape} for the transformed input and "
+            f"{e.shape} for the original",
+            "a method must return the same shape for the same number of frames and points",
+        )
+
+    def err(a, b):
+        d = a - b
+        if method.periodic:
+            d = (d + np.pi) % (2.0 * np.pi) - np.pi
+        if method.kind == "coords":
+            return np.sqrt(np.sum(d * d, axis=-1)).max(axis=-1)
+        return np.abs(d).reshape(d.shape[0], -1).max(axis=-1, initial=0.0)
+
+    base = err(y, e)
+    amb = None
+    for o in (new, ref):
+        if o.sign_ambiguous is not None:
+            a = np.asarray(o.sign_ambiguous, dtype=bool)
+            amb = a if amb is None else (amb | a)
+    if method.kind != "coords" or amb is None or not amb.any():
+        return base, False
+    flips = _proper_flips(y.shape[-1])
+    if new.global_sign or ref.global_sign:
+        best = min((err(y, e @ s) for s in flips), key=lambda v: float(np.max(v)))
+        return np.where(amb, np.minimum(base, best), base), True
+    per = np.min(np.stack([err(y, e @ s) for s in flips]), axis=0)
+    return np.where(amb, per, base), True
+
+
+def default_tol(dtype, scale: float) -> float:
+    """Default tolerance: ``1000 * eps(dtype) * scale``.
+
+    ``scale`` is the largest magnitude of the method's output. The factor leaves room for
+    the rounding of the transformed input (it is cast back to the input's dtype) and its
+    amplification by the alignment (a lever arm of the chain under point alignment,
+    nearly equal principal moments); measured changes on the sample data stay below
+    ``30 * eps * scale`` for float32, and a broken invariance changes the output by a
+    sizeable fraction of ``scale``.
+    """
+    eps = float(np.finfo(np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.float64).eps)
+    return 1000.0 * eps * max(float(scale), 1e-300)
+
+
+def check_invariance(
+    X: np.ndarray,
+    method: str | Method | Callable,
+    masses: np.ndarray | None = None,
+    transformations: Iterable[str] = TRANSFORMATIONS,
+    trials: int = 3,
+    tol: float | None = None,
+    seed: int | None = 0,
+    **params,
+) -> list[dict]:
+    """Check a method's promised invariances on randomly transformed copies of ``X``.
+
+    For every transformation and trial a random motion is drawn (one rotation, translation
+    or mirror for the whole trajectory, or one per frame, or a renumbering of the atoms;
+    masses are renumbered alike), applied to ``X`` in float64 and cast back to ``X``'s
+    dtype, and the method re-run. The output is compared with what the method promises
+    (see :data:`PROMISES`); transformations it does not promise are reported for
+    information (``ok`` None). Where the method declares its axis signs arbitrary
+    (principal axes of a mirror-symmetric frame), the comparison allows a proper flip of
+    axis signs and says so in ``note``.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, D), float32 or float64
+        Coordinates; not modified.
+    method : str, Method or callable
+        Registry name (:func:`get_method`, with ``params``), a :class:`Method`, or a
+        callable ``f(X, masses)`` taken to promise every invariance.
+    masses : array_like, shape (N,), optional
+    transformations : iterable of str
+        Subset of :data:`TRANSFORMATIONS`.
+    trials : int
+        Random draws per transformation; the largest change is reported.
+    tol : float, optional
+        Largest change accepted; default :func:`default_tol` of X's dtype and the scale of
+        the output.
+    seed : int, optional
+        Seed of the random motions.
+
+    Returns
+    -------
+    list of dict
+        One row per transformation: ``method``, ``transformation``, ``promise`` (or None),
+        ``max_change`` (float, in the output's unit), ``frame`` (where it is largest),
+        ``tol``, ``ok`` (True, False, or None when not promised) and ``note``.
+    """
+    from ._validate import as_coords
+
+    x = as_coords(X)
+    n_frames, n_points, dim = x.shape
+    m = resolve_method(method, dim, **params)
+    if trials < 1:
+        raise ParameterError(f"trials={trials} is not positive", "use at least 1 trial")
+    w = None if masses is None else np.asarray(masses, dtype=np.float64).reshape(-1)
+    if w is not None and w.size != n_points:
+        raise ParameterError(f"masses has {w.size} values for {n_points} points", "one per point")
+    rng = np.random.default_rng(seed)
+    ref = m(x, w)
+    vals = np.asarray(ref.values, dtype=np.float64)
+    scale = float(np.max(np.abs(vals))) if vals.size else 0.0
+    if m.periodic:
+        scale = max(scale, np.pi)
+    tol_used = default_tol(x.dtype, scale) if tol is None else float(tol)
+    xc = x.astype(np.float64)
+    # motions of the size of the data: larger translations only add float32 rounding
+    spread = float(np.sqrt(np.mean(np.sum((xc - xc.mean(axis=1, keepdims=True)) ** 2, -1))))
+    move = 3.0 * max(spread, 1.0)
+    rows = []
+    for kind in transformations:
+        promise = m.promises.get(kind)
+        worst, worst_frame, used_sign = -1.0, 0, False
+        for _ in range(trials):
+            motion = _sample_motion(kind, rng, n_frames, n_points, dim, move)
+            xt = motion.apply(xc).astype(x.dtype)
+            wt = None if w is None else w[motion.perm]
+            new = m(xt, wt)
+            expected = _expected(vals, promise or "invariant", motion, m.kind)
+            per_frame, flipped = _change(new, ref, expected, m)
+            used_sign |= flipped
+            f = int(np.argmax(per_frame)) if per_frame.size else 0
+            val = float(per_frame[f]) if per_frame.size else 0.0
+            if not np.isfinite(val):
+                val = float("inf")
+            if val > worst:
+                worst, worst_frame = val, f
+        note = ""
+        if used_sign:
+            note = "up to the axis signs the method declares arbitrary (zero skewness)"
+        rows.append(
+            {
+                "method": m.name,
+                "transformation": kind,
+                "promise": promise,
+                "max_change": worst,
+                "frame": worst_frame,
+                "tol": tol_used,
+                "ok": None if promise is None else bool(worst <= tol_used),
+                "note": note,
+            }
+        )
+    return rows
+
+
+class InvarianceError(TrajalignError):
+    """A method broke an invariance it promises (``trajalign check`` exits 1)."""
+
+
+def format_table(rows: list[dict]) -> str:
+    """The check's rows as an aligned text table."""
+    head = ("method", "transformation", "promise", "max change", "tol", "result")
+    lines = []
+    for r in rows:
+        res = "not promised" if r["ok"] is None else ("ok" if r["ok"] else "BROKEN")
+        if r["ok"] is False:
+            res += f" (frame {r['frame']})"
+        if r.get("note"):
+            res += " *"
+        lines.append(
+            (
+                r["method"],
+                r["transformation"],
+                r["promise"] or "-",
+                f"{r['max_change']:.3g}",
+                f"{r['tol']:.3g}",
+                res,
+            )
+        )
+    widths = [max(len(h), *(len(ln[i]) for ln in lines)) for i, h in enumerate(head)]
+    out = ["  ".join(h.ljust(wd) for h, wd in zip(head, widths, strict=True)).rstrip()]
+    out += [
+        "  ".join(c.ljust(wd) for c, wd in zip(ln, widths, strict=True)).rstrip() for ln in lines
+    ]
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    out += [f"* {n}" for n in notes]
+    return "\n".join(out)
+
+
+def rows_json(rows: list[dict]) -> str:
+    """The check's rows as a JSON array (inf as a string)."""
+
+    def clean(v):
+        return "inf" if isinstance(v, float) and not np.isfinite(v) else v
+
+    return json.dumps([{k: clean(v) for k, v in r.items()} for r in rows])
+
+
+# ---------------------------------------------------------------------- sensitivity
+
+#: the chapter's perturb_paths: 16 steps up to 0.2 length units along x
+PERTURB_STEPS = 16
+PERTURB_AMOUNT = 0.2
+
+
+def perturb_frames(
+    frame: np.ndarray,
+    point: int,
+    steps: int = PERTURB_STEPS,
+    amount: float = PERTURB_AMOUNT,
+    axis: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of one frame with one point moved by growing amounts.
+
+    As the chapter's ``perturb_paths``: copy ``s`` has ``point`` moved by
+    ``-delta[s]`` along ``axis``, ``delta = linspace(0, amount, steps)``.
+
+    Returns
+    -------
+    frames : ndarray, shape (steps, N, D), float64
+    delta : ndarray, shape (steps,), float64
+    """
+    f = np.asarray(frame, dtype=np.float64)
+    if f.ndim == 3 and f.shape[0] == 1:
+        f = f[0]
+    if f.ndim != 2 or f.shape[-1] not in (2, 3):
+        raise DataError(f"frame has shape {f.shape}, not (points, 2 or 3)", "pass one frame")
+    n, dim = f.shape
+    if not -n <= point < n:
+        raise ParameterError(f"point {point} is out of range for {n} points", f"use 0..{n - 1}")
+    if not 0 <= axis < dim:
+        raise ParameterError(f"axis {axis} is out of range in {dim}D", "use 0 (x), 1 (y) or 2 (z)")
+    if steps < 2 or not amount > 0:
+        raise ParameterError(
+            f"steps={steps}, amount={amount}", "use at least 2 steps and a positive amount"
+        )
+    delta = np.linspace(0.0, float(amount), int(steps))
+    out = np.repeat(f[None], len(delta), axis=0)
+    out[:, point, axis] -= delta
+    return out, delta
+
+
+def perturb_aligned(
+    frame: np.ndarray,
+    method: str | Method,
+    point: int,
+    steps: int = PERTURB_STEPS,
+    amount: float = PERTURB_AMOUNT,
+    axis: int = 0,
+    masses: np.ndarray | None = None,
+    **params,
+) -> np.ndarray:
+    """The perturbed copies of :func:`perturb_frames`, aligned by ``method``.
+
+    The copies are aligned as one short trajectory (step 0, the unperturbed frame, is
+    the Kabsch reference and starts the principal-axes sign continuity).
+
+    Returns
+    -------
+    ndarray, shape (steps, N, D), float64
+    """
+    frames, _ = perturb_frames(frame, point, steps, amount, axis)
+    m = resolve_method(method, frames.shape[-1], **params)
+    if m.kind != "coords":
+        raise ParameterError(f"{m.name} does not align coordinates", "pick an alignment method")
+    return np.asarray(m(frames, masses).values, dtype=np.float64)
+
+
+def sensitivity(
+    frame: np.ndarray,
+    methods: Sequence[str | Method],
+    point: int,
+    steps: int = PERTURB_STEPS,
+    amount: float = PERTURB_AMOUNT,
+    axis: int = 0,
+    masses: np.ndarray | None = None,
+    **params,
+) -> np.ndarray:
+    """How far every point moves in the aligned frame per unit perturbation of one point.
+
+    For each method, the displacement ``d[s, i] = |y[s, i] - y[0, i]|`` of point ``i``
+    after aligning copy ``s`` (see :func:`perturb_aligned`) is fitted by a line through
+    the origin against the perturbation ``delta[s]``; the slope
+    ``sum_s delta[s] d[s, i] / sum_s delta[s]^2`` is the sensitivity (dimensionless:
+    length per length). Without alignment it is 1 for the moved point and 0 elsewhere.
+
+    Parameters
+    ----------
+    frame : array_like, shape (N, D)
+    methods : sequence of str or Method
+        Coordinate methods (:data:`COORD_METHODS`).
+    point : int
+        The perturbed point.
+
+    Returns
+    -------
+    ndarray, shape (len(methods), N), float64
+    """
+    _, delta = perturb_frames(frame, point, steps, amount, axis)
+    out = []
+    for meth in methods:
+        y = perturb_aligned(frame, meth, point, steps, amount, axis, masses, **params)
+        d = np.sqrt(np.sum((y - y[0]) ** 2, axis=-1))
+        out.append(delta @ d / (delta @ delta))
+    return np.array(out)
+
+
+def sensitivity_matrix(
+    frame: np.ndarray,
+    methods: Sequence[str | Method],
+    perturbed: Sequence[int] | None = None,
+    steps: int = PERTURB_STEPS,
+    amount: float = PERTURB_AMOUNT,
+    axis: int = 0,
+    masses: np.ndarray | None = None,
+    **params,
+) -> np.ndarray:
+    """:func:`sensitivity` for several perturbed points.
+
+    Returns
+    -------
+    ndarray, shape (len(methods), len(perturbed), N), float64
+        ``[m, p, i]``: displacement of point ``i`` per unit move of point ``perturbed[p]``
+        under method ``m``. ``perturbed`` defaults to every point.
+    """
+    n = np.asarray(frame).shape[-2]
+    pts = range(n) if perturbed is None else perturbed
+    per = [sensitivity(frame, methods, p, steps, amount, axis, masses, **params) for p in pts]
+    return np.stack(per, axis=1)
+
+
+# -------------------------------------------------------------------- jump scanning
+
+
+@dataclass
+class JumpScan:
+    """Per-frame jump diagnostics of several alignments of one trajectory, accumulated
+    block by block (:meth:`add`), plus an evenly spaced sample of aligned frames for
+    overlay plots.
+
+    Attributes after :meth:`finish`: ``rmsd[name]`` (F,), ``flags[name]`` (F,) bool,
+    ``threshold[name]`` (F,), ``overlay[name]`` (S, N, D), ``overlay_frames`` (S,), and for
+    principal axes ``principal`` with ``eigenvalues`` (F, D), ``gap`` (F, D-1),
+    ``sign_flip`` (F, D), ``axis_swap`` (F,).
+    """
+
+    methods: Sequence[str]
+    n_frames: int
+    dim: int
+    masses: np.ndarray | None = None
+    point: int = 0
+    points: Sequence[int] | None = None
+    sign: str = "continuity"
+    overlay_max: int = 128
+    rmsd: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    threshold: dict = field(default_factory=dict)
+    overlay: dict = field(default_factory=dict)
+    overlay_frames: np.ndarray | None = None
+    principal: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._done = 0
+        self._prev: dict = {}
+        self._state: dict = {}
+        self._scores = {m: np.full(self.n_frames, np.nan) for m in self.methods}
+        stride = max(1, int(np.ceil(self.n_frames / self.overlay_max)))
+        self._keep = np.arange(0, self.n_frames, stride)
+        self._over = {m: [] for m in self.methods}
+        self._pdiag: dict = {}
+
+    def _align(self, name: str, x: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        import trajalign as ta
+
+        from .align import fit_weights, principal_block
+
+        if name == "kabsch":
+            if "ref" not in self._state:
+                self._state["ref"] = x[0].astype(np.float64)
+            return _quiet(ta.superpose)(x, self._state["ref"]).coords
+        if name == "principal":
+            n = x.shape[1]
+            wc = fit_weights(self.masses, n)
+            out, _, _, diag, last = principal_block(
+                x, x, wc, -1, wc, self.sign, self._state.get("axes"), frames
+            )
+            self._state["axes"] = last
+            for key in ("eigenvalues", "gap", "sign_flip", "axis_swap"):
+                self._pdiag.setdefault(key, []).append(diag[key])
+            return out
+        m = get_method(name, self.dim, point=self.point, points=self.points, sign=self.sign)
+        return np.asarray(m(x, self.masses).values)
+
+    def add(self, coords: np.ndarray) -> None:
+        """Align the next block of frames (b, N, D) with every method."""
+        from ._validate import as_coords
+
+        x = as_coords(coords)
+        b = x.shape[0]
+        lo, hi = self._done, self._done + b
+        frames = np.arange(lo, hi)
+        keep = self._keep[(self._keep >= lo) & (self._keep < hi)] - lo
+        for name in self.methods:
+            y = self._align(name, x, frames)
+            self._scores[name][lo:hi] = consecutive_rmsd(y, self._prev.get(name))
+            self._prev[name] = y[-1].astype(np.float64)
+            self._over[name].append(np.asarray(y[keep], dtype=np.float64))
+        self._done = hi
+
+    def finish(self, k: float = JUMP_K, window: int = JUMP_WINDOW, floor: float = JUMP_FLOOR):
+        """Flag jumps once every frame is in; returns self."""
+        for name in self.methods:
+            s = self._scores[name]
+            self.rmsd[name] = s
+            self.threshold[name] = jump_threshold(s, k, window, floor)
+            self.flags[name] = flag_jumps(s, k, window, floor)
+            self.overlay[name] = np.concatenate(self._over[name], axis=0)
+        self.overlay_frames = self._keep
+        if self._pdiag:
+            self.principal = {k2: np.concatenate(v, axis=0) for k2, v in self._pdiag.items()}
+        return self
+
+
+# ------------------------------------------------------------- figures of an output
+
+
+def _read_jumps(f, k: float, window: int, floor: float):
+    """(rmsd, flags) stored by :func:`add_jump_diagnostics`, else computed (not written)."""
+    g = f.get(DIAG)
+    if g is not None and "consecutive_rmsd" in g and "jump_flag" in g:
+        return np.asarray(g["consecutive_rmsd"]), np.asarray(g["jump_flag"], dtype=bool)
+    pos = f[POSITION]
+    n_frames, n_points, dim = pos.shape
+    block = max(1, (16 << 20) // max(1, n_points * dim * 8))
+    scores = np.full(n_frames, np.nan)
+    prev = None
+    for start in range(0, n_frames, block):
+        x = np.asarray(pos[start : start + block], dtype=np.float64)
+        scores[start : start + len(x)] = consecutive_rmsd(x, prev)
+        prev = x[-1]
+    return scores, flag_jumps(scores, k, window, floor)
+
+
+def write_rotate_plots(
+    h5_path,
+    plot_dir,
+    fmt: str = "png",
+    k: float = JUMP_K,
+    window: int = JUMP_WINDOW,
+    floor: float = JUMP_FLOOR,
+    overlay_max: int = 128,
+) -> list[str]:
+    """Figures of a finished ``rotate`` (or ``center``) output.
+
+    Writes into ``plot_dir`` (created if missing):
+
+    - ``jumps.<fmt>``: consecutive-frame RMSD with the running threshold and flagged
+      frames (from ``/trajalign/diagnostics/consecutive_rmsd`` and ``jump_flag`` when
+      :func:`add_jump_diagnostics` has run, else computed on the fly), and for principal
+      axes a panel of the eigenvalue gap with sign flips and axis swaps
+      (``/trajalign/diagnostics/gap``, ``sign_flip``, ``axis_swap``);
+    - ``overlay.<fmt>``: at most ``overlay_max`` evenly spaced aligned frames on top of
+      each other, coloured by time (3D: the first two axes).
+
+    Parameters
+    ----------
+    h5_path : path
+        The HDF5 output.
+    plot_dir : path
+        Folder for the figures.
+    fmt : {"png", "pdf", "svg"}
+
+    Returns
+    -------
+    list of str
+        Paths of the files written.
+    """
+    import os
+
+    import h5py
+
+    from . import plots
+    from .errors import InputError, OutputError
+
+    plots.check_format(fmt)
+    try:
+        os.makedirs(plot_dir, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create plot folder {plot_dir}: {exc}", "choose --plot DIR"
+        ) from None
+    try:
+        f = h5py.File(h5_path, "r")
+    except OSError as exc:
+        raise InputError(f"cannot open {h5_path}: {exc}", "give a trajalign HDF5 output") from None
+    with f:
+        if POSITION not in f:
+            raise DataError(
+                f"{h5_path} has no aligned positions", "plot an output of trajalign rotate/center"
+            )
+        pos = f[POSITION]
+        unit = str(pos.attrs.get("unit", "Angstrom"))
+        n_frames = pos.shape[0]
+        frames = (
+            np.asarray(f["trajalign/frames/index"])
+            if "trajalign/frames/index" in f
+            else np.arange(n_frames)
+        )
+        method = "aligned"
+        prov = f.get("trajalign/provenance")
+        if prov is not None and "parameters" in prov.attrs:
+            try:
+                method = json.loads(prov.attrs["parameters"]).get("method", method)
+            except (ValueError, AttributeError):
+                pass
+        rmsd, flags = _read_jumps(f, k, window, floor)
+        thr = jump_threshold(rmsd, k, window, floor)
+        principal = None
+        g = f.get(DIAG)
+        if g is not None and "gap" in g:
+            principal = {
+                key: np.asarray(g[key]) for key in ("gap", "sign_flip", "axis_swap") if key in g
+            }
+        stride = max(1, int(np.ceil(n_frames / overlay_max)))
+        sample = np.asarray(pos[::stride], dtype=np.float64)
+    written = []
+    fig = plots.jump_figure(
+        frames, {method: (rmsd, flags, thr)}, principal, unit=unit, title=os.path.basename(h5_path)
+    )
+    written.append(plots.save(fig, os.path.join(plot_dir, f"jumps.{fmt}")))
+    fig = plots.overlay_figure({method: sample}, frames[::stride], n_frames, unit=unit)
+    written.append(plots.save(fig, os.path.join(plot_dir, f"overlay.{fmt}")))
+    return written
