@@ -280,3 +280,36 @@ def test_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_value):
                 executor=ex,
             )
     assert not out.exists() and not partial_path(out).exists()
+
+
+BUTANE = [BUTANE_DCD, "-t", BUTANE_PDB]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rotate", *BUTANE, "--fit-select", "name C*"],
+        ["rotate", *BUTANE, "--reference", "average", "--weights", "mass"],
+        ["rotate", CHAIN2D, "--method", "principal", "--sign", "continuity"],
+        ["rotate", CHAIN2D, "--method", "point", "--points", "0,1"],
+        ["internal", *BUTANE, "--transform", "inverse,rbf", "--dihedral-encoding", "sincos"],
+        ["internal", CHAIN2D, "--pairs", "all", "--features", "distances,eigvals"],
+    ],
+    ids=[
+        "kabsch-first",
+        "kabsch-average",
+        "principal-continuity",
+        "point",
+        "internal-3d",
+        "internal-2d-all",
+    ],
+)
+def test_every_command_on_a_cluster_equals_serial(tmp_path, cluster, cli, args):
+    """Same file, dataset by dataset, from one block, many blocks, and Dask workers."""
+    one, many, dask = tmp_path / "one.h5", tmp_path / "many.h5", tmp_path / "dask.h5"
+    assert cli(*args, "-o", one, "--chunk-frames", 100000).code == 0
+    assert cli(*args, "-o", many, "--chunk-frames", 97).code == 0
+    res = cli(*args, "-o", dask, "--chunk-frames", 97, "--scheduler", cluster.scheduler_address)
+    assert res.code == 0, res.stderr
+    assert_same_file(one, many)
+    assert_same_file(one, dask)

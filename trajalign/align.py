@@ -136,7 +136,6 @@ AVERAGE_MAX_ITER = 50
 # the reference's second singular value below this fraction of the first: collinear
 _REF_COLLINEAR_TOL = 1e-6
 # fixed number of partial sums for the average, so results do not depend on thread count
-_SUM_CHUNKS = 16
 
 
 @dataclass
@@ -324,7 +323,7 @@ def average_reference(
     Returns the centred average (M, D) float64, the number of passes, and whether it
     converged within ``max_iter``.
     """
-    from .kernels.kabsch import fit_frames, sum_aligned
+    from .kernels.kabsch import fit_frames
 
     dim = ref0.shape[1]
     ref = prepare_reference(ref0, w, dim, "the first frame")
@@ -340,7 +339,11 @@ def average_reference(
             status = np.empty(b, dtype=np.int8)
             fit_frames(xb, w, ref, rot, trans, rmsd, status)
             _raise_if_overflow(status, trans, np.arange(count, count + b))
-            total += sum_aligned(xb, rot, trans, _SUM_CHUNKS)
+            # a strictly sequential sum over frames (cumsum continues from the running
+            # total), so the average does not depend on the block size: chunked, resumed
+            # and Dask runs give the same bits as one block
+            aligned = (xb.astype(np.float64) - trans[:, None, :]) @ rot
+            total = np.cumsum(np.concatenate([total[None], aligned]), axis=0)[-1]
             count += b
         new = total / count
         new -= w @ new
