@@ -36,6 +36,11 @@ _NEWTON_TOL = 1e-13  # Newton stops when the step is below this fraction of lamb
 _ADJ_TOL = 1e-6  # adjugate column norms below this * |S|**3: near-degenerate lambda
 _RAYLEIGH_TOL = 1e-10  # accepted quaternion must reach lambda - this * |S|
 _DEGENERATE_TOL = 1e-7  # top-two eigenvalue gap below this * |S|: rotation not unique
+# msd = Gx + Gy - 2 lambda cancels: its absolute error is ~eps (|x|^2 + Gy), so an RMSD
+# near 0 comes out as ~sqrt(eps) |x| (4e-6 A for a self-fit of a copy moved 100 A;
+# MDAnalysis #119). Below this fraction of Gx + Gy the msd is summed directly instead;
+# realistic fits rarely get there (rmsd / Rg < 0.01), so the extra pass costs nothing.
+_DIRECT_MSD_TOL = 1e-4
 
 NOT_UNIQUE = 2
 OVERFLOW = 3
@@ -338,11 +343,28 @@ def _moments2(xr, w, wr, n):
 
 
 @nb.njit(**JIT)
-def _fit_frame(xr, w, wr, n, dim, gy, rot, trans):
+def _direct_msd(xr, w, rr, n, dim, rot, trans):
+    """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat rows xr, rr (n * dim,)."""
+    msd = 0.0
+    for i in range(n):
+        d2 = 0.0
+        for b in range(dim):
+            y = 0.0
+            for a in range(dim):
+                y += (np.float64(xr[i * dim + a]) - trans[a]) * rot[a, b]
+            d = y - rr[i * dim + b]
+            d2 += d * d
+        msd += w[i] * d2
+    return msd
+
+
+@nb.njit(**JIT)
+def _fit_frame(xr, w, wr, rr, n, dim, gy, rot, trans):
     """One frame: centroid, correlation and spread in one pass, then the rotation.
 
-    xr : (n * dim,) flat fit atoms of the frame; wr : (n * dim,) flat ``w * ref``.
-    Writes trans (dim,) and rot (dim, dim); returns (msd, status).
+    xr : (n * dim,) flat fit atoms of the frame; wr : (n * dim,) flat ``w * ref``;
+    rr : (n * dim,) flat ``ref``. Writes trans (dim,) and rot (dim, dim); returns
+    (msd, status).
     """
     s = np.empty((dim, dim))
     if dim == 3:
@@ -365,6 +387,8 @@ def _fit_frame(xr, w, wr, n, dim, gy, rot, trans):
     else:
         lam, status = rotation_2d(s, e0, rot)
     msd = gx + gy - 2.0 * lam
+    if msd < _DIRECT_MSD_TOL * (gx + gy) and status != OVERFLOW:
+        msd = _direct_msd(xr, w, rr, n, dim, rot, trans)
     return (msd if msd > 0.0 else 0.0), status
 
 
@@ -419,13 +443,14 @@ def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
     n_frames, n, dim = x.shape
     n_fit = ref.shape[0]
     wr, gy = _prepare_ref(w, ref)
+    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
     for f in nb.prange(n_frames):
         # the fit pass and the move of the same frame back to back: when xfit is x the
         # second pass reads the frame from cache
-        msd, st = _fit_frame(fflat[f], w, wr, n_fit, dim, gy, rot[f], trans[f])
+        msd, st = _fit_frame(fflat[f], w, wr, rr, n_fit, dim, gy, rot[f], trans[f])
         rmsd[f] = np.sqrt(msd)
         status[f] = st
         _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
@@ -436,9 +461,10 @@ def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
     """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
     n_frames, n_fit, dim = xfit.shape
     wr, gy = _prepare_ref(w, ref)
+    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     for f in nb.prange(n_frames):
-        msd, st = _fit_frame(fflat[f], w, wr, n_fit, dim, gy, rot[f], trans[f])
+        msd, st = _fit_frame(fflat[f], w, wr, rr, n_fit, dim, gy, rot[f], trans[f])
         rmsd[f] = np.sqrt(msd)
         status[f] = st
 
