@@ -830,11 +830,12 @@ def perturb_aligned(
     amount: float = PERTURB_AMOUNT,
     axis: int = 0,
     masses: np.ndarray | None = None,
-    **params,
+    method_params: dict | None = None,
 ) -> np.ndarray:
     """The perturbed copies of :func:`perturb_frames`, aligned by ``method``.
 
-    The copies are aligned as one short trajectory (step 0, the unperturbed frame, is
+    ``method_params`` go to :func:`get_method` (``point``, ``points``, ``sign``). The
+    copies are aligned as one short trajectory (step 0, the unperturbed frame, is
     the Kabsch reference and starts the principal-axes sign continuity).
 
     Returns
@@ -842,7 +843,7 @@ def perturb_aligned(
     ndarray, shape (steps, N, D), float64
     """
     frames, _ = perturb_frames(frame, point, steps, amount, axis)
-    m = resolve_method(method, frames.shape[-1], **params)
+    m = resolve_method(method, frames.shape[-1], **(method_params or {}))
     if m.kind != "coords":
         raise ParameterError(f"{m.name} does not align coordinates", "pick an alignment method")
     return np.asarray(m(frames, masses).values, dtype=np.float64)
@@ -856,7 +857,7 @@ def sensitivity(
     amount: float = PERTURB_AMOUNT,
     axis: int = 0,
     masses: np.ndarray | None = None,
-    **params,
+    method_params: dict | None = None,
 ) -> np.ndarray:
     """How far every point moves in the aligned frame per unit perturbation of one point.
 
@@ -881,7 +882,7 @@ def sensitivity(
     _, delta = perturb_frames(frame, point, steps, amount, axis)
     out = []
     for meth in methods:
-        y = perturb_aligned(frame, meth, point, steps, amount, axis, masses, **params)
+        y = perturb_aligned(frame, meth, point, steps, amount, axis, masses, method_params)
         d = np.sqrt(np.sum((y - y[0]) ** 2, axis=-1))
         out.append(delta @ d / (delta @ delta))
     return np.array(out)
@@ -895,7 +896,7 @@ def sensitivity_matrix(
     amount: float = PERTURB_AMOUNT,
     axis: int = 0,
     masses: np.ndarray | None = None,
-    **params,
+    method_params: dict | None = None,
 ) -> np.ndarray:
     """:func:`sensitivity` for several perturbed points.
 
@@ -907,7 +908,7 @@ def sensitivity_matrix(
     """
     n = np.asarray(frame).shape[-2]
     pts = range(n) if perturbed is None else perturbed
-    per = [sensitivity(frame, methods, p, steps, amount, axis, masses, **params) for p in pts]
+    per = [sensitivity(frame, methods, p, steps, amount, axis, masses, method_params) for p in pts]
     return np.stack(per, axis=1)
 
 

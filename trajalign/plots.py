@@ -196,6 +196,17 @@ def jump_figure(
 # ------------------------------------------------------------------------- overlay
 
 
+def _draw_frame(ax, xy, bonds, color, alpha, lw=0.8, ms=3):
+    """One frame: points joined in index order (a chain), or by ``bonds`` (K, 2)."""
+    if bonds is None:
+        ax.plot(xy[:, 0], xy[:, 1], ".-", lw=lw, ms=ms, alpha=alpha, color=color)
+        return
+    from matplotlib.collections import LineCollection
+
+    ax.add_collection(LineCollection(xy[bonds][:, :, :2], colors=[color], lw=lw, alpha=alpha))
+    ax.plot(xy[:, 0], xy[:, 1], ".", ms=ms, alpha=alpha, color=color)
+
+
 def plot_overlay(
     coords: np.ndarray,
     frames: np.ndarray | None = None,
@@ -205,6 +216,7 @@ def plot_overlay(
     cmap: str = CMAP,
     colorbar: bool = True,
     n_frames: int | None = None,
+    bonds: np.ndarray | None = None,
 ):
     """Frames drawn on top of each other as chains, coloured by time (the chapter's
     overlay). 3D data are drawn on their first two axes (after principal alignment,
@@ -214,6 +226,7 @@ def plot_overlay(
     ----------
     coords : (S, N, D) frames to draw; frames : (S,) their frame numbers (colour);
     n_frames : total frames, for the colour scale (default: the largest frame number + 1)
+    bonds : (K, 2) int, optional; draw these bonds instead of joining points in index order
     """
     import matplotlib as mpl
 
@@ -225,7 +238,7 @@ def plot_overlay(
     cm = mpl.colormaps[cmap]
     alpha = float(np.clip(8.0 / max(len(c), 1), 0.12, 0.8))
     for f, xy in zip(fr, c, strict=True):
-        ax.plot(xy[:, 0], xy[:, 1], ".-", lw=0.8, ms=3, alpha=alpha, color=cm(norm(f)))
+        _draw_frame(ax, xy, bonds, cm(norm(f)), alpha)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(f"x ({unit})")
     ax.set_ylabel(f"y ({unit})")
@@ -236,7 +249,13 @@ def plot_overlay(
     return ax
 
 
-def overlay_figure(overlays: dict, frames: np.ndarray, n_frames: int, unit: str = "Angstrom"):
+def overlay_figure(
+    overlays: dict,
+    frames: np.ndarray,
+    n_frames: int,
+    unit: str = "Angstrom",
+    bonds: np.ndarray | None = None,
+):
     """Side-by-side overlays, one panel per method (``overlays[name] = (S, N, D)``)."""
     plt = _plt()
     n = len(overlays)
@@ -244,7 +263,14 @@ def overlay_figure(overlays: dict, frames: np.ndarray, n_frames: int, unit: str 
     axes = np.atleast_1d(axes)
     for i, (ax, (name, c)) in enumerate(zip(axes, overlays.items(), strict=True)):
         plot_overlay(
-            c, frames, ax=ax, title=label(name), unit=unit, colorbar=i == n - 1, n_frames=n_frames
+            c,
+            frames,
+            ax=ax,
+            title=label(name),
+            unit=unit,
+            colorbar=i == n - 1,
+            n_frames=n_frames,
+            bonds=bonds,
         )
     fig.suptitle(f"{len(frames)} of {n_frames} aligned frames, coloured by time")
     return fig
@@ -260,6 +286,7 @@ def plot_perturbation(
     title: str | None = None,
     unit: str = "Angstrom",
     cmap: str = CMAP,
+    bonds: np.ndarray | None = None,
 ):
     """The perturbed copies of one frame after alignment, coloured by the size of the
     perturbation (one panel of the chapter's ``perturb_paths`` picture); the perturbed
@@ -270,7 +297,7 @@ def plot_perturbation(
     y = np.asarray(aligned, dtype=float)
     cm = mpl.colormaps[cmap]
     for s, xy in enumerate(y):
-        ax.plot(xy[:, 0], xy[:, 1], ".-", lw=0.8, ms=3, alpha=0.5, color=cm(s / max(len(y) - 1, 1)))
+        _draw_frame(ax, xy, bonds, cm(s / max(len(y) - 1, 1)), 0.5)
     ax.plot(y[0, point, 0], y[0, point, 1], "o", mfc="none", mec="k", ms=9, label=f"point {point}")
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(f"x ({unit})")
@@ -281,7 +308,12 @@ def plot_perturbation(
 
 
 def perturbation_figure(
-    aligned: dict, point: int, amount: float, unit: str = "Angstrom", frame: int = 0
+    aligned: dict,
+    point: int,
+    amount: float,
+    unit: str = "Angstrom",
+    frame: int = 0,
+    bonds: np.ndarray | None = None,
 ):
     """The chapter's three-panel picture: ``aligned[name] = (steps, N, D)``."""
     import matplotlib as mpl
@@ -291,7 +323,8 @@ def perturbation_figure(
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.8, 3.8), layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, (name, y) in zip(axes, aligned.items(), strict=True):
-        plot_perturbation(y, point, ax=ax, title=f"Perturb {point}: {label(name)}", unit=unit)
+        title = f"Perturb {point}: {label(name)}"
+        plot_perturbation(y, point, ax=ax, title=title, unit=unit, bonds=bonds)
     sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, amount), cmap=mpl.colormaps[CMAP])
     fig.colorbar(sm, ax=axes[-1], label=f"perturbation ({unit})", shrink=0.8)
     fig.suptitle(f"Frame {frame}, point {point} moved by up to {amount:g} {unit}")

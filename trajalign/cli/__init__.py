@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None, hard_exit: bool = True) -> None:
 
 
 from . import center as _center  # noqa: E402,F401  (registers the command)
+from . import check as _check  # noqa: E402,F401
+from . import diagnose as _diagnose  # noqa: E402,F401
 from . import info as _info  # noqa: E402,F401
 from . import internal as _internal  # noqa: E402,F401
 from . import rotate as _rotate  # noqa: E402,F401

@@ -1,0 +1,192 @@
+"""``trajalign check``: the chapter's invariance tests as a command."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli, note
+from .options import pass_kwargs, source_kwargs, with_input
+
+# literals, so that ``--help`` imports no numpy-heavy module
+METHOD_NAMES = (
+    "none",
+    "center-com",
+    "center-point",
+    "kabsch",
+    "principal",
+    "point",
+    "distances",
+    "angles",
+    "dihedrals",
+    "eigvals",
+)
+TRANSFORMATIONS = (
+    "translation",
+    "rotation",
+    "translation per frame",
+    "rotation per frame",
+    "reflection",
+    "permutation",
+)
+
+
+def parse_list(text: str | None, allowed: tuple[str, ...], option: str) -> list[str] | None:
+    """``"a,b"`` -> ["a", "b"], each checked against ``allowed``; None stays None."""
+    from ..errors import ParameterError
+
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise ParameterError(
+            f"{option} {text!r} names {', '.join(bad) or 'nothing'}",
+            f"give a comma list of {', '.join(allowed)}",
+        )
+    return items
+
+
+def parse_points_opt(text: str | None) -> tuple[int, ...] | None:
+    from ..errors import ParameterError
+
+    if text is None:
+        return None
+    try:
+        pts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ParameterError(f"cannot read --points {text!r}", "give I,J or I,J,K") from None
+    if len(pts) not in (2, 3):
+        raise ParameterError(f"--points {text!r} has {len(pts)} indices", "give I,J or I,J,K")
+    return pts
+
+
+@cli.command()
+@with_input
+@click.option(
+    "--method",
+    "methods",
+    default=None,
+    metavar="LIST",
+    help="Comma list of methods to check: "
+    + ", ".join(METHOD_NAMES)
+    + " [default: every method that applies to the input's dimension].",
+)
+@click.option(
+    "--transform",
+    "transforms",
+    default=None,
+    metavar="LIST",
+    help="Comma list of transformations: "
+    + ", ".join(t.replace(" ", "-") for t in TRANSFORMATIONS)
+    + " [default: all].",
+)
+@click.option(
+    "--frames",
+    "n_frames",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Check on the first N frames of the selection (use --start/--step to pick others).",
+)
+@click.option("--trials", type=int, default=3, show_default=True, help="Random draws per row.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random motions.")
+@click.option(
+    "--tol",
+    type=float,
+    default=None,
+    help="Largest change accepted, in the output's unit [default: 1000 x machine epsilon of "
+    "the data's dtype x the largest output magnitude].",
+)
+@click.option("--point", type=int, default=0, show_default=True, help="center-point: the point.")
+@click.option("--points", default=None, metavar="I,J[,K]", help="point: [default 0,1 / 0,1,2].")
+@click.option(
+    "--sign",
+    type=click.Choice(["continuity", "skew", "none"]),
+    default="continuity",
+    show_default=True,
+    help="principal: sign rule.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
+@pass_kwargs
+def check(kw: dict) -> None:
+    """Check that a method's output is invariant (or moves alike) under random motions.
+
+    Applies random rotations, translations (one for the whole trajectory, or one per
+    frame), mirror reflections and renumberings of the atoms to the input, re-runs each
+    method, and reports per transformation the largest change of its output from what
+    the method promises: the same output (invariant), the output moved alike
+    (equivariant), the output moved with frame 0 (Kabsch onto the first frame), or the
+    negated output (dihedrals under a mirror). Transformations a method does not promise
+    are reported without judgement. Exit status 1 when a promise is broken.
+
+    \b
+    Examples:
+      trajalign check sample_data/chain2d.npz
+      trajalign check sample_data/butane.dcd -t sample_data/butane.pdb --method kabsch,dihedrals
+      trajalign check sample_data/chain2d.npz --method principal --sign skew --json
+    """
+    from ..diagnostics import (
+        InvarianceError,
+        check_invariance,
+        format_table,
+        methods_for,
+        rows_json,
+    )
+    from ..errors import ParameterError
+    from ..io import open_source
+
+    src = source_kwargs(kw)
+    methods = parse_list(kw["methods"], METHOD_NAMES, "--method")
+    transforms = parse_list(
+        kw["transforms"].replace("-", " ") if kw["transforms"] else None,
+        TRANSFORMATIONS,
+        "--transform",
+    )
+    points = parse_points_opt(kw["points"])
+    for name, lo in (("--frames", 1), ("--trials", 1)):
+        value = kw["n_frames"] if name == "--frames" else kw["trials"]
+        if value < lo:
+            raise ParameterError(f"{name} {value} is not positive", f"give {name} 1 or more")
+    if kw["tol"] is not None and not kw["tol"] >= 0:
+        raise ParameterError(f"--tol {kw['tol']} is negative", "give a tolerance >= 0")
+    with open_source(**src) as source:
+        n = min(kw["n_frames"], source.n_frames)
+        if n == 0:
+            raise ParameterError("the frame selection is empty", "check --start/--stop/--step")
+        x = source.read(0, n).coords
+        masses = source.masses
+        dim, n_points = source.dim, source.n_points
+    methods = methods or list(methods_for(dim, n_points))
+    rows = []
+    for m in methods:
+        rows += check_invariance(
+            x,
+            m,
+            masses=masses,
+            transformations=transforms or TRANSFORMATIONS,
+            trials=kw["trials"],
+            tol=kw["tol"],
+            seed=kw["seed"],
+            point=kw["point"],
+            points=points,
+            sign=kw["sign"],
+        )
+    if kw["as_json"]:
+        click.echo(rows_json(rows))
+    else:
+        click.echo(format_table(rows))
+    broken = [r for r in rows if r["ok"] is False]
+    note(
+        f"checked {len(methods)} method(s) on {n} frames x {n_points} points ({dim}D), "
+        f"{kw['trials']} trial(s) each: {len(broken)} broken promise(s)"
+    )
+    if broken:
+        r = broken[0]
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise InvarianceError(
+            f"{r['method']} is not {r['promise']} under {r['transformation']}: its output "
+            f"changed by {r['max_change']:.3g} (frame {r['frame']}), above the tolerance "
+            f"{r['tol']:.3g}{more}",
+            "do not rely on that invariance for this method and input, or raise --tol "
+            "if the change is rounding",
+        )
