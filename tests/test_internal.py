@@ -475,3 +475,29 @@ def test_rbf_count_that_is_not_an_integer_is_refused(n):
         ti.rbf_centers(0.0, 1.0, n)
     with pytest.raises(ParameterError):
         ti.bins(np.ones((1, 1)), 0.0, 1.0, n)
+
+
+@pytest.mark.parametrize("lo,hi,n", [(-1e308, 1e308, 3), (0.0, 5e-324, 40), (-1.5e308, 1.5e308, 2)])
+def test_unrepresentable_centres_are_refused_not_a_crash(lo, hi, n):
+    # found by fuzzing: r_max - r_min overflowed to NaN/inf centres, the bins kernel
+    # turned (r - NaN) / step into the index np.int64(NaN) and the interpreter died
+    # with a segmentation fault (numba does not check bounds)
+    with pytest.raises(ParameterError, match="not representable"):
+        ti.bins(np.array([[0.0, 2.0]]), lo, hi, n)
+    with pytest.raises(ParameterError, match="not representable"):
+        ti.rbf(np.array([[0.0, 2.0]]), lo, hi, n)
+
+
+def test_bins_kernel_never_indexes_with_nan():
+    # the kernel itself stays in bounds whatever the centres (defence in depth)
+    from trajalign.kernels.geometry import bins_kernel
+
+    out = np.full((1, 3, 3), 7, dtype=np.uint8)
+    bins_kernel(np.array([[0.0, 1.0, np.inf]]), np.array([np.nan, 1.0, 2.0]), out)
+    assert out.sum() == 3 and set(np.unique(out)) <= {0, 1}
+
+
+def test_default_gamma_that_underflows_is_a_parameter_error():
+    # spacing 1e300: 1 / spacing^2 is 0
+    with pytest.raises(ParameterError, match="rbf-gamma 0 is not positive"):
+        ti.rbf(np.ones((1, 1)), -1e300, 0.0, 2)

@@ -367,3 +367,15 @@ def test_oversized_requests_are_refused_before_allocating(cli, tmp_path):
     assert res.code == 0, res.stderr
     with h5py.File(out) as f:
         assert set(f[F]) == {"eigvals"} and f[f"{F}/eigvals/value"].shape == (2, 214)
+
+
+def test_default_rbf_gamma_that_underflows_is_one_error_line(cli, tmp_path):
+    # found by fuzzing: the message formatted rbf_gamma=None with :g, so the run ended
+    # in "Error: unexpected TypeError ..."
+    res = cli(
+        "internal", CHAIN2D, "--transform", "rbf", "--rbf-min", "-1e300", "--rbf-max", "0",
+        "--rbf-n", "2", "-o", tmp_path / "x.h5",
+    )  # fmt: skip
+    line = only_error_line(res)
+    assert "--rbf-gamma 0 is not positive" in line and "unexpected" not in line
+    assert not (tmp_path / "x.h5").exists()

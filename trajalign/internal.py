@@ -644,7 +644,18 @@ def rbf_centers(r_min: float = 0.0, r_max: float = 10.0, n: int = 20) -> np.ndar
             f"--rbf-max {r_max:g} is not above --rbf-min {r_min:g}",
             "give a range with --rbf-max > --rbf-min",
         )
-    return np.linspace(float(r_min), float(r_max), n_int)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centers = np.linspace(float(r_min), float(r_max), n_int)
+        step = (centers[-1] - centers[0]) / (n_int - 1)
+    # r_max - r_min can overflow (NaN/inf centres) or the spacing underflow to 0: the
+    # bins kernel rounds (r - r_min) / step to an index, which must stay a number
+    if not (np.all(np.isfinite(centers)) and 0 < step < np.inf and np.all(np.diff(centers) > 0)):
+        raise ParameterError(
+            f"{n_int} centres from {r_min:g} to {r_max:g} are not representable: the range "
+            "or the spacing over- or underflows float64",
+            "give --rbf-min/--rbf-max within about +-1e300 and a spacing above 1e-300",
+        )
+    return centers
 
 
 def default_gamma(centers: np.ndarray) -> float:
@@ -708,7 +719,8 @@ def rbf(
     centers = rbf_centers(r_min, r_max, n)
     g = default_gamma(centers) if gamma is None else float(gamma)
     if not (np.isfinite(g) and g > 0):
-        raise ParameterError(f"--rbf-gamma {gamma} is not positive", "give gamma > 0")
+        # g, not gamma: the default 1 / spacing^2 over- or underflows for extreme ranges
+        raise ParameterError(f"--rbf-gamma {g:g} is not positive and finite", "give gamma > 0")
     out = np.empty((*a.shape, centers.size), dtype=a.dtype)
     rbf_kernel(a, centers, g, out)
     return out

@@ -136,7 +136,10 @@ class InternalJob(Job):
         self.centers = rbf_centers(rbf_min, rbf_max, rbf_n)
         self.gamma = default_gamma(self.centers) if rbf_gamma is None else float(rbf_gamma)
         if not (np.isfinite(self.gamma) and self.gamma > 0):
-            raise ParameterError(f"--rbf-gamma {rbf_gamma:g} is not positive", "give gamma > 0")
+            # self.gamma: rbf_gamma is None when the default 1 / spacing^2 over/underflowed
+            raise ParameterError(
+                f"--rbf-gamma {self.gamma:g} is not positive and finite", "give gamma > 0"
+            )
         self.pbc = pbc
         self.use_box = False
         self.tuples: dict[str, np.ndarray] = {}

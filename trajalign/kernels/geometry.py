@@ -408,7 +408,9 @@ def bins_kernel(r, centers, out):
             if v != v:
                 continue
             k = np.floor((v - lo) / step + 0.5)
-            if k < 0.0:
+            # "not k >= 0" also catches NaN ((v - lo) / step with inf - inf or 0 / 0):
+            # np.int64(NaN) is a huge negative index and numba does not check bounds
+            if not k >= 0.0:
                 k = 0.0
             elif k > n_k - 1:
                 k = n_k - 1.0
