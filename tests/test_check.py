@@ -1,0 +1,165 @@
+"""The equivariance check: every method keeps its promises on the sample data, and a
+broken method is caught (API and ``trajalign check``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D
+from trajalign import diagnostics as dg
+
+
+@pytest.fixture(scope="module")
+def butane():
+    import trajalign as ta
+
+    with ta.open_source(BUTANE_DCD, top=BUTANE_PDB) as src:
+        return src.read(0, 60).coords, src.masses
+
+
+def _promised(rows):
+    return [r for r in rows if r["promise"] is not None]
+
+
+@pytest.mark.parametrize("method", dg.methods_for(2, 12))
+def test_every_method_keeps_its_promises_on_chain2d(chain2d, method, readonly):
+    x = readonly(chain2d[:80])
+    rows = dg.check_invariance(x, method, trials=2)
+    assert [r["transformation"] for r in rows] == list(dg.TRANSFORMATIONS)
+    bad = [r for r in rows if r["ok"] is False]
+    assert not bad, bad
+    if method != "none":
+        assert _promised(rows)
+    for r in _promised(rows):
+        assert r["max_change"] < r["tol"]
+
+
+@pytest.mark.parametrize("method", dg.methods_for(3, 14))
+def test_every_method_keeps_its_promises_on_butane(butane, method):
+    x, masses = butane
+    rows = dg.check_invariance(x, method, masses=masses, trials=2)
+    assert all(r["ok"] is not False for r in rows), [r for r in rows if r["ok"] is False]
+
+
+def test_planted_non_invariant_transform_is_caught(chain2d):
+    """A 'method' that returns the raw coordinates, claimed invariant, must fail every
+    rigid motion and the permutation."""
+
+    def raw_coordinates(X, masses):
+        return np.asarray(X)
+
+    rows = dg.check_invariance(chain2d[:40], raw_coordinates)
+    assert [r["ok"] for r in rows] == [False] * len(dg.TRANSFORMATIONS)
+    assert min(r["max_change"] for r in rows) > 1000 * rows[0]["tol"]
+
+
+def test_subtly_broken_method_is_caught(chain2d):
+    """Centering on the mean of the first half only is still translation invariant but
+    not permutation equivariant; a Method that claims both is caught on the one only."""
+
+    def half_center(X, masses):
+        x = np.asarray(X, dtype=np.float64)
+        return x - x[:, : x.shape[1] // 2].mean(axis=1, keepdims=True)
+
+    m = dg.Method(
+        "half-center",
+        half_center,
+        "coords",
+        {"translation": "invariant", "rotation": "equivariant", "permutation": "equivariant"},
+    )
+    rows = {r["transformation"]: r for r in dg.check_invariance(chain2d[:40], m)}
+    assert rows["translation"]["ok"] and rows["rotation"]["ok"]
+    assert rows["permutation"]["ok"] is False
+    assert rows["reflection"]["ok"] is None  # not promised: reported, not judged
+
+
+def test_principal_continuity_is_not_per_frame_invariant(chain2d):
+    """Continuity picks each frame's signs from the previous frame's axes in the lab
+    frame, so independent per-frame rotations change it (not promised); skew signs are
+    per-frame invariant and promised."""
+    cont = {r["transformation"]: r for r in dg.check_invariance(chain2d[:80], "principal")}
+    assert cont["rotation per frame"]["promise"] is None
+    assert cont["rotation per frame"]["max_change"] > 1.0
+    skew = dg.check_invariance(chain2d[:80], "principal", sign="skew")
+    assert {r["transformation"]: r["ok"] for r in skew}["rotation per frame"] is True
+
+
+def test_dihedrals_change_sign_under_reflection(butane):
+    x, _ = butane
+    rows = {r["transformation"]: r for r in dg.check_invariance(x, "dihedrals")}
+    assert rows["reflection"]["promise"] == "negated" and rows["reflection"]["ok"]
+
+
+def test_tolerance_follows_dtype(chain2d):
+    r32 = dg.check_invariance(chain2d[:20], "distances", transformations=["rotation"])[0]
+    r64 = dg.check_invariance(
+        chain2d[:20].astype(np.float64), "distances", transformations=["rotation"]
+    )[0]
+    assert r32["tol"] / r64["tol"] == pytest.approx(
+        np.finfo(np.float32).eps / np.finfo(np.float64).eps, rel=1e-6
+    )
+    assert r64["max_change"] < 1e-12
+
+
+# ------------------------------------------------------------------- command line
+
+
+def test_check_command_passes_on_sample_data(cli):
+    r = cli("check", CHAIN2D, "--frames", "60", "--trials", "1")
+    assert r.code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["method", "transformation", "promise"]
+    assert "BROKEN" not in r.stdout and "ok" in r.stdout
+    assert "0 broken" in r.stderr
+
+
+def test_check_command_3d_json(cli):
+    r = cli(
+        "check", BUTANE_DCD, "-t", BUTANE_PDB, "--frames", "30", "--method",
+        "kabsch,dihedrals,eigvals", "--transform", "rotation-per-frame,permutation", "--json",
+    )  # fmt: skip
+    assert r.code == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x["method"], x["transformation"]) for x in rows][:2] == [
+        ("kabsch", "rotation per frame"),
+        ("kabsch", "permutation"),
+    ]
+    assert {x["ok"] for x in rows} <= {True, None}
+
+
+def test_check_command_fails_on_a_broken_method(cli, monkeypatch):
+    real = dg.get_method
+
+    def broken(name, dim=3, **params):
+        m = real(name, dim, **params)
+        if name == "point":  # the planted bug: forget to align
+            m = dg.Method("point", lambda X, masses: np.asarray(X), "coords", m.promises)
+        return m
+
+    monkeypatch.setattr(dg, "get_method", broken)
+    r = cli("check", CHAIN2D, "--frames", "30", "--method", "kabsch,point", "--json")
+    assert r.code == 1
+    rows = json.loads(r.stdout)
+    assert all(x["ok"] is not False for x in rows if x["method"] == "kabsch")
+    assert any(x["ok"] is False for x in rows if x["method"] == "point")
+    err = r.stderr.strip().splitlines()
+    assert err[-1].startswith("Error: point is not invariant under translation")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--method", "spin"), "--method 'spin'"),
+        (("--method", "dihedrals"), "dihedrals need 3D"),
+        (("--transform", "shear"), "--transform"),
+        (("--frames", "0"), "--frames 0"),
+        (("--method", "point", "--points", "0,1,2"), "2D takes two points"),
+    ],
+)
+def test_check_command_bad_input(cli, args, message):
+    r = cli("check", CHAIN2D, "--frames", "10", *args)
+    assert r.code == 1
+    assert r.stderr.startswith("Error: ") and message in r.stderr, r.stderr
