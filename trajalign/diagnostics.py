@@ -624,8 +624,10 @@ def default_tol(dtype, scale: float) -> float:
     ``scale`` is the largest magnitude of the method's output. The factor leaves room for
     the rounding of the transformed input (it is cast back to the input's dtype) and its
     amplification by the alignment (a lever arm of the chain under point alignment,
-    nearly equal principal moments); measured changes on the sample data stay below
-    ``30 * eps * scale`` for float32, and a broken invariance changes the output by a
+    nearly equal principal moments). Measured on the sample data (float32, 200 frames,
+    3 trials): at most about ``15 * eps * scale`` for centering, Kabsch, point alignment
+    and the features, and ``185 * eps * scale`` for principal axes of butane, whose
+    second and third moments come close; a broken invariance changes the output by a
     sizeable fraction of ``scale``.
     """
     eps = float(np.finfo(np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.float64).eps)

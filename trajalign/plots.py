@@ -314,8 +314,10 @@ def perturbation_figure(
     unit: str = "Angstrom",
     frame: int = 0,
     bonds: np.ndarray | None = None,
+    axis: str = "x",
 ):
-    """The chapter's three-panel picture: ``aligned[name] = (steps, N, D)``."""
+    """The chapter's three-panel picture: ``aligned[name] = (steps, N, D)``; the point
+    moved towards ``-axis``."""
     import matplotlib as mpl
 
     plt = _plt()
@@ -327,7 +329,7 @@ def perturbation_figure(
         plot_perturbation(y, point, ax=ax, title=title, unit=unit, bonds=bonds)
     sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, amount), cmap=mpl.colormaps[CMAP])
     fig.colorbar(sm, ax=axes[-1], label=f"perturbation ({unit})", shrink=0.8)
-    fig.suptitle(f"Frame {frame}, point {point} moved by up to {amount:g} {unit}")
+    fig.suptitle(f"Frame {frame}: point {point} moved by up to {amount:g} {unit} along -{axis}")
     return fig
 
 

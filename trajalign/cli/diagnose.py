@@ -56,7 +56,7 @@ MAX_PERTURBED = 48
     default=10.0,
     show_default=True,
     help="Jump rule: flag frames whose consecutive RMSD exceeds the running median by more "
-    "than K robust standard deviations (1.4826 MAD, floored at 5%% of the median).",
+    "than K robust standard deviations (1.4826 MAD, floored at 5 percent of the median).",
 )
 @click.option(
     "--jump-window", type=int, default=51, show_default=True, help="Jump rule: window (frames)."
@@ -228,7 +228,7 @@ def diagnose(kw: dict) -> None:
         if kw["plot_dir"] is not None:
             summary["plots"] = _write_plots(
                 kw["plot_dir"], kw["plot_format"], scan, matrix, aligned, methods, perturbed,
-                frame_index, unit, pp, kw["perturb_amount"], pf, bonds,
+                frame_index, unit, pp, kw["perturb_amount"], pf, bonds, axis,
             )  # fmt: skip
 
     if kw["output"] is not None:
@@ -342,7 +342,7 @@ def _write_h5(
 
 def _write_plots(
     plot_dir, fmt, scan, matrix, aligned, methods, perturbed, frame_index, unit, point,
-    amount, pframe, bonds,
+    amount, pframe, bonds, axis,
 ) -> list[str]:  # fmt: skip
     from .. import plots
     from ..errors import OutputError
@@ -368,6 +368,7 @@ def _write_plots(
         unit=unit,
         frame=int(frame_index[pframe]),
         bonds=bonds,
+        axis=AXES[axis],
     )
     out.append(plots.save(fig, os.path.join(plot_dir, f"perturbation.{fmt}")))
     fig = plots.sensitivity_figure(matrix, methods, perturbed, point)
