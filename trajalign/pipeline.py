@@ -99,6 +99,10 @@ class Job:
     #: calls :meth:`stitch` on each in frame order, after the previous one is written.
     ordered: bool = False
 
+    def finalize(self, writer) -> None:
+        """Called in the driver once every block is written, before the provenance
+        (post-passes over the output, such as jump diagnostics)."""
+
     def collect(self, result: BlockResult) -> None:
         """Called in the driver for every written block (tallies for the summary)."""
 
@@ -304,6 +308,7 @@ def run(
                 if time.perf_counter() - last_flush > FLUSH_SECONDS:
                     last_flush = _checkpoint(writer, done_ds, unflushed)
                 _signals.check()
+        job.finalize(writer)
         params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
         params.update(job.parameters())
         writer.write_provenance(

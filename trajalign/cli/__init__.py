@@ -131,6 +131,12 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
+    if out_kw.get("plot_dir"):
+        from ..diagnostics import write_rotate_plots
+
+        summary["figures"] = write_rotate_plots(
+            summary["output"], out_kw["plot_dir"], fmt=out_kw["plot_format"]
+        )
     report(summary, out_kw["as_json"])
 
 
@@ -144,6 +150,8 @@ def report(summary: dict, as_json: bool) -> None:
             f"wrote {summary['output']}: {summary['frames']} frames x {summary['atoms']} "
             f"points ({summary['dim']}D), {summary['method']}, {summary['seconds']:.2f} s"
         )
+        for path in summary.get("figures", []):
+            note(f"wrote {path}")
 
 
 def _exit_after_signal(code: int, hard: bool) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 
 from . import cli, run_job
-from .options import pass_kwargs, source_kwargs, with_input, with_output
+from .options import pass_kwargs, source_kwargs, with_input, with_output, with_plot
 
 
 @cli.command()
 @with_input
 @with_output
+@with_plot
 @click.option(
     "--method",
     type=click.Choice(["com", "geometric", "point"]),

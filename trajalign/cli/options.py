@@ -81,6 +81,24 @@ output_options = [
 ]
 
 
+plot_options = [
+    click.option(
+        "--plot",
+        "plot_dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Also draw the alignment-jump and overlay figures into this folder.",
+    ),
+    click.option(
+        "--plot-format",
+        type=click.Choice(["png", "pdf", "svg"]),
+        default="png",
+        show_default=True,
+        help="Format of the --plot figures.",
+    ),
+]
+
+
 def _apply(options, f):
     for opt in reversed(options):
         f = opt(f)
@@ -95,6 +113,11 @@ def with_input(f):
 def with_output(f):
     """Add the output options (-o, --force, --chunk-frames, --memory, --json)."""
     return _apply(output_options, f)
+
+
+def with_plot(f):
+    """Add --plot DIR and --plot-format (commands whose output has aligned positions)."""
+    return _apply(plot_options, f)
 
 
 def source_kwargs(kw: dict) -> dict:

@@ -7,7 +7,7 @@ import os
 import click
 
 from . import cli, note, run_job
-from .options import pass_kwargs, source_kwargs, with_input, with_output
+from .options import pass_kwargs, source_kwargs, with_input, with_output, with_plot
 
 # kept here as literals so that ``--help`` does not import numpy-heavy modules
 METHODS = ("kabsch", "principal", "point")
@@ -27,6 +27,7 @@ _ONLY = {
 @cli.command()
 @with_input
 @with_output
+@with_plot
 @click.option(
     "--method",
     type=click.Choice(METHODS),

@@ -441,6 +441,22 @@ class RotateJob(Job):
         extra.update({f"{DIAG}/{k}": v for k, v in diag.items()})
         return BlockResult(out, extra)
 
+    def finalize(self, writer) -> None:
+        # consecutive-frame RMSD and jump flags need the frame before each block, so they
+        # are a pass over the finished output rather than part of the blocks
+        from ..diagnostics import add_jump_diagnostics
+
+        found = add_jump_diagnostics(writer.f)
+        n = found["jumps"]
+        if n:
+            shown = ", ".join(str(int(f)) for f in found["frames"][:8])
+            more = f" and {n - 8} more" if n > 8 else ""
+            self.warnings.append(
+                f"the aligned frames jump in {n} frame(s) ({shown}{more}): "
+                "consecutive-frame RMSD above its running median + 10 MAD "
+                "(see /trajalign/diagnostics/jump_flag; draw it with --plot DIR)"
+            )
+
     def stitch(self, result: BlockResult, writer, start: int) -> BlockResult:
         """Called in the driver, in frame order, before a block is written.
 
