@@ -22,11 +22,13 @@ demo: $(STAMP)
 	$(BIN)/trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
 	$(BIN)/trajalign center sample_data/butane.dcd -t sample_data/butane.pdb -o $(DEMO)/butane_centered.h5 --force
 	$(BIN)/trajalign rotate sample_data/butane.dcd -t sample_data/butane.pdb --fit-select "name C*" --reference average -o $(DEMO)/butane_aligned.h5 --write-traj $(DEMO)/butane_aligned.xtc --force
-	$(BIN)/trajalign rotate sample_data/chain2d.npz --method principal -o $(DEMO)/chain2d_principal.h5 --force
+	$(BIN)/trajalign rotate sample_data/chain2d.npz --method principal -o $(DEMO)/chain2d_principal.h5 --plot $(DEMO)/figures/principal --force
+	$(BIN)/trajalign diagnose sample_data/chain2d.npz --perturb-axis y -o $(DEMO)/chain2d_diagnostics.h5 --plot $(DEMO)/figures/diagnose --force
 	$(BIN)/trajalign internal sample_data/butane.dcd -t sample_data/butane.pdb --dihedral-encoding sincos --transform inverse,rbf -o $(DEMO)/butane_internal.h5 --force
 	@echo
-	@echo "demo outputs (HDF5 in the H5MD layout, XTC for viewers) are in $(DEMO)/:"
-	@ls -1 $(DEMO)
+	@echo "demo outputs (HDF5 in the H5MD layout, XTC for viewers) are in $(DEMO)/,"
+	@echo "figures in $(DEMO)/figures/:"
+	@cd $(DEMO) && find . -type f | sort
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
