@@ -26,19 +26,24 @@ def assert_same_file(a, b):
         np.testing.assert_array_equal(da[k], db[k], err_msg=k)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Two single-threaded worker processes on loopback, started and stopped here."""
+def local_cluster():
+    """Two single-threaded worker processes on loopback (a context manager)."""
     from distributed import LocalCluster
 
-    with LocalCluster(
+    return LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
         silence_logs=logging.ERROR,
-    ) as c:
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A cluster shared by the tests of this module, started and stopped here."""
+    with local_cluster() as c:
         yield c
 
 
@@ -259,17 +264,8 @@ def test_worker_death_block_is_retried(tmp_path, cluster, picklable_by_value):
 
 
 def test_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_value):
-    from distributed import LocalCluster
-
     out = tmp_path / "out.h5"
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as c:
+    with local_cluster() as c:  # its own: this test kills workers until Dask gives up
         ex = make_executor(scheduler=c.scheduler_address)
         with pytest.raises(ClusterError, match="a Dask task failed"):
             run(

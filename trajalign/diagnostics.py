@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._names import METHOD_NAMES, TRANSFORMATIONS
 from .errors import DataError, ParameterError, TrajalignError
 
 # ---------------------------------------------------------------------------- jumps
@@ -232,15 +233,6 @@ def add_jump_diagnostics(
 
 # -------------------------------------------------------------------- method registry
 
-#: transformations the check applies, in table order
-TRANSFORMATIONS = (
-    "translation",
-    "rotation",
-    "translation per frame",
-    "rotation per frame",
-    "reflection",
-    "permutation",
-)
 #: what a method may promise for a transformation T applied to its input:
 #: "invariant" f(T x) = f(x); "equivariant" f(T x) = T f(x) (coordinates move alike, atoms
 #: renumbered alike); "reference" f(T x) = T_0 f(x), every frame moves with frame 0's
@@ -302,10 +294,6 @@ class Method:
         return out
 
 
-#: registry names; ``coords`` methods also take part in the sensitivity and overlay plots
-COORD_METHODS = ("none", "center-com", "center-point", "kabsch", "principal", "point")
-FEATURE_METHODS = ("distances", "angles", "dihedrals", "eigvals")
-METHOD_NAMES = COORD_METHODS + FEATURE_METHODS
 #: methods of ``trajalign rotate`` (jump diagnostics)
 ROTATE_METHODS = ("kabsch", "principal", "point")
 

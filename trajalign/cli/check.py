@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import click
 
+from .._names import METHOD_NAMES, TRANSFORMATIONS
 from . import cli, note
 from .options import pass_kwargs, source_kwargs, with_input
-
-# literals, so that ``--help`` imports no numpy-heavy module
-METHOD_NAMES = (
-    "none",
-    "center-com",
-    "center-point",
-    "kabsch",
-    "principal",
-    "point",
-    "distances",
-    "angles",
-    "dihedrals",
-    "eigvals",
-)
-TRANSFORMATIONS = (
-    "translation",
-    "rotation",
-    "translation per frame",
-    "rotation per frame",
-    "reflection",
-    "permutation",
-)
 
 
 def parse_list(text: str | None, allowed: tuple[str, ...], option: str) -> list[str] | None:

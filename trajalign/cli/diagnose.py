@@ -9,11 +9,11 @@ import time
 
 import click
 
+from .._names import COORD_METHODS
 from . import cli, note
 from .check import parse_list, parse_points_opt
 from .options import pass_kwargs, source_kwargs, with_input
 
-COORD_METHODS = ("none", "center-com", "center-point", "kabsch", "principal", "point")
 DEFAULT_METHODS = "none,center-com,kabsch,principal,point"
 # the chapter's three panels: no alignment, principal axes after COM centering, point 0
 THREE_PANELS = ("none", "principal", "point")

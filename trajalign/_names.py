@@ -1,0 +1,17 @@
+"""Names shared by the diagnostics and their commands, in a module without imports so
+that ``trajalign --help`` stays light."""
+
+#: registry names; ``coords`` methods also take part in the sensitivity and overlay plots
+COORD_METHODS = ("none", "center-com", "center-point", "kabsch", "principal", "point")
+FEATURE_METHODS = ("distances", "angles", "dihedrals", "eigvals")
+METHOD_NAMES = COORD_METHODS + FEATURE_METHODS
+
+#: transformations the check applies, in table order
+TRANSFORMATIONS = (
+    "translation",
+    "rotation",
+    "translation per frame",
+    "rotation per frame",
+    "reflection",
+    "permutation",
+)
