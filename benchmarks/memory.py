@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -72,15 +71,46 @@ def main() -> None:
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        driver_mb, workers_mb = run_sampled(cmd)
         seconds = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         size_mb = os.path.getsize(dcd) / 2**20
-        print(
+        line = (
             f"input {size_mb:.0f} MB DCD, --chunk-frames {args.chunk}"
             f"{', --workers ' + str(args.workers) if args.workers else ''}: "
-            f"peak RSS of the trajalign process {peak_mb:.0f} MB, {seconds:.1f} s"
+            f"peak RSS of the driver {driver_mb:.0f} MB"
         )
+        if workers_mb:
+            line += f", of each worker at most {max(workers_mb):.0f} MB ({len(workers_mb)} workers)"
+        print(line + f", {seconds:.1f} s")
+
+
+def run_sampled(cmd: list[str], every: float = 0.05) -> tuple[float, list[float]]:
+    """Run ``cmd``, sampling the resident memory of it and of its worker processes.
+
+    Returns the driver's peak RSS in MB and the peaks of the Dask worker processes in MB
+    (the larger half of the descendants; the other half are their small nannies).
+    psutil comes with distributed.
+    """
+    import psutil
+
+    proc = subprocess.Popen(cmd)
+    ps = psutil.Process(proc.pid)
+    driver, others = 0, {}
+    while proc.poll() is None:
+        try:
+            driver = max(driver, ps.memory_info().rss)
+            for child in ps.children(recursive=True):
+                try:
+                    others[child.pid] = max(others.get(child.pid, 0), child.memory_info().rss)
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        time.sleep(every)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}")
+    peaks = sorted(v / 2**20 for v in others.values())
+    return driver / 2**20, peaks[len(peaks) // 2 :]
 
 
 if __name__ == "__main__":

@@ -165,16 +165,27 @@ class DaskExecutor:
     def _map_blocks(self, source, job, blocks, as_completed) -> Iterator:
         threads = self._threads_per_task()
         job_f = self.client.scatter(job, broadcast=True, hash=False)
-        futures = [
-            self.client.submit(
+        pending = list(blocks)[::-1]  # popped from the end: frame order
+        # a bounded window of tasks in flight: finished blocks wait in worker memory until
+        # the driver has written them, so submitting everything at once would hold the
+        # whole trajectory there when the writer is the slower side
+        window = max(4, 2 * self._n_workers())
+
+        in_flight = set()
+
+        def submit():
+            index, start, stop = pending.pop()
+            fut = self.client.submit(
                 _dask_task, source.spec, job_f, index, start, stop, threads, pure=False
             )
-            for index, start, stop in blocks
-        ]
+            in_flight.add(fut)
+            return fut
+
+        running = as_completed([submit() for _ in range(min(window, len(pending)))])
         try:
-            for fut in as_completed(futures):
+            for fut in running:
                 try:
-                    yield fut.result()
+                    out = fut.result()
                 except Exception as exc:
                     if isinstance(exc, DataError | ClusterError) or _is_trajalign(exc):
                         raise
@@ -182,9 +193,18 @@ class DaskExecutor:
                         f"a Dask task failed ({type(exc).__name__}: {exc})",
                         "no partial block was written; fix the cause and rerun with --resume",
                     ) from None
+                in_flight.discard(fut)
+                fut.release()  # let the worker drop the result
+                if pending:
+                    running.add(submit())
+                yield out
         finally:
-            for fut in futures:
+            for fut in in_flight:
                 fut.cancel()
+
+    def _n_workers(self) -> int:
+        info = self.client.scheduler_info(n_workers=-1)
+        return max(1, len(info.get("workers", {})))
 
 
 def _is_trajalign(exc: BaseException) -> bool:
