@@ -17,6 +17,7 @@ Conventions shared by every kernel here:
 
 import numba as nb
 import numpy as np
+from numba.extending import overload
 
 from ._config import JIT, PARALLEL_JIT
 
@@ -26,6 +27,37 @@ def _inv(v):
     # a zero edge turns the minimum image off along that vector (MDAnalysis skips edges
     # <= FLT_EPSILON the same way)
     return 1.0 / v if v > 1e-12 else 0.0
+
+
+def _is_float32(a):  # pragma: no cover - replaced by the overload in compiled code
+    return a.dtype == np.float32
+
+
+@overload(_is_float32, jit_options={"cache": True})
+def _is_float32_ov(a):
+    flag = a.dtype == nb.types.float32
+    return lambda a: flag
+
+
+# float32 squares of differences are normal numbers (so sqrt in float32 is within 1 ulp)
+# when every coordinate is 0 or has magnitude in [2^-40, 2^60]: differences are then 0 or
+# in [2^-63, 2^61] (float32 spacing at 2^-40 is 2^-63), and 3 * 2^122 < FLT_MAX
+_F32_LO = 2.0**-40
+_F32_HI = 2.0**60
+
+
+@nb.njit(**JIT)
+def _f32_sqrt_ok(x, f, out):
+    """True if frame ``f``'s distances may take their square root in float32: ``out`` is
+    float32 and no coordinate of the frame is tiny or huge (see ``_F32_LO``)."""
+    if not _is_float32(out):
+        return False
+    for i in range(x.shape[1]):
+        for d in range(3):
+            v = abs(np.float64(x[f, i, d]))
+            if v != 0.0 and not (_F32_LO <= v <= _F32_HI):
+                return False
+    return True
 
 
 @nb.njit(**JIT)
@@ -137,6 +169,7 @@ def distances_kernel(x, pairs, h, mode, out):
     for f in nb.prange(n_frames):
         b = f * box_stride
         ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        low = mode == 0 and _f32_sqrt_ok(x, f, out)
         for p in range(n_pairs):
             i = pairs[p, 0]
             j = pairs[p, 1]
@@ -144,7 +177,13 @@ def distances_kernel(x, pairs, h, mode, out):
             dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
             dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
             dx, dy, dz = _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
-            out[f, p] = np.sqrt(dx * dx + dy * dy + dz * dz)
+            d2 = dx * dx + dy * dy + dz * dz
+            # the same rounding as distances_all_kernel: the root in float32 where safe
+            if low:
+                out[f, p] = d2
+                out[f, p] = np.sqrt(out[f, p])
+            else:
+                out[f, p] = np.sqrt(d2)
 
 
 @nb.njit(**PARALLEL_JIT)
@@ -154,12 +193,20 @@ def distances_all_kernel(x, h, mode, out):
     The all-pairs case without index loads: each frame is first copied into a small
     float64 (3, N) buffer, so the inner loop over j reads three contiguous rows and writes
     a contiguous run of ``out``; it vectorises and runs at memory speed.
+
+    Without a box, a float32 ``out`` and a frame whose coordinates are neither tiny nor
+    huge (:func:`_f32_sqrt_ok`), squared distances are summed in float64, rounded to
+    float32 and the square root is taken in float32: within 1 ulp of the correctly
+    rounded distance, with 8 roots per AVX instruction instead of 4 (about 1.6x faster
+    for 214 atoms). :func:`distances_kernel` follows the same rule, so both give
+    identical numbers.
     """
     n_frames, n = x.shape[0], x.shape[1]
     box_stride = 0 if h.shape[0] == 1 else 1
     for f in nb.prange(n_frames):
         b = f * box_stride
         ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
+        low = mode == 0 and _f32_sqrt_ok(x, f, out)
         buf = np.empty((3, n), dtype=np.float64)
         for i in range(n):
             buf[0, i] = x[f, i, 0]
@@ -172,7 +219,13 @@ def distances_all_kernel(x, h, mode, out):
             o = out[f, p : p + m]
             rx, ry, rz = buf[0, i + 1 :], buf[1, i + 1 :], buf[2, i + 1 :]
             # one loop per box mode: a branch inside the loop would stop vectorisation
-            if mode == 0:
+            if low:
+                for j in range(m):
+                    dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
+                    o[j] = dx * dx + dy * dy + dz * dz
+                for j in range(m):
+                    o[j] = np.sqrt(o[j])
+            elif mode == 0:
                 for j in range(m):
                     dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
                     o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
