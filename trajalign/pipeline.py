@@ -229,11 +229,13 @@ def run(
         The run summary: output, frames, atoms, dim, method, seconds, warnings.
     """
     from .executors import SerialExecutor
-    from .io.h5md import H5MDWriter
+    from .io.h5md import BackgroundHashes, H5MDWriter
 
     t0 = time.perf_counter()
     chunk = chunk_size(source.n_points, source.dim, chunk_frames, memory_mb)
     target = prepare_output(output, force=force)
+    inputs = [*source.spec.paths, *([source.spec.top] if source.spec.top else [])]
+    hashes = BackgroundHashes(inputs)  # the provenance's checksums, beside the work
     job.prepare(source)
     extra = job.frame_bytes(source)
     if extra and chunk_frames is None:  # size blocks for what the job holds per frame
@@ -313,8 +315,9 @@ def run(
         params.update(job.parameters())
         writer.write_provenance(
             argv=list(argv if argv is not None else sys.argv),
-            inputs=[*source.spec.paths, *([source.spec.top] if source.spec.top else [])],
+            inputs=inputs,
             parameters=params,
+            hashes=hashes,
         )
         del writer.f["trajalign/resume"]
     except (KeyboardInterrupt, _signals.Terminated) as stop:

@@ -32,6 +32,36 @@ def sha256(path: str, bufsize: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class BackgroundHashes:
+    """SHA-256 of input files computed in a daemon thread while the run works.
+
+    hashlib releases the GIL, so the checksums of large inputs (about 1 s per 250 MB)
+    overlap reading and fitting instead of following them; a daemon thread never delays
+    exit on Ctrl-C. :meth:`get` waits for a file's hash (or hashes it now if the thread
+    failed).
+    """
+
+    def __init__(self, paths) -> None:
+        import threading
+
+        self._paths = [str(p) for p in paths]
+        self._done: dict[str, str] = {}
+        self._thread = threading.Thread(target=self._run, name="trajalign-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for p in self._paths:
+            try:
+                self._done[p] = sha256(p)
+            except OSError:
+                return
+
+    def get(self, path: str) -> str:
+        self._thread.join()
+        got = self._done.get(str(path))
+        return got if got is not None else sha256(path)
+
+
 def dependency_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for name in DEPENDENCIES:
@@ -187,14 +217,22 @@ class H5MDWriter:
         for name, value in extra.items():
             self._extra[name][offset:stop] = value
 
-    def write_provenance(self, argv: list[str], inputs: list[str], parameters: dict) -> None:
-        """Record how this file was made under ``/trajalign/provenance``."""
+    def write_provenance(
+        self,
+        argv: list[str],
+        inputs: list[str],
+        parameters: dict,
+        hashes: BackgroundHashes | None = None,
+    ) -> None:
+        """Record how this file was made under ``/trajalign/provenance`` (``hashes``: the
+        inputs' checksums, started early; else they are computed here)."""
+        digest = hashes.get if hashes is not None else sha256
         g = self.f.require_group("trajalign/provenance")
         g.attrs["trajalign_version"] = __version__
         g.attrs["argv"] = json.dumps(list(argv))
         g.attrs["inputs"] = json.dumps(
             [
-                {"path": os.path.abspath(p), "size": os.path.getsize(p), "sha256": sha256(p)}
+                {"path": os.path.abspath(p), "size": os.path.getsize(p), "sha256": digest(p)}
                 for p in inputs
             ]
         )
