@@ -44,6 +44,8 @@ _DIRECT_MSD_TOL = 1e-4
 
 NOT_UNIQUE = 2
 OVERFLOW = 3
+# frames are processed in this many runs, each with one float64 scratch copy of a frame
+_CHUNKS = 256
 
 
 @nb.njit(**JIT)
@@ -234,94 +236,55 @@ def rotation_2d(s, e0, rot):
 
 
 @nb.njit(**JIT)
-def _moments3(xr, w, wr, n):
+def _moments3(xr, w, wr3, n, buf):
     """Sums over the fit atoms of one 3D frame, flat rows (3n,): S (9 values, row-major,
-    S[a, b] = sum w x_a ref_b), the weighted centroid m (3) and sum w |x|^2."""
+    S[a, b] = sum w x_a ref_b), the weighted centroid m (3) and sum w |x|^2.
+
+    wr3 : (3, n) ``w * ref`` by coordinate; buf : (3, n) float64 scratch.
+    """
     # S needs no centring: sum w ref = 0, so sum w (x - m) ref^T = sum w x ref^T. The
     # uncentred sum w |x|^2 - |m|^2 loses log10(|x|^2 / Rg^2) digits of float64, which
     # leaves the RMSD exact to ~1e-6 A even for coordinates near 1e4 A.
-    # Two atoms per iteration into two sets of accumulators: twice the independent
-    # dependency chains, about 1.4x faster than one set.
+    # The frame is first split into three contiguous float64 rows (it is in L1/L2), so
+    # the sums run over unit-stride arrays and vectorise: about 1.3x faster than
+    # scalar sums over the interleaved float32 row.
+    for i in range(n):
+        buf[0, i] = xr[3 * i]
+        buf[1, i] = xr[3 * i + 1]
+        buf[2, i] = xr[3 * i + 2]
+    xa = buf[0]
+    xb = buf[1]
+    xc = buf[2]
+    ra = wr3[0]
+    rb = wr3[1]
+    rc = wr3[2]
     s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
-    t00 = t01 = t02 = t10 = t11 = t12 = t20 = t21 = t22 = 0.0
     m0 = m1 = m2 = g = 0.0
-    k0 = k1 = k2 = h = 0.0
-    for ii in range(n // 2):
-        j = 6 * ii
-        a = np.float64(xr[j])
-        b = np.float64(xr[j + 1])
-        c = np.float64(xr[j + 2])
-        a2 = np.float64(xr[j + 3])
-        b2 = np.float64(xr[j + 4])
-        c2 = np.float64(xr[j + 5])
-        wi = w[2 * ii]
-        wj = w[2 * ii + 1]
+    for i in range(n):
+        a = xa[i]
+        b = xb[i]
+        c = xc[i]
+        p = ra[i]
+        q = rb[i]
+        r = rc[i]
+        s00 += a * p
+        s01 += a * q
+        s02 += a * r
+        s10 += b * p
+        s11 += b * q
+        s12 += b * r
+        s20 += c * p
+        s21 += c * q
+        s22 += c * r
+        wi = w[i]
         wa = wi * a
         wb = wi * b
         wc = wi * c
-        va = wj * a2
-        vb = wj * b2
-        vc = wj * c2
         m0 += wa
         m1 += wb
         m2 += wc
-        k0 += va
-        k1 += vb
-        k2 += vc
         g += wa * a + wb * b + wc * c
-        h += va * a2 + vb * b2 + vc * c2
-        p = wr[j]
-        q = wr[j + 1]
-        r = wr[j + 2]
-        p2 = wr[j + 3]
-        q2 = wr[j + 4]
-        r2 = wr[j + 5]
-        s00 += a * p
-        s01 += a * q
-        s02 += a * r
-        s10 += b * p
-        s11 += b * q
-        s12 += b * r
-        s20 += c * p
-        s21 += c * q
-        s22 += c * r
-        t00 += a2 * p2
-        t01 += a2 * q2
-        t02 += a2 * r2
-        t10 += b2 * p2
-        t11 += b2 * q2
-        t12 += b2 * r2
-        t20 += c2 * p2
-        t21 += c2 * q2
-        t22 += c2 * r2
-    if n % 2:  # the last atom of an odd count
-        j = 3 * (n - 1)
-        a = np.float64(xr[j])
-        b = np.float64(xr[j + 1])
-        c = np.float64(xr[j + 2])
-        wi = w[n - 1]
-        m0 += wi * a
-        m1 += wi * b
-        m2 += wi * c
-        g += wi * (a * a + b * b + c * c)
-        p = wr[j]
-        q = wr[j + 1]
-        r = wr[j + 2]
-        s00 += a * p
-        s01 += a * q
-        s02 += a * r
-        s10 += b * p
-        s11 += b * q
-        s12 += b * r
-        s20 += c * p
-        s21 += c * q
-        s22 += c * r
-    return (
-        s00 + t00, s01 + t01, s02 + t02,
-        s10 + t10, s11 + t11, s12 + t12,
-        s20 + t20, s21 + t21, s22 + t22,
-        m0 + k0, m1 + k1, m2 + k2, g + h,
-    )  # fmt: skip
+    return s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g
 
 
 @nb.njit(**JIT)
@@ -364,16 +327,16 @@ def _direct_msd(xr, w, rr, n, dim, rot, trans):
 
 
 @nb.njit(**JIT)
-def _fit_frame(xr, w, wr, rr, n, dim, gy, rot, trans):
+def _fit_frame(xr, w, wr, wr3, rr, n, dim, gy, rot, trans, buf):
     """One frame: centroid, correlation and spread in one pass, then the rotation.
 
-    xr : (n * dim,) flat fit atoms of the frame; wr : (n * dim,) flat ``w * ref``;
-    rr : (n * dim,) flat ``ref``. Writes trans (dim,) and rot (dim, dim); returns
-    (msd, status).
+    xr : (n * dim,) flat fit atoms of the frame; wr : (n * dim,) flat ``w * ref`` and
+    wr3 : (dim, n) the same by coordinate; rr : (n * dim,) flat ``ref``; buf : (dim, n)
+    float64 scratch. Writes trans (dim,) and rot (dim, dim); returns (msd, status).
     """
     s = np.empty((dim, dim))
     if dim == 3:
-        s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g = _moments3(xr, w, wr, n)
+        s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g = _moments3(xr, w, wr3, n, buf)
         s[0, 0], s[0, 1], s[0, 2] = s00, s01, s02
         s[1, 0], s[1, 1], s[1, 2] = s10, s11, s12
         s[2, 0], s[2, 1], s[2, 2] = s20, s21, s22
@@ -425,15 +388,17 @@ def _apply_flat(xr, orow, n, dim, rot, trans):
 
 @nb.njit(**JIT)
 def _prepare_ref(w, ref):
-    """Flat ``w * ref`` and ``Gy = sum w |ref|^2``."""
+    """``w * ref`` flat (M * D,) and by coordinate (D, M), and ``Gy = sum w |ref|^2``."""
     n_fit, dim = ref.shape
     wr = np.empty(n_fit * dim)
+    wr3 = np.empty((dim, n_fit))
     gy = 0.0
     for i in range(n_fit):
         for d in range(dim):
             wr[i * dim + d] = w[i] * ref[i, d]
+            wr3[d, i] = w[i] * ref[i, d]
             gy += w[i] * ref[i, d] * ref[i, d]
-    return wr, gy
+    return wr, wr3, gy
 
 
 @nb.njit(**PARALLEL_JIT)
@@ -447,31 +412,39 @@ def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
     """
     n_frames, n, dim = x.shape
     n_fit = ref.shape[0]
-    wr, gy = _prepare_ref(w, ref)
+    wr, wr3, gy = _prepare_ref(w, ref)
     rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
-    for f in nb.prange(n_frames):
-        # the fit pass and the move of the same frame back to back: when xfit is x the
-        # second pass reads the frame from cache
-        msd, st = _fit_frame(fflat[f], w, wr, rr, n_fit, dim, gy, rot[f], trans[f])
-        rmsd[f] = np.sqrt(msd)
-        status[f] = st
-        _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+    # runs of frames sharing one scratch buffer; a fixed count (nb.get_num_threads would
+    # stop the function from being cached), enough to balance any thread count
+    n_chunks = max(1, min(n_frames, _CHUNKS))
+    for c in nb.prange(n_chunks):
+        buf = np.empty((dim, n_fit))
+        for f in range(c * n_frames // n_chunks, (c + 1) * n_frames // n_chunks):
+            # the fit pass and the move of the same frame back to back: when xfit is x
+            # the second pass reads the frame from cache
+            msd, st = _fit_frame(fflat[f], w, wr, wr3, rr, n_fit, dim, gy, rot[f], trans[f], buf)
+            rmsd[f] = np.sqrt(msd)
+            status[f] = st
+            _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
 
 
 @nb.njit(**PARALLEL_JIT)
 def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
     """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
     n_frames, n_fit, dim = xfit.shape
-    wr, gy = _prepare_ref(w, ref)
+    wr, wr3, gy = _prepare_ref(w, ref)
     rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
-    for f in nb.prange(n_frames):
-        msd, st = _fit_frame(fflat[f], w, wr, rr, n_fit, dim, gy, rot[f], trans[f])
-        rmsd[f] = np.sqrt(msd)
-        status[f] = st
+    n_chunks = max(1, min(n_frames, _CHUNKS))
+    for c in nb.prange(n_chunks):
+        buf = np.empty((dim, n_fit))
+        for f in range(c * n_frames // n_chunks, (c + 1) * n_frames // n_chunks):
+            msd, st = _fit_frame(fflat[f], w, wr, wr3, rr, n_fit, dim, gy, rot[f], trans[f], buf)
+            rmsd[f] = np.sqrt(msd)
+            status[f] = st
 
 
 @nb.njit(**PARALLEL_JIT)
