@@ -37,9 +37,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check trajalign tests benchmarks sample_data
 	$(BIN)/ruff format --check trajalign tests benchmarks sample_data
 
+# make bench [BENCH_ARGS=--quick]: every table (in-memory kernels, scaling, whole-process
+# rotate on a 20000-frame XTC, start-up); a few minutes, --quick about one
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

@@ -1,11 +1,22 @@
 """Benchmarks: trajalign against MDTraj and MDAnalysis on the same data, in one run.
 
-Prints a Markdown table of best-of-N wall times and ratios. The data are the adenylate
+Prints Markdown tables of best-of-N wall times and ratios. The data are the adenylate
 kinase trajectory of MDAnalysisTests (3341 atoms, 98 frames) tiled with noise to
 2000 frames, float32, in memory, as in the performance issue. The "floor" is one
-read+write pass over the array (``out[...] = X``), the least any per-frame method costs.
+read+write pass over the array (``out[...] = X`` into a preallocated array; also shown
+into a new array, ``X.copy()``, whose page faults every function that returns a new
+array pays too), the least any per-frame method costs.
 
-Usage: ``python benchmarks/run.py [--frames 2000] [--repeat 5] [--only center]``.
+Fairness: every contender works on the same float32 coordinates and returns a new array
+(MDTraj's in-place ``superpose``/``center_coordinates`` run on a copy made inside the
+timed call; its data are divided by 10 to nm once, outside the timing, which changes no
+work). MDAnalysis' ``self_distance_array`` returns float64 per frame, stacked.
+
+Then the scaling of the kernels (frames, atoms, Numba threads 1 and 2) and the
+whole-process tables of :mod:`wholeprocess` (``trajalign rotate`` on a 20000-frame XTC
+against MDAnalysis and MDTraj scripts and the read+write floor; start-up times).
+
+Usage: ``python benchmarks/run.py [--quick] [--frames 2000] [--repeat 5] [--only NAME]``.
 """
 
 from __future__ import annotations
@@ -51,13 +62,7 @@ def bench_center(X, masses, u, repeat):
 
     import trajalign as ta
 
-    rows = {}
-    out = np.empty_like(X)
-
-    def floor():
-        out[...] = X
-
-    rows["one read+write pass (floor)"] = best_time(floor, repeat)
+    rows = _floors(X, repeat)
     rows["trajalign ta.center(com)"] = best_time(lambda: ta.center(X, "com", masses=masses), repeat)
     rows["numpy X - weighted mean"] = best_time(
         lambda: X - np.einsum("n,fnd->fd", masses / masses.sum(), X)[:, None, :], repeat
@@ -103,6 +108,40 @@ def _floor(X, repeat):
     return best_time(floor, repeat)
 
 
+_PCOPY = None
+
+
+def parallel_copy(x, out) -> None:
+    """out[...] = x with a Numba prange over frames: the read+write pass at full width."""
+    global _PCOPY
+    if _PCOPY is None:
+        import numba
+
+        @numba.njit(parallel=True)
+        def pcopy(x, out):
+            xf = x.reshape(x.shape[0], -1)
+            of = out.reshape(out.shape[0], -1)
+            for f in numba.prange(xf.shape[0]):
+                for j in range(xf.shape[1]):
+                    of[f, j] = xf[f, j]
+
+        _PCOPY = pcopy
+    _PCOPY(x, out)
+
+
+def _floors(X, repeat) -> dict:
+    out = np.empty_like(X)
+    return {
+        "floor: one read+write pass, numpy copy (1 thread)": _floor(X, repeat),
+        "floor: one read+write pass, Numba prange (all threads)": best_time(
+            lambda: parallel_copy(X, out), repeat
+        ),
+        "floor: Numba prange into a new array (page faults, as any function returning one)": (
+            best_time(lambda: parallel_copy(X, np.empty_like(X)), repeat)
+        ),
+    }
+
+
 def bench_align(X, masses, u, repeat):
     """Kabsch onto frame 0 (all atoms, unweighted), principal axes, point frames."""
     import MDAnalysis as mda
@@ -110,7 +149,7 @@ def bench_align(X, masses, u, repeat):
 
     import trajalign as ta
 
-    rows = {"one read+write pass (floor)": _floor(X, repeat)}
+    rows = _floors(X, repeat)
     rows["trajalign ta.superpose (kabsch, first frame)"] = best_time(
         lambda: ta.superpose(X, "first"), repeat
     )
@@ -186,6 +225,50 @@ class _SubU:
         self.atoms = u.atoms[idx]
 
 
+def bench_scaling(X, masses, u, repeat):
+    """ta.superpose, ta.align_principal, ta.center against frames, atoms and threads."""
+    import numba
+
+    import trajalign as ta
+
+    funcs = {
+        "superpose": lambda Y: ta.superpose(Y),
+        "align_principal": lambda Y: ta.align_principal(Y),
+        "center": lambda Y: ta.center(Y),
+    }
+
+    def timings(Y):
+        return {k: best_time(lambda f=f: f(Y), repeat) for k, f in funcs.items()}
+
+    # sizes from 40 MB up: smaller arrays stay in the cache and in glibc's heap (no page
+    # faults below its 32 MB mmap threshold), which would flatter the small end
+    n_frames = X.shape[0]
+    rows = []
+    for Y in (X[: n_frames // 2], X, np.concatenate([X, X[::-1]])):
+        rows.append(("frames", Y.shape, timings(Y)))
+    # more atoms: copies of the protein side by side (shifted 100 A), half the frames
+    for k in (1, 2, 4):
+        Y = np.concatenate([X[: n_frames // 2] + 100.0 * i for i in range(k)], axis=1)
+        rows.append(("atoms", Y.shape, timings(Y)))
+    n_max = numba.config.NUMBA_NUM_THREADS
+    for t in sorted({1, min(2, n_max)}):
+        numba.set_num_threads(t)
+        rows.append((f"threads={t}", X.shape, timings(X)))
+    numba.set_num_threads(n_max)
+    return rows
+
+
+def print_scaling(rows) -> None:
+    names = list(rows[0][2])
+    print("\n## scaling (ms; ns per frame x atom in brackets)\n")
+    print("| varied | frames x atoms | " + " | ".join(names) + " |")
+    print("|---|---|" + "---:|" * len(names))
+    for what, shape, times in rows:
+        per = shape[0] * shape[1]
+        cells = " | ".join(f"{times[k] * 1e3:.1f} ({times[k] / per * 1e9:.2f})" for k in names)
+        print(f"| {what} | {shape[0]} x {shape[1]} | {cells} |")
+
+
 BENCHES = {
     "align": bench_align,
     "angles": bench_angles,
@@ -194,14 +277,23 @@ BENCHES = {
 }
 
 
-def print_table(name: str, rows: dict) -> None:
+def print_table(name: str, rows: dict, unit: str = "ms", scale: float = 1e3) -> None:
     """Markdown table; each row's ratio is against the trajalign row above it (or first)."""
-    print(f"\n## {name}\n\n| implementation | time (ms) | time / trajalign |\n|---|---:|---:|")
+    print(f"\n## {name}\n\n| implementation | time ({unit}) | time / trajalign |\n|---|---:|---:|")
     ours = next(v for k, v in rows.items() if k.startswith("trajalign"))
     for k, v in rows.items():
         if k.startswith("trajalign"):
             ours = v
-        print(f"| {k} | {v * 1e3:.1f} | {v / ours:.2f} |")
+        print(f"| {k} | {v * scale:.{1 if scale > 1 else 2}f} | {v / ours:.2f} |")
+
+
+def print_rotate(rows: dict) -> None:
+    ours = rows["trajalign rotate --method kabsch"]
+    floor = rows["floor: MDAnalysis read + h5py write"]
+    print("\n## trajalign rotate, whole process\n")
+    print("| process | time (s) | time / trajalign serial | time / floor |\n|---|---:|---:|---:|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.2f} | {v / ours:.2f} | {v / floor:.2f} |")
 
 
 def versions() -> str:
@@ -212,15 +304,39 @@ def versions() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=2000)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", choices=sorted(BENCHES), action="append")
+    ap.add_argument("--repeat", type=int, default=None, help="best of N [5; --quick 2]")
+    ap.add_argument("--xtc-frames", type=int, default=None, help="[20000; --quick 4000]")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, a smaller XTC")
+    names = [*sorted(BENCHES), "scaling", "rotate", "startup"]
+    ap.add_argument("--only", choices=names, action="append")
     args = ap.parse_args()
+    repeat = args.repeat or (2 if args.quick else 5)
+    xtc_frames = args.xtc_frames or (4000 if args.quick else 20000)
     X, masses, u = adk_frames(args.frames)
-    print(f"# {args.frames} frames x {X.shape[1]} atoms float32, best of {args.repeat}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {args.frames} frames x {X.shape[1]} atoms float32, best of {repeat}")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {versions()}")
-    for name in args.only or sorted(BENCHES):
-        rows = BENCHES[name](X, masses, u, args.repeat)
-        print_table(name, rows)
+    print(f"# load average at start {load:.2f}; NUMBA_NUM_THREADS {_numba_threads()}")
+    for name in args.only or names:
+        if name in BENCHES:
+            print_table(name, BENCHES[name](X, masses, u, repeat))
+        elif name == "scaling":
+            print_scaling(bench_scaling(X, masses, u, repeat))
+        elif name == "rotate":
+            import wholeprocess
+
+            print(f"\n# {xtc_frames}-frame XTC of adenylate kinase (3341 atoms)", end="")
+            print_rotate(wholeprocess.bench_rotate(xtc_frames, max(1, min(repeat, 3))))
+        else:
+            import wholeprocess
+
+            print_table("start-up", wholeprocess.bench_startup(repeat), "s", 1.0)
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
 
 
 if __name__ == "__main__":
