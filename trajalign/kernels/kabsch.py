@@ -314,6 +314,22 @@ def _moments2(xr, w, wr, n):
 def _direct_msd(xr, w, rr, n, dim, rot, trans):
     """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat rows xr, rr (n * dim,)."""
     msd = 0.0
+    if dim == 3:
+        # scalars and flat rows as _apply_flat: frames of a large system with a small
+        # RMSD (rmsd < 1.4% of Rg) all come here, so it runs at the speed of the move
+        r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
+        r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
+        r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
+        t0, t1, t2 = trans[0], trans[1], trans[2]
+        for i in range(n):
+            a = np.float64(xr[3 * i]) - t0
+            b = np.float64(xr[3 * i + 1]) - t1
+            c = np.float64(xr[3 * i + 2]) - t2
+            d0 = a * r00 + b * r10 + c * r20 - rr[3 * i]
+            d1 = a * r01 + b * r11 + c * r21 - rr[3 * i + 1]
+            d2 = a * r02 + b * r12 + c * r22 - rr[3 * i + 2]
+            msd += w[i] * (d0 * d0 + d1 * d1 + d2 * d2)
+        return msd
     for i in range(n):
         d2 = 0.0
         for b in range(dim):
