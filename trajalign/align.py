@@ -135,7 +135,6 @@ AVERAGE_TOL = 1e-5
 AVERAGE_MAX_ITER = 50
 # the reference's second singular value below this fraction of the first: collinear
 _REF_COLLINEAR_TOL = 1e-6
-# fixed number of partial sums for the average, so results do not depend on thread count
 
 
 @dataclass

@@ -64,16 +64,20 @@ def consecutive_rmsd(coords: np.ndarray, previous: np.ndarray | None = None) -> 
         ``sqrt(mean_i |x[t, i] - x[t-1, i]|^2)`` (unweighted, in the length unit of
         ``coords``). Frame 0 has no predecessor: NaN unless ``previous`` is given.
     """
-    x = np.asarray(coords, dtype=np.float64)
+    from .kernels.diagnostics import consecutive_rmsd_kernel
+
+    x = np.asarray(coords)
     if x.ndim != 3:
         raise DataError(f"coords has shape {x.shape}, not (frames, points, dim)", "pass (F, N, D)")
-    out = np.full(x.shape[0], np.nan)
-    if x.shape[0] > 1:
-        out[1:] = np.sqrt(np.mean(np.sum(np.diff(x, axis=0) ** 2, axis=-1), axis=-1))
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if previous is not None and x.shape[0]:
-        p = np.asarray(previous, dtype=np.float64)
-        out[0] = np.sqrt(np.mean(np.sum((x[0] - p) ** 2, axis=-1)))
-    return out
+        # one kernel for every frame, so block boundaries round like the rest
+        x = np.concatenate([np.asarray(previous, dtype=x.dtype)[None], x])
+    out = np.full(x.shape[0], np.nan)
+    if x.shape[0] > 1 and x.shape[1] > 0:
+        consecutive_rmsd_kernel(np.ascontiguousarray(x), out)
+    return out[1:] if previous is not None and len(out) else out
 
 
 def jump_threshold(
@@ -204,9 +208,28 @@ def add_jump_diagnostics(
     prev = None
     for start in range(0, n_frames, block_frames):
         stop = min(start + block_frames, n_frames)
-        block = np.asarray(pos[start:stop], dtype=np.float64)
+        block = np.asarray(pos[start:stop])
         scores[start:stop] = consecutive_rmsd(block, prev)
         prev = block[-1]
+    return store_jump_diagnostics(h5file, scores, k, window, floor)
+
+
+def store_jump_diagnostics(
+    h5file,
+    scores: np.ndarray,
+    k: float = JUMP_K,
+    window: int = JUMP_WINDOW,
+    floor: float = JUMP_FLOOR,
+) -> dict:
+    """Flag the jumps of a consecutive-RMSD series and write both into ``h5file``.
+
+    ``scores`` (F,) float64, frame 0 NaN, is written as
+    ``/trajalign/diagnostics/consecutive_rmsd`` and its flags as ``jump_flag`` (existing
+    datasets of those names are replaced). Returns the summary of
+    :func:`add_jump_diagnostics`.
+    """
+    pos = h5file[POSITION]
+    n_frames = scores.shape[0]
     flags = flag_jumps(scores, k, window, floor)
     g = h5file.require_group(DIAG)
     for name in ("consecutive_rmsd", "jump_flag"):

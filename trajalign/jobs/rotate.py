@@ -33,6 +33,7 @@ from ..align import (
     principal_warnings,
     superpose_block,
 )
+from ..diagnostics import consecutive_rmsd
 from ..errors import DataError, InputError, ParameterError
 from ..pipeline import BlockResult, Job, chunk_size
 
@@ -41,6 +42,7 @@ TRANS = "trajalign/alignment/translation"
 REF = "trajalign/alignment/reference"
 FIT_INDICES = "trajalign/alignment/fit_indices"
 DIAG = "trajalign/diagnostics"
+JUMPS = f"{DIAG}/consecutive_rmsd"
 RMSD = "observables/rmsd/value"
 
 
@@ -403,9 +405,15 @@ class RotateJob(Job):
             writer.create(f"{DIAG}/sign_flip", (n, d), dtype=np.bool_)
             writer.create(f"{DIAG}/axis_swap", (n,), dtype=np.bool_)
             writer.create(f"{DIAG}/skew_undefined", (n,), dtype=np.bool_)
+        writer.create(JUMPS, (n,))  # within-block values; finalize() adds block boundaries
 
     # ------------------------------------------------------------------ blocks
     def process(self, block) -> BlockResult:
+        result = self._align(block)
+        result.extra[JUMPS] = consecutive_rmsd(result.coords)
+        return result
+
+    def _align(self, block) -> BlockResult:
         x = block.coords
         xfit = self._fit_of(block)
         if self.has_aux:
@@ -442,11 +450,15 @@ class RotateJob(Job):
         return BlockResult(out, extra)
 
     def finalize(self, writer) -> None:
-        # consecutive-frame RMSD and jump flags need the frame before each block, so they
-        # are a pass over the finished output rather than part of the blocks
-        from ..diagnostics import add_jump_diagnostics
+        # each block scored its own consecutive frames; the first frame of a block needs the
+        # frame before it, read back from the output (two frames per block)
+        from ..diagnostics import store_jump_diagnostics
 
-        found = add_jump_diagnostics(writer.f)
+        scores = writer.f[JUMPS][()]
+        pos = writer.position
+        for s in np.flatnonzero(np.isnan(scores[1:])) + 1:
+            scores[s] = consecutive_rmsd(pos[s - 1 : s + 1])[1]
+        found = store_jump_diagnostics(writer.f, scores)
         n = found["jumps"]
         if n:
             shown = ", ".join(str(int(f)) for f in found["frames"][:8])
