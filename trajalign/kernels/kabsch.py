@@ -475,29 +475,3 @@ def apply_motion(x, rot, trans, out):
     oflat = out.reshape(n_frames, n * dim)
     for f in nb.prange(n_frames):
         _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
-
-
-@nb.njit(**PARALLEL_JIT)
-def sum_aligned(xfit, rot, trans, n_chunks):
-    """Sum over frames of the aligned fit atoms, (M, D) float64.
-
-    One accumulator per chunk of frames (``n_chunks`` of them, one per thread), summed
-    serially at the end, so the result does not depend on thread scheduling.
-    """
-    n_frames, n_fit, dim = xfit.shape
-    n_chunks = max(1, min(n_chunks, n_frames))
-    fflat = xfit.reshape(n_frames, n_fit * dim)
-    acc = np.zeros((n_chunks, n_fit * dim))
-    for c in nb.prange(n_chunks):
-        lo = c * n_frames // n_chunks
-        hi = (c + 1) * n_frames // n_chunks
-        tmp = np.empty(n_fit * dim)
-        for f in range(lo, hi):
-            _apply_flat(fflat[f], tmp, n_fit, dim, rot[f], trans[f])
-            for j in range(n_fit * dim):
-                acc[c, j] += tmp[j]
-    total = np.zeros(n_fit * dim)
-    for c in range(n_chunks):
-        for j in range(n_fit * dim):
-            total[j] += acc[c, j]
-    return total.reshape(n_fit, dim)
