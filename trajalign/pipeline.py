@@ -69,6 +69,15 @@ class Job:
     def __init__(self) -> None:
         self.warnings: list[str] = []
 
+    def __setstate__(self, state: dict) -> None:
+        # Dask delivers a scattered job's arrays read-only, and Numba compiles read-only
+        # arrays into a separate specialization whose fast-math reductions may round
+        # differently; writable copies keep a Dask run bit-identical to a serial one
+        for key, value in state.items():
+            if isinstance(value, np.ndarray) and not value.flags.writeable:
+                state[key] = value.copy()
+        self.__dict__.update(state)
+
     def output_shape(self, source) -> tuple[int, int]:
         """(points, dim) of the written coordinates."""
         return source.n_points, source.dim
