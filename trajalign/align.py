@@ -322,7 +322,7 @@ def average_reference(
     Returns the centred average (M, D) float64, the number of passes, and whether it
     converged within ``max_iter``.
     """
-    from .kernels.kabsch import fit_frames
+    from .kernels.kabsch import accumulate_aligned, fit_frames
 
     dim = ref0.shape[1]
     ref = prepare_reference(ref0, w, dim, "the first frame")
@@ -338,11 +338,10 @@ def average_reference(
             status = np.empty(b, dtype=np.int8)
             fit_frames(xb, w, ref, rot, trans, rmsd, status)
             _raise_if_overflow(status, trans, np.arange(count, count + b))
-            # a strictly sequential sum over frames (cumsum continues from the running
-            # total), so the average does not depend on the block size: chunked, resumed
-            # and Dask runs give the same bits as one block
-            aligned = (xb.astype(np.float64) - trans[:, None, :]) @ rot
-            total = np.cumsum(np.concatenate([total[None], aligned]), axis=0)[-1]
+            # summed frame after frame, continuing the running total, so the average does
+            # not depend on the block size: chunked, resumed and Dask runs give one
+            # block's bits
+            accumulate_aligned(xb, rot, trans, total)
             count += b
         new = total / count
         new -= w @ new

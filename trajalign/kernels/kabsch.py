@@ -27,7 +27,7 @@ Conventions (row vectors, as the rest of trajalign):
 import numba as nb
 import numpy as np
 
-from ._config import JIT, PARALLEL_JIT
+from ._config import EXACT_PARALLEL_JIT, JIT, PARALLEL_JIT
 
 # relative tolerances, of the Frobenius norm |S| of the correlation matrix: the
 # eigenvalues of K are +-s1 +-s2 +-s3 (singular values of S), so |S| sets their scale
@@ -475,3 +475,28 @@ def apply_motion(x, rot, trans, out):
     oflat = out.reshape(n_frames, n * dim)
     for f in nb.prange(n_frames):
         _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+
+
+@nb.njit(**EXACT_PARALLEL_JIT)
+def accumulate_aligned(x, rot, trans, total):
+    """total[i] += (x[f, i] - trans[f]) @ rot[f], frame after frame, in float64.
+
+    x : (F, M, D) float32/float64; rot : (F, D, D), trans : (F, D), total : (M, D) float64,
+    updated in place. Each atom's sum runs over the frames in order and continues from
+    ``total``, so summing a trajectory in blocks of any size gives the same bits
+    (the average reference of a chunked, resumed or Dask run equals one block's).
+    Parallel over groups of atoms; exact arithmetic order (no fast-math reassociation).
+    """
+    n_frames, n_atoms, dim = x.shape
+    group = 64
+    n_groups = (n_atoms + group - 1) // group
+    for g in nb.prange(n_groups):
+        lo = g * group
+        hi = min(lo + group, n_atoms)
+        for f in range(n_frames):
+            for i in range(lo, hi):
+                for e in range(dim):
+                    s = 0.0
+                    for d in range(dim):
+                        s += (np.float64(x[f, i, d]) - trans[f, d]) * rot[f, d, e]
+                    total[i, e] += s
