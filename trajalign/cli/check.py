@@ -6,7 +6,7 @@ import click
 
 from .._names import METHOD_NAMES, TRANSFORMATIONS
 from . import cli, note
-from .options import pass_kwargs, source_kwargs, with_input
+from .options import pass_kwargs, source_kwargs, with_input, with_method_options
 
 
 def parse_list(text: str | None, allowed: tuple[str, ...], option: str) -> list[str] | None:
@@ -76,15 +76,7 @@ def parse_points_opt(text: str | None) -> tuple[int, ...] | None:
     help="Largest change accepted, in the output's unit [default: 1000 x machine epsilon of "
     "the data's dtype x the largest output magnitude].",
 )
-@click.option("--point", type=int, default=0, show_default=True, help="center-point: the point.")
-@click.option("--points", default=None, metavar="I,J[,K]", help="point: [default 0,1 / 0,1,2].")
-@click.option(
-    "--sign",
-    type=click.Choice(["continuity", "skew", "none"]),
-    default="continuity",
-    show_default=True,
-    help="principal: sign rule.",
-)
+@with_method_options
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @pass_kwargs
 def check(kw: dict) -> None:

@@ -12,7 +12,7 @@ import click
 from .._names import COORD_METHODS
 from . import cli, note
 from .check import parse_list, parse_points_opt
-from .options import pass_kwargs, source_kwargs, with_input
+from .options import pass_kwargs, source_kwargs, with_input, with_method_options
 
 DEFAULT_METHODS = "none,center-com,kabsch,principal,point"
 # the chapter's three panels: no alignment, principal axes after COM centering, point 0
@@ -41,15 +41,7 @@ MAX_PERTURBED = 48
     metavar="LIST",
     help="Comma list of alignments to compare: " + ", ".join(COORD_METHODS) + ".",
 )
-@click.option("--point", type=int, default=0, show_default=True, help="center-point: the point.")
-@click.option("--points", default=None, metavar="I,J[,K]", help="point: [default 0,1 / 0,1,2].")
-@click.option(
-    "--sign",
-    type=click.Choice(["continuity", "skew", "none"]),
-    default="continuity",
-    show_default=True,
-    help="principal: sign rule (none shows the eigen solver's raw sign flips).",
-)
+@with_method_options
 @click.option(
     "--jump-k",
     type=float,

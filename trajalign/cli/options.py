@@ -99,6 +99,23 @@ plot_options = [
 ]
 
 
+#: parameters of the registry methods (trajalign.diagnostics), for check and diagnose
+method_options = [
+    click.option(
+        "--point", type=int, default=0, show_default=True, help="center-point: the point."
+    ),
+    click.option("--points", default=None, metavar="I,J[,K]", help="point: [default 0,1 / 0,1,2]."),
+    click.option(
+        "--sign",
+        type=click.Choice(["continuity", "skew", "none"]),
+        default="continuity",
+        show_default=True,
+        help="principal: sign rule (none: as the eigen solver returns them, with its raw "
+        "sign flips).",
+    ),
+]
+
+
 def _apply(options, f):
     for opt in reversed(options):
         f = opt(f)
@@ -118,6 +135,11 @@ def with_output(f):
 def with_plot(f):
     """Add --plot DIR and --plot-format (commands whose output has aligned positions)."""
     return _apply(plot_options, f)
+
+
+def with_method_options(f):
+    """Add --point, --points and --sign (check, diagnose)."""
+    return _apply(method_options, f)
 
 
 def source_kwargs(kw: dict) -> dict:
