@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from trajalign import executors as ex
 from trajalign.errors import ClusterError, ResumeError
 from trajalign.executors import DaskExecutor, make_executor
 from trajalign.io import open_source
@@ -38,6 +39,20 @@ def local_cluster():
         dashboard_address=None,
         silence_logs=logging.ERROR,
     )
+
+
+def _shm_files() -> set:
+    import glob
+
+    return set(glob.glob("/dev/shm/trajalign-*"))
+
+
+@pytest.fixture(autouse=True)
+def no_shared_memory_left():
+    """Every run here, finished or failed, removes the files its workers handed over."""
+    before = _shm_files()
+    yield
+    assert _shm_files() - before == set()
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +363,148 @@ def test_job_arrays_arriving_read_only_give_the_same_bits():
     np.testing.assert_array_equal(got.coords, want.coords)
     for name in want.extra:
         np.testing.assert_array_equal(got.extra[name], want.extra[name], err_msg=name)
+
+
+# ------------------------------------------------------------ /dev/shm hand-over
+
+
+def _block(n_big=300_000):
+    from trajalign.executors import BlockOutput
+    from trajalign.pipeline import BlockResult
+
+    rng = np.random.default_rng(4)
+    result = BlockResult(
+        rng.normal(size=(n_big // 3, 3)).astype(np.float32),
+        {"big": rng.normal(size=n_big), "small": np.arange(5)},
+    )
+    return BlockOutput(3, 30, np.arange(10), np.zeros(10), None, result)
+
+
+@pytest.mark.skipif(ex.host_token() is None, reason="no /dev/shm here")
+def test_shared_memory_handover_roundtrip():
+    out = _block()
+    coords, big, small = out.result.coords.copy(), out.result.extra["big"].copy(), 5
+    prefix = f"trajalign-test-{ex.secrets.token_hex(4)}"
+    ex._export(out, prefix, min_bytes=1 << 20)
+    assert isinstance(out.result.coords, ex._SharedArray)
+    assert isinstance(out.result.extra["big"], ex._SharedArray)
+    assert isinstance(out.result.extra["small"], np.ndarray)  # below the threshold: inline
+    assert len(_shm_files()) >= 2
+    ex._import(out)
+    np.testing.assert_array_equal(out.result.coords, coords)
+    np.testing.assert_array_equal(out.result.extra["big"], big)
+    assert out.result.extra["small"].size == small
+    out.result.coords += 1  # the mapping is private memory of the driver now: writable
+    assert not any(prefix in f for f in _shm_files())  # names removed when mapped
+
+
+@pytest.mark.skipif(ex.host_token() is None, reason="no /dev/shm here")
+def test_shared_memory_full_keeps_the_array_in_the_result(monkeypatch):
+    import errno
+    import os
+
+    real_write, calls = os.write, []
+
+    def short_then_full(fd, data):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data[:4096])  # a short write first, then the disk is full
+
+    monkeypatch.setattr(ex.os, "write", short_then_full)
+    out = _block()
+    coords = out.result.coords.copy()
+    ex._export(out, f"trajalign-test-{ex.secrets.token_hex(4)}", min_bytes=1 << 20)
+    assert isinstance(out.result.coords, np.ndarray)
+    np.testing.assert_array_equal(out.result.coords, coords)
+
+
+@pytest.fixture()
+def every_array_through_shm(monkeypatch):
+    """The driver tells workers to hand over every array, however small, as a file."""
+    monkeypatch.setattr(ex, "_SHM_MIN_BYTES", 0)
+
+
+def test_cluster_through_shared_memory_equals_serial(tmp_path, cluster, every_array_through_shm):
+    from trajalign.jobs.rotate import RotateJob
+
+    serial, dask = tmp_path / "serial.h5", tmp_path / "dask.h5"
+    kw = {"top": BUTANE_PDB}
+    run(open_source(BUTANE_DCD, **kw), RotateJob(method="kabsch"), str(serial), chunk_frames=97)
+    exe = make_executor(scheduler=cluster.scheduler_address)
+    run(
+        open_source(BUTANE_DCD, **kw),
+        RotateJob(method="kabsch"),
+        str(dask),
+        chunk_frames=97,
+        executor=exe,
+    )
+    assert_same_file(serial, dask)
+
+
+def test_failed_cluster_run_leaves_no_shared_memory(tmp_path, cluster, every_array_through_shm):
+    """A block fails while others are finished or in flight: the error, no files left
+    (the autouse fixture checks /dev/shm)."""
+    from trajalign.errors import DataError
+
+    X = np.random.default_rng(5).normal(size=(400, 6, 3)).astype(np.float32)
+    X[390, 2, 0] = np.nan
+    data = tmp_path / "x.npy"
+    np.save(data, X)
+    exe = make_executor(scheduler=cluster.scheduler_address)
+    with pytest.raises(DataError, match="frame 390"):
+        run(
+            open_source(data),
+            CenterJob("com"),
+            str(tmp_path / "o.h5"),
+            chunk_frames=10,
+            executor=exe,
+        )
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_local_workers_ordered_job_equals_serial(tmp_path, cli, every_array_through_shm):
+    """--workers on a command line, an ordered job: blocks made by the driver (while the
+    cluster starts) and by workers are stitched in frame order."""
+    args = ["rotate", CHAIN2D, "--method", "principal", "--sign", "continuity"]
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert cli(*args, "-o", a, "--chunk-frames", 64).code == 0
+    res = cli(*args, "-o", b, "--chunk-frames", 64, "--workers", 2, "--json")
+    assert res.code == 0, res.stderr
+    assert_same_file(a, b)
+
+
+class WherePid(CenterJob):
+    """Centers, slowly, and records which process made each frame."""
+
+    def declare(self, writer, source) -> None:
+        super().declare(writer, source)
+        writer.create("trajalign/pid", (source.n_frames,), dtype=np.int64)
+
+    def process(self, block):
+        import os
+
+        time.sleep(0.05)
+        result = super().process(block)
+        result.extra["trajalign/pid"] = np.full(len(block.frames), os.getpid())
+        return result
+
+
+def test_driver_works_while_local_workers_start(tmp_path, picklable_by_value):
+    """With a local cluster (--workers), the driver processes blocks until the workers'
+    first results arrive, then the workers the rest: both kinds land in one equal file."""
+    import os
+
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(CHAIN2D), CenterJob("com"), str(ref_out), chunk_frames=16)
+    exe = make_executor(workers=2)
+    exe.start()
+    try:
+        run(open_source(CHAIN2D), WherePid("com"), str(out), chunk_frames=16, executor=exe)
+    finally:
+        exe.close()
+    with h5py.File(out, "r+") as f:
+        pids = f["trajalign/pid"][()]
+        del f["trajalign/pid"]
+    assert os.getpid() in pids and len(set(pids.tolist())) >= 2, np.unique(pids)
+    assert_same_file(ref_out, out)

@@ -4,11 +4,20 @@ Tasks carry the source's :class:`~trajalign.io.SourceSpec` (paths and options), 
 and a frame range, never open files or Universes: each worker reopens the input once and
 keeps it for its later blocks. Results come back per block; the driver in
 :mod:`trajalign.pipeline` is the only writer of the output.
+
+A worker on the driver's own machine (every worker of a local cluster) hands the large
+arrays of a block over as files in ``/dev/shm`` instead of sending them through Dask: the
+driver maps them and removes the names at once. Sending tens of MB per block through the
+scheduler's TCP connection made the driver, not the workers, the bottleneck.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import secrets
+import socket
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -48,6 +57,12 @@ class SerialExecutor:
 
     name = "serial"
 
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
     def __enter__(self):
         return self
 
@@ -59,13 +74,118 @@ class SerialExecutor:
             yield process_block(source, job, index, start, stop)
 
 
+# ------------------------------------------------------- shared-memory hand-over
+
+_SHM_DIR = "/dev/shm"
+#: arrays smaller than this travel with the task result (a file costs more than it saves)
+_SHM_MIN_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class _SharedArray:
+    """A block's array left by a worker in a file under ``/dev/shm``."""
+
+    path: str
+    shape: tuple
+    dtype: str
+
+
+def host_token() -> str | None:
+    """This machine and boot: equal tokens share ``/dev/shm``. None where there is none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        return None
+    if not (os.path.isdir(_SHM_DIR) and os.access(_SHM_DIR, os.W_OK)):
+        return None
+    return f"{socket.gethostname()}/{boot}"
+
+
+def _write_shared(arr: np.ndarray, path: str) -> _SharedArray | None:
+    """Write ``arr`` to a new file ``path``; None (and no file) if that fails (full)."""
+    arr = np.ascontiguousarray(arr)
+    view = memoryview(arr.reshape(-1).view(np.uint8))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return None
+    try:
+        done = 0
+        while done < len(view):  # write() may stop short of the whole buffer
+            done += os.write(fd, view[done:])
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        return None
+    os.close(fd)
+    return _SharedArray(path, arr.shape, arr.dtype.str)
+
+
+def _read_shared(ref: _SharedArray) -> np.ndarray:
+    """Map a worker's file and remove its name: the memory lives as long as the array."""
+    fd = os.open(ref.path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size) if size else None
+    finally:
+        os.close(fd)
+        os.unlink(ref.path)
+    if mm is None:
+        return np.empty(ref.shape, dtype=ref.dtype)
+    return np.frombuffer(mm, dtype=ref.dtype).reshape(ref.shape)
+
+
+def _export(out: BlockOutput, prefix: str, min_bytes: int = _SHM_MIN_BYTES) -> BlockOutput:
+    """Move the arrays of at least ``min_bytes`` of a block's result to files named
+    ``prefix-...`` in /dev/shm (those that do not fit stay in the result)."""
+    result = out.result
+    named = {"coords": result.coords, **result.extra}
+    moved = {}
+    for k, arr in named.items():
+        if isinstance(arr, np.ndarray) and arr.nbytes >= min_bytes:
+            ref = _write_shared(arr, f"{_SHM_DIR}/{prefix}-{out.index}-{k}")
+            if ref is not None:
+                moved[k] = ref
+    if moved:
+        result.coords = moved.pop("coords", result.coords)
+        result.extra = {**result.extra, **moved}
+    return out
+
+
+def _import(out: BlockOutput) -> BlockOutput:
+    """Replace the file references of a block's result by the mapped arrays."""
+    result = out.result
+    if isinstance(result.coords, _SharedArray):
+        result.coords = _read_shared(result.coords)
+    for k, v in result.extra.items():
+        if isinstance(v, _SharedArray):
+            result.extra[k] = _read_shared(v)
+    return out
+
+
+def _sweep(prefix: str) -> None:
+    """Remove files a run left in /dev/shm (blocks finished but never collected)."""
+    import glob
+
+    for path in glob.glob(f"{_SHM_DIR}/{prefix}-*"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 # ----------------------------------------------------------------------------- Dask
 
 _WORKER_SOURCES: dict = {}
 
 
-def _dask_task(spec, job, index, start, stop, threads):
-    """Runs on a worker: reopen the source by path (once per worker) and process a block."""
+def _dask_task(spec, job, index, start, stop, threads, shm=None):
+    """Runs on a worker: reopen the source by path (once per worker) and process a block.
+
+    ``shm`` is (host token, file prefix, minimum bytes) of the driver: a worker on the
+    same machine hands the block's large arrays over as files (see :func:`_export`).
+    """
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -74,7 +194,19 @@ def _dask_task(spec, job, index, start, stop, threads):
         from .io import open_source
 
         source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
-    return process_block(source, job, index, start, stop)
+    out = process_block(source, job, index, start, stop)
+    if shm is not None and shm[0] == host_token():
+        out = _export(out, shm[1], shm[2])
+    return out
+
+
+def _warm_worker() -> None:
+    """Import what every task needs while the driver is still opening its input."""
+    import MDAnalysis  # noqa: F401
+    import numba  # noqa: F401
+
+    from . import align, internal  # noqa: F401
+    from .io import sources  # noqa: F401
 
 
 class DaskExecutor:
@@ -100,8 +232,43 @@ class DaskExecutor:
         self.timeout = timeout
         self.client = None
         self.cluster = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self._prefixes: list[str] = []
+
+    def start(self) -> None:
+        """Begin connecting (or starting the local cluster) in the background.
+
+        Called before the input is opened, so the cluster's start-up and the workers'
+        imports overlap the driver's own. Until a local cluster is up, :meth:`map_blocks`
+        processes blocks in this process instead of waiting for it.
+        """
+        if self._starting is None and self.client is None:
+            self._starting = threading.Thread(target=self._start_bg, daemon=True)
+            self._starting.start()
+
+    def _start_bg(self) -> None:
+        try:
+            self._connect()
+            if self.cluster is not None:
+                self.client.run(_warm_worker)
+        except BaseException as exc:  # re-raised in the main thread by _wait_started
+            self._start_error = exc
+
+    def _wait_started(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        if self._start_error is not None:
+            err, self._start_error = self._start_error, None
+            raise err
 
     def __enter__(self):
+        if self._starting is None and self.client is None:
+            self._connect()
+        return self
+
+    def _connect(self) -> None:
         import logging
 
         from distributed import Client, LocalCluster
@@ -133,22 +300,37 @@ class DaskExecutor:
         except ClusterError:
             raise
         except (OSError, TimeoutError, ValueError) as exc:
-            self.__exit__(None, None, None)
+            self._disconnect()
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {where} within {self.timeout:g} s "
                 f"({type(exc).__name__}: {exc})",
                 "check the address or scheduler file and that the scheduler is running",
             ) from None
-        return self
 
     def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self) -> None:
+        """Stop the local cluster / disconnect; safe to call more than once."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        self._start_error = None
+        self._disconnect()
+        # a block that finished after its run was cancelled may have left a file
+        for prefix in self._prefixes:
+            _sweep(prefix)
+        self._prefixes.clear()
+
+    def _disconnect(self) -> None:
         for obj in (self.client, self.cluster):
             try:
                 if obj is not None:
                     obj.close()
             except Exception:
                 pass
-        return False
+        self.client = self.cluster = None
 
     def _threads_per_task(self) -> int:
         info = self.client.scheduler_info(n_workers=-1) if self.client else {}
@@ -159,13 +341,27 @@ class DaskExecutor:
     def map_blocks(self, source, job, blocks: Iterable[tuple[int, int, int]]) -> Iterator:
         from distributed import as_completed
 
-        with self.client.as_current():
-            yield from self._map_blocks(source, job, blocks, as_completed)
+        pending = list(blocks)[::-1]  # popped from the end: frame order
+        # Starting local workers takes seconds (a Python process each, importing Dask,
+        # MDAnalysis, Numba): the driver works through the first blocks meanwhile. A
+        # remote cluster is not raced: its blocks are meant to run on its nodes.
+        while pending and self.workers and self._starting is not None:
+            if not self._starting.is_alive():
+                break
+            yield process_block(source, job, *pending.pop())
+        self._wait_started()
+        if pending:
+            with self.client.as_current():
+                yield from self._map_blocks(source, job, pending, as_completed)
 
-    def _map_blocks(self, source, job, blocks, as_completed) -> Iterator:
+    def _map_blocks(self, source, job, pending, as_completed) -> Iterator:
         threads = self._threads_per_task()
         job_f = self.client.scatter(job, broadcast=True, hash=False)
-        pending = list(blocks)[::-1]  # popped from the end: frame order
+        token = host_token()
+        shm = None
+        if token is not None:
+            shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", _SHM_MIN_BYTES)
+            self._prefixes.append(shm[1])
         # a bounded window of tasks in flight: finished blocks wait in worker memory until
         # the driver has written them, so submitting everything at once would hold the
         # whole trajectory there when the writer is the slower side
@@ -176,16 +372,27 @@ class DaskExecutor:
         def submit():
             index, start, stop = pending.pop()
             fut = self.client.submit(
-                _dask_task, source.spec, job_f, index, start, stop, threads, pure=False
+                _dask_task, source.spec, job_f, index, start, stop, threads, shm, pure=False
             )
             in_flight.add(fut)
             return fut
 
         running = as_completed([submit() for _ in range(min(window, len(pending)))])
+        # a local worker's first task opens the input and loads the kernels (~0.5 s);
+        # until its first block arrives, the driver goes on processing blocks itself
+        local = bool(self.workers)
         try:
-            for fut in running:
+            while True:
+                if local and pending and not running.has_ready():
+                    yield process_block(source, job, *pending.pop())
+                    continue
                 try:
-                    out = fut.result()
+                    fut = next(running)
+                except StopIteration:
+                    break
+                local = False
+                try:
+                    out = _import(fut.result())
                 except Exception as exc:
                     if isinstance(exc, DataError | ClusterError) or _is_trajalign(exc):
                         raise
@@ -201,6 +408,8 @@ class DaskExecutor:
         finally:
             for fut in in_flight:
                 fut.cancel()
+            if shm is not None:
+                _sweep(shm[1])
 
     def _n_workers(self) -> int:
         info = self.client.scheduler_info(n_workers=-1)

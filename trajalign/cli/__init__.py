@@ -131,30 +131,34 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
         scheduler=out_kw["scheduler"],
         scheduler_file=out_kw["scheduler_file"],
     )
-    with open_source(**source_kw) as source:
-        job = job_factory(source)
-        bar = progress_bar(source.n_frames, label)
-        try:
-            if bar is not None:
-                bar.__enter__()
-            summary = run(
-                source,
-                job,
-                output=out_kw["output"],
-                force=out_kw["force"],
-                chunk_frames=out_kw["chunk_frames"],
-                memory_mb=out_kw["memory_mb"],
-                argv=sys.argv,
-                progress=bar.update if bar is not None else None,
-                executor=executor,
-                resume=out_kw["resume"],
-                hdf5_locking={"true": True, "false": False}.get(
-                    out_kw["hdf5_locking"], out_kw["hdf5_locking"]
-                ),
-            )
-        finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
+    executor.start()  # a cluster starts while the input is opened
+    try:
+        with open_source(**source_kw) as source:
+            job = job_factory(source)
+            bar = progress_bar(source.n_frames, label)
+            try:
+                if bar is not None:
+                    bar.__enter__()
+                summary = run(
+                    source,
+                    job,
+                    output=out_kw["output"],
+                    force=out_kw["force"],
+                    chunk_frames=out_kw["chunk_frames"],
+                    memory_mb=out_kw["memory_mb"],
+                    argv=sys.argv,
+                    progress=bar.update if bar is not None else None,
+                    executor=executor,
+                    resume=out_kw["resume"],
+                    hdf5_locking={"true": True, "false": False}.get(
+                        out_kw["hdf5_locking"], out_kw["hdf5_locking"]
+                    ),
+                )
+            finally:
+                if bar is not None:
+                    bar.__exit__(None, None, None)
+    finally:
+        executor.close()  # also when the input could not be opened
     if out_kw.get("plot_dir"):
         from ..diagnostics import write_rotate_plots
 
