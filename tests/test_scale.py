@@ -100,9 +100,9 @@ def test_unreachable_scheduler_is_a_clear_error_not_a_hang(tmp_path, cli):
 
 
 def test_memory_budget_sets_the_block_size():
-    # 12 points x 2 dims x 16 bytes per coordinate = 384 bytes per frame
-    assert chunk_size(12, 2, None, 1) == 2**20 // 384
-    assert chunk_size(3341, 3, None, 256) == 256 * 2**20 // (3341 * 3 * 16)
+    # 12 points x 2 dims x 20 bytes per coordinate (pipeline._BYTES_PER_COORD) = 480 bytes
+    assert chunk_size(12, 2, None, 1) == 2**20 // 480
+    assert chunk_size(3341, 3, None, 256) == 256 * 2**20 // (3341 * 3 * 20)
     assert chunk_size(10, 3, 5, 1) == 5
 
 

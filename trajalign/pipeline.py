@@ -25,8 +25,9 @@ from .errors import OutputError, ParameterError, ResumeError
 from .io.output import prepare_output
 
 DEFAULT_MEMORY_MB = 256
-# bytes held per coordinate of a block: the float32 input, the output and float64 scratch
-_BYTES_PER_COORD = 4 + 4 + 8
+# bytes held per coordinate of a block: the float32 input, the output, float64 scratch,
+# and the previous block's output while it is written behind (see _WriteBehind)
+_BYTES_PER_COORD = 4 + 4 + 8 + 4
 
 
 def chunk_size(
@@ -176,16 +177,71 @@ def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
         return None
 
 
+class _WriteBehind:
+    """Writes blocks in one background thread while the driver reads the next.
+
+    HDF5 writes release the GIL (h5py), so they overlap reading and processing the next
+    block. At most one block waits; the blocks written are listed in ``written``
+    for the next checkpoint. A write error is raised in the driver's thread by the next
+    :meth:`submit` or :meth:`drain`.
+    """
+
+    def __init__(self, writer) -> None:
+        import queue
+        import threading
+
+        self.writer = writer
+        self.written: list[int] = []
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._loop, name="trajalign-write", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                index, args, extra = item
+                if self.error is None:  # after a failure, nothing more is written
+                    self.writer.write_block(*args, **extra)
+                    self.written.append(index)
+            except BaseException as err:
+                self.error = err
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self.error is not None:  # stays set: later blocks are not written either
+            raise self.error
+
+    def submit(self, index: int, *args, **extra) -> None:
+        self._raise()
+        self._queue.put((index, args, extra))
+
+    def drain(self, check: bool = True) -> None:
+        """Wait until every submitted block is written (raise a write error)."""
+        self._queue.join()
+        if check:
+            self._raise()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 #: seconds between checkpoints of a partial output; a SIGKILL loses at most this much work
 FLUSH_SECONDS = float(os.environ.get("TRAJALIGN_FLUSH_SECONDS", "2.0"))
 
 
-def _checkpoint(writer, done_ds, unflushed: list[int]) -> float:
+def _checkpoint(writer, done_ds, behind: _WriteBehind, check: bool = True) -> float:
     """Flush the written blocks to disk, then mark them done (and flush that)."""
+    behind.drain(check)
     writer.flush()
-    for i in unflushed:
+    written, behind.written = behind.written, []
+    for i in written:
         done_ds[i] = 1
-    unflushed.clear()
     writer.flush()
     return time.perf_counter()
 
@@ -294,9 +350,9 @@ def run(
         if progress is not None and done.any():
             progress(int(sum(stop - start for i, start, stop in blocks if done[i])))
         waiting: dict[int, object] = {}
-        unflushed: list[int] = []
         last_flush = time.perf_counter()
         order = [b[0] for b in todo]
+        behind = _WriteBehind(writer)
         with executor:
             for out in executor.map_blocks(source, job, todo):
                 waiting[out.index] = out
@@ -308,17 +364,21 @@ def run(
                 else:
                     ready.append(waiting.pop(out.index))
                 for o in ready:
-                    result = job.stitch(o.result, writer, o.start) if job.ordered else o.result
-                    writer.write_block(
-                        o.start, o.frames, o.times, result.coords, o.box, **result.extra
+                    if job.ordered:  # stitching reads the frames written before
+                        behind.drain()
+                        result = job.stitch(o.result, writer, o.start)
+                    else:
+                        result = o.result
+                    behind.submit(
+                        o.index, o.start, o.frames, o.times, result.coords, o.box, **result.extra
                     )
                     job.collect(result)
-                    unflushed.append(o.index)
                     if progress is not None:
                         progress(len(o.frames))
                 if time.perf_counter() - last_flush > FLUSH_SECONDS:
-                    last_flush = _checkpoint(writer, done_ds, unflushed)
+                    last_flush = _checkpoint(writer, done_ds, behind)
                 _signals.check()
+        behind.drain()
         job.finalize(writer)
         params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
         params.update(job.parameters())
@@ -331,8 +391,8 @@ def run(
         del writer.f["trajalign/resume"]
     except (KeyboardInterrupt, _signals.Terminated) as stop:
         keep_partial = True
-        if "done_ds" in locals():
-            _checkpoint(writer, done_ds, unflushed)  # what is written is kept
+        if "behind" in locals():
+            _checkpoint(writer, done_ds, behind, check=False)  # what is written is kept
         stop.partial = str(partial)
         stop.blocks_done = int(np.asarray(done_ds[()] if "done_ds" in locals() else done).sum())
         stop.blocks_total = len(blocks)
@@ -348,6 +408,9 @@ def run(
         failed = err
         raise
     finally:
+        if "behind" in locals():
+            behind.drain(check=False)
+            behind.close()
         try:
             writer.close()
         except OSError:
