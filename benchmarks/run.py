@@ -129,6 +129,25 @@ def parallel_copy(x, out) -> None:
     _PCOPY(x, out)
 
 
+_PFILL = None
+
+
+def parallel_fill(out) -> None:
+    """out[...] = 1 with a Numba prange over rows: writing an output at full width."""
+    global _PFILL
+    if _PFILL is None:
+        import numba
+
+        @numba.njit(parallel=True)
+        def pfill(out):
+            for f in numba.prange(out.shape[0]):
+                for j in range(out.shape[1]):
+                    out[f, j] = 1.0
+
+        _PFILL = pfill
+    _PFILL(out)
+
+
 def _floors(X, repeat) -> dict:
     out = np.empty_like(X)
     return {
@@ -192,8 +211,12 @@ def bench_distances(X, masses, u, repeat):
 
     mdt = _mdtraj_with_masses(Xca, _SubU(u, ca))
     rows["MDTraj compute_distances"] = best_time(lambda: md.compute_distances(mdt, pairs), repeat)
-    rows["output write floor (F x P float32 zeros)"] = best_time(
-        lambda: np.zeros((len(Xca), len(pairs)), np.float32).fill(1.0), repeat
+    shape = (len(Xca), len(pairs))
+    rows["floor: write a new F x P float32 array, numpy (1 thread)"] = best_time(
+        lambda: np.zeros(shape, np.float32).fill(1.0), repeat
+    )
+    rows["floor: write a new F x P float32 array, Numba prange (all threads)"] = best_time(
+        lambda: parallel_fill(np.empty(shape, np.float32)), repeat
     )
     return rows
 
