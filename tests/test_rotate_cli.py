@@ -175,6 +175,25 @@ def test_write_traj_round_trip_and_refusal(cli, tmp_path):
     assert res.code == 1 and "no trajectory writer" in res.stderr and not again.exists()
 
 
+def test_write_traj_failure_with_force_keeps_the_old_outputs(cli, tmp_path, monkeypatch):
+    """--force replaces -o only when the trajectory was written too."""
+    import errno
+
+    import trajalign.jobs.rotate as jr
+
+    def full_disk(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out, traj = tmp_path / "b.h5", tmp_path / "b.xtc"
+    out.write_bytes(b"old h5")
+    traj.write_bytes(b"old xtc")
+    monkeypatch.setattr(jr, "write_trajectory", full_disk)
+    res = cli("rotate", *BUTANE, "--stop", 30, "-o", out, "--write-traj", traj, "--force")
+    assert res.code == 1 and "No space left" in res.stderr, res.stderr
+    assert out.read_bytes() == b"old h5" and traj.read_bytes() == b"old xtc"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.h5", "b.xtc"]
+
+
 # ------------------------------------------------------------------------ bad input
 
 

@@ -258,6 +258,7 @@ def run(
     executor=None,
     resume: bool = False,
     hdf5_locking: bool | str | None = None,
+    before_commit: Callable[[str], None] | None = None,
 ) -> dict:
     """Run ``job`` over every frame of ``source`` and write ``output``.
 
@@ -287,6 +288,10 @@ def run(
     hdf5_locking : bool or "best-effort", optional
         HDF5 file locking of the output; False for filesystems without locks (some
         Lustre/NFS mounts). None follows the environment (``HDF5_USE_FILE_LOCKING``).
+    before_commit : callable, optional
+        Called with the path of the finished (closed) temporary output before it is
+        renamed to ``output``, for outputs made from it (``--write-traj``); if it raises,
+        the temporary output is deleted and an existing ``output`` stays as it was.
 
     Returns
     -------
@@ -417,6 +422,12 @@ def run(
             pass
         if failed is not None and not keep_partial:
             partial.unlink(missing_ok=True)
+    if before_commit is not None:
+        try:
+            before_commit(str(partial))
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     try:
         os.replace(partial, target)
     except OSError as err:

@@ -117,8 +117,11 @@ def keep_freed_memory() -> None:
         pass  # not glibc (musl): nothing to tune
 
 
-def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
-    """Open the source, run the job through the pipeline and report the summary."""
+def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commit=None) -> None:
+    """Open the source, run the job through the pipeline and report the summary.
+
+    ``before_commit(path, source)`` runs on the finished temporary output before it is
+    renamed into place (see :func:`trajalign.pipeline.run`)."""
     from ..executors import make_executor
     from ..io import open_source
     from ..pipeline import run
@@ -153,6 +156,9 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str) -> None:
                     hdf5_locking={"true": True, "false": False}.get(
                         out_kw["hdf5_locking"], out_kw["hdf5_locking"]
                     ),
+                    before_commit=None
+                    if before_commit is None
+                    else (lambda path: before_commit(path, source)),
                 )
             finally:
                 if bar is not None:

@@ -147,23 +147,12 @@ def rotate(kw: dict) -> None:
             memory_mb=kw["memory_mb"],
         )
 
-    run_job(src, make_job, kw, label="rotate")
+    def write_traj(h5_path, source):
+        # from the finished temporary output: if this fails, an existing -o stays as it was
+        from ..jobs.rotate import write_trajectory
+
+        write_trajectory(h5_path, source, traj, force=kw["force"])
+
+    run_job(src, make_job, kw, label="rotate", before_commit=None if traj is None else write_traj)
     if traj is not None:
-        _write_traj(src, kw["output"], traj, kw["force"])
-
-
-def _write_traj(src: dict, h5_path: str, traj: str, force: bool) -> None:
-    from ..io import open_source
-    from ..jobs.rotate import write_trajectory
-
-    try:
-        with open_source(**src) as source:
-            write_trajectory(h5_path, source, traj, force=force)
-    except BaseException:
-        # the run counts as failed: leave no half-made result behind
-        try:
-            os.unlink(h5_path)
-        except OSError:
-            pass
-        raise
-    note(f"wrote {os.path.abspath(traj)}")
+        note(f"wrote {os.path.abspath(traj)}")
