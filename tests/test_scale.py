@@ -508,3 +508,41 @@ def test_driver_works_while_local_workers_start(tmp_path, picklable_by_value):
         del f["trajalign/pid"]
     assert os.getpid() in pids and len(set(pids.tolist())) >= 2, np.unique(pids)
     assert_same_file(ref_out, out)
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, cli):
+    """HDF5 truncates a file before it checks its lock: a second run of the same command
+    must neither wipe the first run's temporary output nor write into it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.h5"
+    part = partial_path(out)
+    holder = subprocess.Popen(  # stands for a first run: holds the partial file open
+        [
+            sys.executable,
+            "-c",
+            "import sys, h5py; f = h5py.File(sys.argv[1], 'w'); f['x'] = [1, 2, 3]; f.flush();"
+            " print('open', flush=True); sys.stdin.read()",
+            str(part),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        for more in ([], ["--resume"]):
+            res = cli("center", CHAIN2D, "-o", out, *more)
+            assert res.code == 1, res.stderr
+            assert res.stderr.strip().splitlines() == [
+                f"Error: another run is writing {out} now (its temporary file {part.name} is "
+                "locked) (wait for that run to finish, or give another -o)"
+            ]
+    finally:
+        holder.communicate("")
+    with h5py.File(part) as f:
+        assert f["x"][()].tolist() == [1, 2, 3]
+    assert not out.exists()
+    # once that run is gone, its leftover is a killed run's partial file: started over
+    assert cli("center", CHAIN2D, "-o", out).code == 0 and not part.exists()

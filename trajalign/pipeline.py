@@ -162,6 +162,8 @@ def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
             g = f.get("trajalign/resume")
             found = None if g is None else g.attrs.get("key")
             done = None if g is None else g["done"][()].astype(bool)
+    except BlockingIOError:
+        raise _busy(partial) from None
     except (OSError, KeyError):
         return None  # killed while HDF5 metadata was being written: start over
     if found != key:
@@ -173,8 +175,31 @@ def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
         raise ResumeError(f"the partial output {partial} has another block layout", "start over")
     try:
         return H5MDWriter.reopen(str(partial), locking=locking), done
+    except BlockingIOError:
+        raise _busy(partial) from None
     except (OSError, KeyError):
         return None
+
+
+def _refuse_if_busy(partial: Path, locking) -> None:
+    """Raise if another process holds HDF5's write lock on ``partial``."""
+    import h5py
+
+    try:
+        h5py.File(partial, "r", locking=locking).close()
+    except BlockingIOError:
+        raise _busy(partial) from None
+    except OSError:
+        pass  # unreadable: left by a run killed mid-write
+
+
+def _busy(partial: Path) -> OutputError:
+    """The temporary output is locked: another run is writing the same output now."""
+    target = partial.parent / partial.name[1 : -len(".partial")]
+    return OutputError(
+        f"another run is writing {target} now (its temporary file {partial.name} is locked)",
+        "wait for that run to finish, or give another -o",
+    )
 
 
 class _WriteBehind:
@@ -329,17 +354,26 @@ def run(
         if resume:
             why = "is unreadable (killed mid-write)" if partial.exists() else "does not exist"
             job.warnings.append(f"--resume: the partial output {why}; starting over")
-        writer = H5MDWriter(
-            str(partial),
-            n_frames=source.n_frames,
-            n_points=n_out,
-            dim=dim_out,
-            length_unit=source.length_unit,
-            has_box=source.has_box,
-            atom_indices=job.output_atom_indices(source),
-            positions=job.writes_positions,
-            locking=hdf5_locking,
-        )
+        if partial.exists():  # a killed run's (if being written now, that run's: refused)
+            _refuse_if_busy(partial, hdf5_locking)
+            partial.unlink(missing_ok=True)
+        try:
+            writer = H5MDWriter(
+                str(partial),
+                n_frames=source.n_frames,
+                n_points=n_out,
+                dim=dim_out,
+                length_unit=source.length_unit,
+                has_box=source.has_box,
+                atom_indices=job.output_atom_indices(source),
+                positions=job.writes_positions,
+                locking=hdf5_locking,
+                exclusive=True,
+            )
+        except OSError:
+            if partial.exists():  # another run created it since the check above
+                raise _busy(partial) from None
+            raise
         done = np.zeros(len(blocks), dtype=bool)
     keep_partial = False
     failed: BaseException | None = None

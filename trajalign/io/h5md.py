@@ -98,6 +98,9 @@ class H5MDWriter:
         Write ``/particles/trajectory/position`` (False for feature-only outputs).
     locking : bool or "best-effort", optional
         HDF5 file locking (h5py's ``locking``); None follows ``HDF5_USE_FILE_LOCKING``.
+    exclusive : bool
+        Fail if ``path`` exists instead of truncating it (HDF5 truncates a file before
+        it checks the lock, so "w" would wipe a file another process is writing).
     """
 
     def __init__(
@@ -112,13 +115,15 @@ class H5MDWriter:
         time_unit: str = "ps",
         positions: bool = True,
         locking: bool | str | None = None,
+        exclusive: bool = False,
     ) -> None:
         import h5py
 
         self.n_frames, self.n_points, self.dim = n_frames, n_points, dim
         self.length_unit = length_unit
         self.has_box = has_box
-        self.f = h5py.File(path, "w", libver=("earliest", "v114"), locking=locking)
+        mode = "w-" if exclusive else "w"
+        self.f = h5py.File(path, mode, libver=("earliest", "v114"), locking=locking)
         f = self.f
         h5 = f.create_group("h5md")
         h5.attrs["version"] = np.array([1, 1], dtype=np.int32)
