@@ -6,6 +6,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 
 from trajalign.diagnostics import consecutive_rmsd
 
@@ -67,3 +68,17 @@ def test_kabsch_has_no_jumps_and_center_draws_too(cli, tmp_path):
     )
     assert res.code == 0, res.stderr
     assert (tmp_path / "cf" / "overlay.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize("command", ["center", "rotate", "diagnose"])
+def test_plot_naming_a_file_is_one_error_line_before_any_work(cli, tmp_path, command):
+    """Every command with --plot refuses an existing file the same way: exit 1, one line."""
+    afile = tmp_path / "figs"
+    afile.write_text("not a folder")
+    out = tmp_path / "o.h5"
+    res = cli(command, CHAIN2D, "-o", out, "--plot", afile)
+    assert res.code == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"Error: --plot {afile} is a file (give a folder for the figures)"
+    ]
+    assert not out.exists() and afile.read_text() == "not a folder"

@@ -125,7 +125,9 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
     from ..executors import make_executor
     from ..io import open_source
     from ..pipeline import run
+    from .options import check_plot_dir
 
+    check_plot_dir(out_kw.get("plot_dir"))
     keep_freed_memory()
     if out_kw["threads"] is not None:
         set_threads(out_kw["threads"])

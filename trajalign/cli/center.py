@@ -11,7 +11,7 @@ from .options import pass_kwargs, source_kwargs, with_input, with_output, with_p
 @cli.command()
 @with_input
 @with_output
-@with_plot
+@with_plot()
 @click.option(
     "--method",
     type=click.Choice(["com", "geometric", "point"]),

@@ -12,7 +12,14 @@ import click
 from .._names import COORD_METHODS
 from . import cli, note
 from .check import parse_list, parse_points_opt
-from .options import pass_kwargs, source_kwargs, with_input, with_method_options
+from .options import (
+    check_plot_dir,
+    pass_kwargs,
+    source_kwargs,
+    with_input,
+    with_method_options,
+    with_plot,
+)
 
 DEFAULT_METHODS = "none,center-com,kabsch,principal,point"
 # the chapter's three panels: no alignment, principal axes after COM centering, point 0
@@ -26,14 +33,7 @@ MAX_PERTURBED = 48
 @with_input
 @click.option("-o", "--output", type=click.Path(), default=None, help="HDF5 file for the numbers.")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
-@click.option("--plot", "plot_dir", type=click.Path(), default=None, help="Folder for figures.")
-@click.option(
-    "--plot-format",
-    type=click.Choice(["png", "pdf", "svg"]),
-    default="png",
-    show_default=True,
-    help="Figure file format.",
-)
+@with_plot("the jump, perturbation, sensitivity and overlay figures")
 @click.option(
     "--methods",
     default=DEFAULT_METHODS,
@@ -136,9 +136,7 @@ def diagnose(kw: dict) -> None:
         raise ParameterError("--jump-k must be positive and --jump-window 1 or more", "e.g. 10, 51")
     if kw["output"] is not None:
         prepare_output(kw["output"], force=kw["force"])  # refuse before any work
-    if kw["plot_dir"] is not None and os.path.exists(kw["plot_dir"]):
-        if not os.path.isdir(kw["plot_dir"]):
-            raise ParameterError(f"--plot {kw['plot_dir']} is a file", "give a folder")
+    check_plot_dir(kw["plot_dir"])
 
     with open_source(**src) as source:
         n_frames, n_points, dim = source.n_frames, source.n_points, source.dim

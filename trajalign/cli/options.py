@@ -7,6 +7,8 @@ import functools
 
 import click
 
+from ..errors import ParameterError
+
 input_options = [
     click.argument("traj", nargs=-1, required=True, type=click.Path(dir_okay=True)),
     click.option("-t", "--top", type=click.Path(), help="Topology file for MDAnalysis inputs."),
@@ -81,22 +83,33 @@ output_options = [
 ]
 
 
-plot_options = [
-    click.option(
-        "--plot",
-        "plot_dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Also draw the alignment-jump and overlay figures into this folder.",
-    ),
-    click.option(
-        "--plot-format",
-        type=click.Choice(["png", "pdf", "svg"]),
-        default="png",
-        show_default=True,
-        help="Format of the --plot figures.",
-    ),
-]
+def plot_options(what: str) -> list:
+    """--plot DIR and --plot-format; ``what`` names the figures in the help."""
+    return [
+        click.option(
+            "--plot",
+            "plot_dir",
+            type=click.Path(),
+            metavar="DIR",
+            default=None,
+            help=f"Also draw {what} into this folder (created if missing).",
+        ),
+        click.option(
+            "--plot-format",
+            type=click.Choice(["png", "pdf", "svg"]),
+            default="png",
+            show_default=True,
+            help="Format of the --plot figures.",
+        ),
+    ]
+
+
+def check_plot_dir(path: str | None) -> None:
+    """Refuse a --plot that names an existing file, before any work."""
+    import os
+
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise ParameterError(f"--plot {path} is a file", "give a folder for the figures")
 
 
 #: parameters of the registry methods (trajalign.diagnostics), for check and diagnose
@@ -132,9 +145,9 @@ def with_output(f):
     return _apply(output_options, f)
 
 
-def with_plot(f):
-    """Add --plot DIR and --plot-format (commands whose output has aligned positions)."""
-    return _apply(plot_options, f)
+def with_plot(what: str = "the alignment-jump and overlay figures"):
+    """Add --plot DIR and --plot-format (a decorator factory: ``@with_plot()``)."""
+    return lambda f: _apply(plot_options(what), f)
 
 
 def with_method_options(f):

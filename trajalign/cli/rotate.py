@@ -27,7 +27,7 @@ _ONLY = {
 @cli.command()
 @with_input
 @with_output
-@with_plot
+@with_plot()
 @click.option(
     "--method",
     type=click.Choice(METHODS),
