@@ -457,20 +457,27 @@ def principal_block(
     sign: str,
     prev: np.ndarray | None,
     frames: np.ndarray,
+    nonfinite_name: str | None = None,
 ):
     """Principal-axes alignment of one block; continuity carries over through ``prev``.
 
     x : (F, N, D) atoms to move, xfit : (F, M, D) fit atoms; wc : (M,) centre weights
     (used when ``point < 0``), wg : (M,) gyration weights, both summing to 1; ``prev``
     (D, D) the previous frame's axes or None; ``frames`` (F,) frame numbers for errors.
-    Returns coords, rotation, translation, diagnostics dict, and the last axes.
+    ``nonfinite_name``: NaN or inf among the fit atoms raises the :class:`DataError` of
+    :func:`nonfinite_error` under this name (the caller skipped that check); None when
+    the caller has checked. Returns coords, rotation, translation, diagnostics dict, and
+    the last axes.
     """
-    from .kernels.kabsch import apply_motion
+    import numba
+
     from .kernels.principal import (
         ALL_AT_CENTRE,
         COLLINEAR,
+        NONFINITE,
         OVERFLOW,
         choose_signs,
+        negate_columns,
         principal_frames,
     )
 
@@ -480,11 +487,32 @@ def principal_block(
     axes = np.empty((n_frames, dim, dim))
     skew = np.empty((n_frames, dim))
     status = np.empty(n_frames, dtype=np.int8)
-    principal_frames(xfit, wc, int(point), wg, trans, evals, axes, skew, status)
+    out = np.empty_like(x)
+    mode = SIGN_MODES.index(sign)
+    # one run of frames per thread: continuity is provisional only at a run's start
+    principal_frames(
+        x,
+        xfit,
+        xfit is x,
+        wc,
+        int(point),
+        wg,
+        mode,
+        numba.get_num_threads(),
+        trans,
+        evals,
+        axes,
+        skew,
+        status,
+        out,
+    )
     bad = np.flatnonzero(status != 0)
     if bad.size:
+        nonfinite = np.flatnonzero(status == NONFINITE)
+        if nonfinite.size and nonfinite_name is not None:
+            raise nonfinite_error(nonfinite_name, int(frames[nonfinite[0]]))
         f = int(frames[bad[0]])
-        if status[bad[0]] == OVERFLOW:
+        if status[bad[0]] in (OVERFLOW, NONFINITE):
             raise overflow_error(f)
         if status[bad[0]] == ALL_AT_CENTRE:
             raise NumericalError(
@@ -500,11 +528,12 @@ def principal_block(
     flip = np.empty((n_frames, dim), dtype=np.bool_)
     swap = np.empty(n_frames, dtype=np.bool_)
     ambiguous = np.empty(n_frames, dtype=np.bool_)
+    signs = np.empty((n_frames, dim))
     has_prev = prev is not None
     p = np.eye(dim) if prev is None else np.ascontiguousarray(prev, dtype=np.float64)
-    choose_signs(axes, skew, SIGN_MODES.index(sign), p, has_prev, rot, flip, swap, ambiguous)
-    out = np.empty_like(x)
-    apply_motion(x, rot, trans, out)
+    choose_signs(axes, skew, mode, p, has_prev, rot, flip, swap, ambiguous, signs)
+    if np.any(signs < 0.0):
+        negate_columns(out, signs)
     lead = evals[:, :-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.where(lead > 0, (lead - evals[:, 1:]) / lead, 0.0)
@@ -601,7 +630,18 @@ def align_principal(
     NumericalError
         A frame whose fit atoms are all at the centre, or (3D) collinear; it is named.
     """
-    x = as_coords(X)
+    # without a fit selection every point is a fit atom, and the kernel's moment pass
+    # finds NaN and inf (one read of X fewer); with one, the non-fit points need the check
+    x = as_coords(X, check_finite=fit is not None)
+    try:
+        return _align_principal(x, masses, sign, center, point, weighted, fit, gap_warn)
+    except Exception:
+        if fit is None:
+            check_finite_frames(x)  # NaN or inf is reported before any other error
+        raise
+
+
+def _align_principal(x, masses, sign, center, point, weighted, fit, gap_warn) -> AlignResult:
     n_frames, n_points, dim = x.shape
     if sign not in SIGN_MODES:
         raise ParameterError(f"unknown sign rule {sign!r}", f"use one of {', '.join(SIGN_MODES)}")
@@ -625,11 +665,10 @@ def align_principal(
     wc = fit_weights(m if center == "com" else None, n_fit, "masses")
     wg = fit_weights(m if weighted else None, n_fit, "masses")
     pt = as_index(point, n_fit, "point") if center == "point" else -1
-    out, rot, trans, diag, _ = principal_block(x, xfit, wc, pt, wg, sign, None, np.arange(n_frames))
+    frames = np.arange(n_frames)
+    out, rot, trans, diag, _ = principal_block(x, xfit, wc, pt, wg, sign, None, frames, "X")
     res = AlignResult(out, rot, trans, None, None, diag)
-    return _issue(
-        res, principal_warnings(principal_frame_lists(diag, np.arange(n_frames), gap_warn), sign)
-    )
+    return _issue(res, principal_warnings(principal_frame_lists(diag, frames, gap_warn), sign))
 
 
 def principal_frame_lists(diag: dict, frames: np.ndarray, gap_warn: float = DEGENERATE_GAP) -> dict:

@@ -1,25 +1,28 @@
 """Principal-axes alignment: centre, gyration tensor, eigenvectors, sign choice.
 
-``principal_frames`` (parallel over frames) finds each frame's centre ``c``, the weighted
-gyration tensor ``G = sum_i w_i (x_i - c)(x_i - c)^T`` of the fit atoms, its eigenpairs
-sorted by decreasing eigenvalue (axes as the eigen solver returns them, the last one
-replaced by the cross product so that the frame is right-handed) and the third moment of
-the coordinates along each axis. ``choose_signs`` then walks the frames in order (it is
+``principal_frames`` (parallel over runs of frames) finds each frame's centre ``c``, the
+weighted gyration tensor ``G = sum_i w_i (x_i - c)(x_i - c)^T`` of the fit atoms, its
+eigenpairs sorted by decreasing eigenvalue (the last axis the cross product of the others,
+so that the frame is right-handed), moves the frame onto the axes and finds the third
+moment of the coordinates along each axis, all in one read of the frame. The signs it
+gives the axes are provisional. ``choose_signs`` then walks the frames in order (it is
 cheap: D x D per frame) and fixes each axis' sign by ``skew`` or ``continuity``; it is
-serial because continuity needs the previous frame's axes. Rotations are applied by
-:func:`trajalign.kernels.kabsch.apply_motion`.
+serial because continuity needs the previous frame's axes. ``negate_columns`` flips the
+moved coordinates of the axes whose sign changed.
 """
 
 import numba as nb
 import numpy as np
 
 from ._config import JIT, PARALLEL_JIT
+from .kabsch import _apply_flat
 
 # status codes of principal_frames
 OK = 0
 ALL_AT_CENTRE = 1  # G = 0: every fit atom at the centre, no axis is defined
 COLLINEAR = 2  # 3D: second eigenvalue ~ 0, only the first axis is defined
 OVERFLOW = 3  # second or third moments overflow float64 (coordinates beyond ~1e100)
+NONFINITE = 4  # NaN or inf among the fit atoms
 
 _ZERO_TOL = 1e-14  # lambda_1 below this * (spread about the first atom) counts as zero
 _COLLINEAR_TOL = 1e-10  # lambda_2 below this * lambda_1 (3D) counts as collinear
@@ -123,176 +126,314 @@ def _quad3(g00, g01, g02, g11, g12, g22, ux, uy, uz):
     )
 
 
-@nb.njit(**PARALLEL_JIT)
-def principal_frames(xfit, wc, point, wg, trans, evals, axes, skew, status):
-    """Per-frame centre, sorted eigenpairs of the gyration tensor and skewness.
-
-    xfit : (F, M, D) float32/float64 fit atoms, C-contiguous. wc : (M,) float64 centre
-    weights summing to 1, used when ``point < 0``; otherwise the centre is fit atom
-    ``point``. wg : (M,) float64 gyration weights summing to 1. Outputs (float64): trans
-    (F, D) the centre; evals (F, D) decreasing; axes (F, D, D) unit axes as columns,
-    right-handed, signs as the solver returns them; skew (F, D) skewness
-    ``m3 / lambda**1.5`` of the coordinates along each axis (0 where lambda is 0); status
-    (F,) int8 (module codes).
-
-    3D eigenpairs come in closed form (:func:`_sym3_eigen`) unless two eigenvalues are
-    within ``_CLOSED_FORM_GAP`` of each other, where ``np.linalg.eigh`` solves them.
-    """
-    n_frames, n_fit, dim = xfit.shape
-    xflat = xfit.reshape(n_frames, n_fit * dim)
-    for f in nb.prange(n_frames):
-        xr = xflat[f]
-        ax = axes[f]
-        # one pass over flat rows: weighted first and second moments about the first
-        # atom (scalar accumulators, no per-frame arrays)
-        h0 = np.float64(xr[0])
-        h1 = np.float64(xr[1])
-        h2 = np.float64(xr[2]) if dim == 3 else 0.0
-        c0 = c1 = c2 = 0.0  # sum wc d
-        m0 = m1 = m2 = 0.0  # sum wg d
-        s00 = s01 = s02 = s11 = s12 = s22 = 0.0  # sum wg d d^T
-        if dim == 3:
-            for i in range(n_fit):
-                a = np.float64(xr[3 * i]) - h0
-                b = np.float64(xr[3 * i + 1]) - h1
-                c = np.float64(xr[3 * i + 2]) - h2
-                u = wc[i]
-                v = wg[i]
-                c0 += u * a
-                c1 += u * b
-                c2 += u * c
-                va = v * a
-                vb = v * b
-                vc = v * c
-                m0 += va
-                m1 += vb
-                m2 += vc
-                s00 += va * a
-                s01 += va * b
-                s02 += va * c
-                s11 += vb * b
-                s12 += vb * c
-                s22 += vc * c
-        else:
-            for i in range(n_fit):
-                a = np.float64(xr[2 * i]) - h0
-                b = np.float64(xr[2 * i + 1]) - h1
-                u = wc[i]
-                v = wg[i]
-                c0 += u * a
-                c1 += u * b
-                va = v * a
-                vb = v * b
-                m0 += va
-                m1 += vb
-                s00 += va * a
-                s01 += va * b
-                s11 += vb * b
-        if point >= 0:
-            c0 = np.float64(xr[dim * point]) - h0
-            c1 = np.float64(xr[dim * point + 1]) - h1
-            c2 = np.float64(xr[dim * point + 2]) - h2 if dim == 3 else 0.0
-        trans[f, 0] = h0 + c0
-        trans[f, 1] = h1 + c1
-        if dim == 3:
-            trans[f, 2] = h2 + c2
-        # second moments about the centre h + c (sum wg = 1)
-        g00 = s00 - 2.0 * m0 * c0 + c0 * c0
-        g01 = s01 - m0 * c1 - c0 * m1 + c0 * c1
-        g11 = s11 - 2.0 * m1 * c1 + c1 * c1
-        g02 = s02 - m0 * c2 - c0 * m2 + c0 * c2
-        g12 = s12 - m1 * c2 - c1 * m2 + c1 * c2
-        g22 = s22 - 2.0 * m2 * c2 + c2 * c2
-        spread = s00 + s11 + s22 + c0 * c0 + c1 * c1 + c2 * c2
-        finite = abs(g00) < np.inf and abs(g01) < np.inf and abs(g11) < np.inf
-        finite = finite and abs(g02) < np.inf and abs(g12) < np.inf and abs(g22) < np.inf
-        if not (finite and spread < np.inf):
-            # squares overflowed: eigh would raise inside the parallel loop (a SystemError
-            # at the caller), and the identity would pass for axes; the caller raises
-            for a in range(dim):
-                evals[f, a] = 0.0
-                skew[f, a] = 0.0
-                for b in range(dim):
-                    ax[a, b] = 1.0 if a == b else 0.0
-            status[f] = OVERFLOW
-            continue
-        if dim == 2:
-            half = 0.5 * (g00 + g11)
-            r = np.sqrt(0.25 * (g00 - g11) ** 2 + g01 * g01)
-            evals[f, 0] = half + r
-            evals[f, 1] = half - r
-            phi = 0.5 * np.arctan2(2.0 * g01, g00 - g11)
-            cs, sn = np.cos(phi), np.sin(phi)
-            ax[0, 0] = cs
-            ax[1, 0] = sn
-            ax[0, 1] = -sn
-            ax[1, 1] = cs
-        else:
-            e0, e1, e2, ok = _sym3_eigen(g00, g01, g02, g11, g12, g22, ax)
-            if ok:
-                evals[f, 0] = e0
-                evals[f, 1] = e1
-                evals[f, 2] = e2
-            else:
-                g = np.empty((3, 3))
-                g[0, 0], g[0, 1], g[0, 2] = g00, g01, g02
-                g[1, 0], g[1, 1], g[1, 2] = g01, g11, g12
-                g[2, 0], g[2, 1], g[2, 2] = g02, g12, g22
-                w, v = np.linalg.eigh(g)
-                for k in range(3):
-                    evals[f, k] = w[2 - k]
-                for d in range(3):
-                    ax[d, 0] = v[d, 2]
-                    ax[d, 1] = v[d, 1]
-                ax[0, 2] = ax[1, 0] * ax[2, 1] - ax[2, 0] * ax[1, 1]
-                ax[1, 2] = ax[2, 0] * ax[0, 1] - ax[0, 0] * ax[2, 1]
-                ax[2, 2] = ax[0, 0] * ax[1, 1] - ax[1, 0] * ax[0, 1]
-        st = OK
-        if not evals[f, 0] > _ZERO_TOL * spread:
-            st = ALL_AT_CENTRE
-        elif dim == 3 and not evals[f, 1] > _COLLINEAR_TOL * evals[f, 0]:
-            st = COLLINEAR
-        status[f] = st
-        # second pass (the frame is in cache): third moments along each axis
-        k0 = k1 = k2 = 0.0
-        if dim == 3:
-            a00, a01, a02 = ax[0, 0], ax[0, 1], ax[0, 2]
-            a10, a11, a12 = ax[1, 0], ax[1, 1], ax[1, 2]
-            a20, a21, a22 = ax[2, 0], ax[2, 1], ax[2, 2]
-            o0, o1, o2 = h0 + c0, h1 + c1, h2 + c2
-            for i in range(n_fit):
-                a = np.float64(xr[3 * i]) - o0
-                b = np.float64(xr[3 * i + 1]) - o1
-                c = np.float64(xr[3 * i + 2]) - o2
-                p0 = a * a00 + b * a10 + c * a20
-                p1 = a * a01 + b * a11 + c * a21
-                p2 = a * a02 + b * a12 + c * a22
-                v = wg[i]
-                k0 += v * p0 * p0 * p0
-                k1 += v * p1 * p1 * p1
-                k2 += v * p2 * p2 * p2
-        else:
-            a00, a01, a10, a11 = ax[0, 0], ax[0, 1], ax[1, 0], ax[1, 1]
-            o0, o1 = h0 + c0, h1 + c1
-            for i in range(n_fit):
-                a = np.float64(xr[2 * i]) - o0
-                b = np.float64(xr[2 * i + 1]) - o1
-                p0 = a * a00 + b * a10
-                p1 = a * a01 + b * a11
-                v = wg[i]
-                k0 += v * p0 * p0 * p0
-                k1 += v * p1 * p1 * p1
-        for k in range(dim):
-            lam = evals[f, k]
-            m3 = k0 if k == 0 else (k1 if k == 1 else k2)
-            skew[f, k] = m3 / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
-            if not abs(skew[f, k]) < np.inf or not abs(m3) < np.inf:
-                # cubes overflowed: the skew sign would be arbitrary without a word
-                status[f] = OVERFLOW
+@nb.njit(**JIT)
+def _row_finite(xr):
+    """Whether every value of a flat row is finite."""
+    for v in xr:
+        if not abs(v) < np.inf:
+            return False
+    return True
 
 
 @nb.njit(**JIT)
-def choose_signs(axes, skew, mode, prev, has_prev, rot, flip, swap, ambiguous):
+def _frame_axes(xr, n_fit, dim, wc, point, wg, tr, ev, ax):
+    """One frame's centre, eigenpairs of the gyration tensor; returns (status, spread).
+
+    xr : (n_fit * dim,) flat fit atoms. Writes tr (dim,) the centre, ev (dim,) decreasing
+    eigenvalues and ax (dim, dim) unit axes as columns, right-handed, signs as the solver
+    returns them (identity and zeros when the status is OVERFLOW or NONFINITE).
+    """
+    # one pass over the flat row: weighted first and second moments about the first atom
+    # (scalar accumulators, no per-frame arrays)
+    h0 = np.float64(xr[0])
+    h1 = np.float64(xr[1])
+    h2 = np.float64(xr[2]) if dim == 3 else 0.0
+    c0 = c1 = c2 = 0.0  # sum wc d
+    m0 = m1 = m2 = 0.0  # sum wg d
+    s00 = s01 = s02 = s11 = s12 = s22 = 0.0  # sum wg d d^T
+    if dim == 3:
+        for i in range(n_fit):
+            a = np.float64(xr[3 * i]) - h0
+            b = np.float64(xr[3 * i + 1]) - h1
+            c = np.float64(xr[3 * i + 2]) - h2
+            u = wc[i]
+            v = wg[i]
+            c0 += u * a
+            c1 += u * b
+            c2 += u * c
+            va = v * a
+            vb = v * b
+            vc = v * c
+            m0 += va
+            m1 += vb
+            m2 += vc
+            s00 += va * a
+            s01 += va * b
+            s02 += va * c
+            s11 += vb * b
+            s12 += vb * c
+            s22 += vc * c
+    else:
+        for i in range(n_fit):
+            a = np.float64(xr[2 * i]) - h0
+            b = np.float64(xr[2 * i + 1]) - h1
+            u = wc[i]
+            v = wg[i]
+            c0 += u * a
+            c1 += u * b
+            va = v * a
+            vb = v * b
+            m0 += va
+            m1 += vb
+            s00 += va * a
+            s01 += va * b
+            s11 += vb * b
+    # NaN or inf anywhere in the row makes these sums NaN or inf (v * inf is inf or NaN
+    # whatever the weight), and so does overflow of finite float64 values; float32 values
+    # cannot overflow them, so the explicit scan of the row runs only in that rare case
+    moments_finite = abs(m0) < np.inf and abs(m1) < np.inf and abs(m2) < np.inf
+    moments_finite = moments_finite and abs(c0) < np.inf and abs(c1) < np.inf
+    moments_finite = moments_finite and abs(c2) < np.inf
+    if point >= 0:
+        c0 = np.float64(xr[dim * point]) - h0
+        c1 = np.float64(xr[dim * point + 1]) - h1
+        c2 = np.float64(xr[dim * point + 2]) - h2 if dim == 3 else 0.0
+    tr[0] = h0 + c0
+    tr[1] = h1 + c1
+    if dim == 3:
+        tr[2] = h2 + c2
+    # second moments about the centre h + c (sum wg = 1)
+    g00 = s00 - 2.0 * m0 * c0 + c0 * c0
+    g01 = s01 - m0 * c1 - c0 * m1 + c0 * c1
+    g11 = s11 - 2.0 * m1 * c1 + c1 * c1
+    g02 = s02 - m0 * c2 - c0 * m2 + c0 * c2
+    g12 = s12 - m1 * c2 - c1 * m2 + c1 * c2
+    g22 = s22 - 2.0 * m2 * c2 + c2 * c2
+    spread = s00 + s11 + s22 + c0 * c0 + c1 * c1 + c2 * c2
+    finite = abs(g00) < np.inf and abs(g01) < np.inf and abs(g11) < np.inf
+    finite = finite and abs(g02) < np.inf and abs(g12) < np.inf and abs(g22) < np.inf
+    if not (finite and spread < np.inf and moments_finite):
+        # squares overflowed: eigh would raise inside the parallel loop (a SystemError
+        # at the caller), and the identity would pass for axes; the caller raises
+        for a in range(dim):
+            ev[a] = 0.0
+            for b in range(dim):
+                ax[a, b] = 1.0 if a == b else 0.0
+        return (OVERFLOW if _row_finite(xr) else NONFINITE), 0.0
+    if dim == 2:
+        half = 0.5 * (g00 + g11)
+        r = np.sqrt(0.25 * (g00 - g11) ** 2 + g01 * g01)
+        ev[0] = half + r
+        ev[1] = half - r
+        phi = 0.5 * np.arctan2(2.0 * g01, g00 - g11)
+        cs, sn = np.cos(phi), np.sin(phi)
+        ax[0, 0] = cs
+        ax[1, 0] = sn
+        ax[0, 1] = -sn
+        ax[1, 1] = cs
+    else:
+        e0, e1, e2, ok = _sym3_eigen(g00, g01, g02, g11, g12, g22, ax)
+        if ok:
+            ev[0] = e0
+            ev[1] = e1
+            ev[2] = e2
+        else:
+            g = np.empty((3, 3))
+            g[0, 0], g[0, 1], g[0, 2] = g00, g01, g02
+            g[1, 0], g[1, 1], g[1, 2] = g01, g11, g12
+            g[2, 0], g[2, 1], g[2, 2] = g02, g12, g22
+            w, v = np.linalg.eigh(g)
+            for k in range(3):
+                ev[k] = w[2 - k]
+            for d in range(3):
+                ax[d, 0] = v[d, 2]
+                ax[d, 1] = v[d, 1]
+            ax[0, 2] = ax[1, 0] * ax[2, 1] - ax[2, 0] * ax[1, 1]
+            ax[1, 2] = ax[2, 0] * ax[0, 1] - ax[0, 0] * ax[2, 1]
+            ax[2, 2] = ax[0, 0] * ax[1, 1] - ax[1, 0] * ax[0, 1]
+    if not ev[0] > _ZERO_TOL * spread:
+        return ALL_AT_CENTRE, spread
+    if dim == 3 and not ev[1] > _COLLINEAR_TOL * ev[0]:
+        return COLLINEAR, spread
+    return OK, spread
+
+
+@nb.njit(**JIT)
+def _third_moments(xr, n, dim, wg, ax, tr):
+    """sum_i wg_i ((x_i - tr) . ax[:, k])^3 for each axis k (0 beyond dim)."""
+    k0 = k1 = k2 = 0.0
+    if dim == 3:
+        a00, a01, a02 = ax[0, 0], ax[0, 1], ax[0, 2]
+        a10, a11, a12 = ax[1, 0], ax[1, 1], ax[1, 2]
+        a20, a21, a22 = ax[2, 0], ax[2, 1], ax[2, 2]
+        o0, o1, o2 = tr[0], tr[1], tr[2]
+        for i in range(n):
+            a = np.float64(xr[3 * i]) - o0
+            b = np.float64(xr[3 * i + 1]) - o1
+            c = np.float64(xr[3 * i + 2]) - o2
+            p0 = a * a00 + b * a10 + c * a20
+            p1 = a * a01 + b * a11 + c * a21
+            p2 = a * a02 + b * a12 + c * a22
+            v = wg[i]
+            k0 += v * p0 * p0 * p0
+            k1 += v * p1 * p1 * p1
+            k2 += v * p2 * p2 * p2
+    else:
+        a00, a01, a10, a11 = ax[0, 0], ax[0, 1], ax[1, 0], ax[1, 1]
+        o0, o1 = tr[0], tr[1]
+        for i in range(n):
+            a = np.float64(xr[2 * i]) - o0
+            b = np.float64(xr[2 * i + 1]) - o1
+            p0 = a * a00 + b * a10
+            p1 = a * a01 + b * a11
+            v = wg[i]
+            k0 += v * p0 * p0 * p0
+            k1 += v * p1 * p1 * p1
+    return k0, k1, k2
+
+
+@nb.njit(**JIT)
+def _move_third_moments3(xr, orow, n, wg, ax, tr):
+    """orow = (xr - tr) @ ax for one 3D frame, and its third moments along the axes.
+
+    The fit atoms are all the atoms here: the rotated coordinates are the projections
+    the third moments need, so they cost three products per atom and axis.
+    """
+    r00, r01, r02 = ax[0, 0], ax[0, 1], ax[0, 2]
+    r10, r11, r12 = ax[1, 0], ax[1, 1], ax[1, 2]
+    r20, r21, r22 = ax[2, 0], ax[2, 1], ax[2, 2]
+    t0, t1, t2 = tr[0], tr[1], tr[2]
+    k0 = k1 = k2 = 0.0
+    for i in range(n):
+        a = xr[3 * i] - t0
+        b = xr[3 * i + 1] - t1
+        c = xr[3 * i + 2] - t2
+        p0 = a * r00 + b * r10 + c * r20
+        p1 = a * r01 + b * r11 + c * r21
+        p2 = a * r02 + b * r12 + c * r22
+        orow[3 * i] = p0
+        orow[3 * i + 1] = p1
+        orow[3 * i + 2] = p2
+        v = wg[i]
+        k0 += v * p0 * p0 * p0
+        k1 += v * p1 * p1 * p1
+        k2 += v * p2 * p2 * p2
+    return k0, k1, k2
+
+
+@nb.njit(**JIT)
+def _negate_columns(orow, n, dim, signs):
+    """Multiply column k of a flat (n * dim,) row by ``signs[k]`` (+-1: exact)."""
+    for i in range(n):
+        for k in range(dim):
+            if signs[k] < 0.0:
+                orow[i * dim + k] = -orow[i * dim + k]
+
+
+@nb.njit(**PARALLEL_JIT)
+def principal_frames(
+    x, xfit, same, wc, point, wg, mode, n_chunks, trans, evals, axes, skew, status, out
+):
+    """Per-frame centre, eigenpairs, skewness and the move, with provisional signs.
+
+    x : (F, N, D) float32/float64 atoms to move, C-contiguous; xfit : (F, M, D) fit atoms
+    and ``same`` whether it is ``x`` itself. wc : (M,) float64 centre weights summing to 1,
+    used when ``point < 0``; otherwise the centre is fit atom ``point``. wg : (M,) float64
+    gyration weights summing to 1. mode : sign rule as in :func:`choose_signs`. n_chunks :
+    runs of consecutive frames (one per thread). Outputs (float64): trans (F, D) the
+    centre; evals (F, D) decreasing; axes (F, D, D) unit axes as columns, right-handed,
+    with provisional signs; skew (F, D) skewness ``m3 / lambda**1.5`` along them (0 where
+    lambda is 0); status (F,) int8 (module codes); out like x: ``(x - trans) @ axes``.
+
+    One read of each frame: the moments, the eigenpairs, then the move and the third
+    moments while the frame is in cache. Continuity needs the previous frame's final
+    axes before the move, which a parallel loop does not have; so each run of frames
+    follows continuity from its own first frame, whose signs come from the skew rule
+    (usually what continuity gives too). :func:`choose_signs` then fixes the signs for
+    the whole trajectory and :func:`negate_columns` flips the columns that differ, an
+    exact negation: the result does not depend on the runs.
+    """
+    n_frames, n, dim = x.shape
+    n_fit = xfit.shape[1]
+    xflat = x.reshape(n_frames, n * dim)
+    fflat = xfit.reshape(n_frames, n_fit * dim)
+    oflat = out.reshape(n_frames, n * dim)
+    n_chunks = max(1, min(n_frames, n_chunks))
+    for ch in nb.prange(n_chunks):
+        prev = np.zeros((dim, dim))
+        have = False
+        signs = np.ones(dim)
+        for f in range(ch * n_frames // n_chunks, (ch + 1) * n_frames // n_chunks):
+            ax = axes[f]
+            tr = trans[f]
+            st, spread = _frame_axes(fflat[f], n_fit, dim, wc, point, wg, tr, evals[f], ax)
+            status[f] = st
+            if st == OVERFLOW or st == NONFINITE:
+                for k in range(dim):
+                    skew[f, k] = 0.0
+                have = False
+                continue
+            by_skew = mode == 1 or (mode == 2 and not have)
+            if mode == 2 and have:
+                # continuity with the run's previous frame, before the move
+                for k in range(dim - 1):
+                    dot = 0.0
+                    for d in range(dim):
+                        dot += ax[d, k] * prev[d, k]
+                    signs[k] = -1.0 if dot < 0.0 else 1.0
+                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
+                for k in range(dim):
+                    for d in range(dim):
+                        ax[d, k] *= signs[k]
+            orow = oflat[f]
+            if same and dim == 3:
+                k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
+            else:
+                _apply_flat(xflat[f], orow, n, dim, ax, tr)
+                k0, k1, k2 = _third_moments(fflat[f], n_fit, dim, wg, ax, tr)
+            for k in range(dim):
+                lam = evals[f, k]
+                m3 = k0 if k == 0 else (k1 if k == 1 else k2)
+                skew[f, k] = m3 / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
+                if not abs(skew[f, k]) < np.inf or not abs(m3) < np.inf:
+                    # cubes overflowed: the skew sign would be arbitrary without a word
+                    status[f] = OVERFLOW
+            if by_skew:
+                # the rule of choose_signs, after the move (the skew needs the frame)
+                flip = False
+                for k in range(dim - 1):
+                    signs[k] = 1.0
+                    if abs(skew[f, k]) >= _SKEW_TOL and skew[f, k] < 0.0:
+                        signs[k] = -1.0
+                        flip = True
+                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
+                if flip:
+                    for k in range(dim):
+                        skew[f, k] *= signs[k]
+                        for d in range(dim):
+                            ax[d, k] *= signs[k]
+                    _negate_columns(orow, n, dim, signs)
+            for d in range(dim):
+                for k in range(dim):
+                    prev[d, k] = ax[d, k]
+            have = True
+
+
+@nb.njit(**PARALLEL_JIT)
+def negate_columns(out, signs):
+    """Flip the columns of each frame's output where ``signs`` (F, D) is negative."""
+    n_frames, n, dim = out.shape
+    oflat = out.reshape(n_frames, n * dim)
+    for f in nb.prange(n_frames):
+        neg = False
+        for k in range(dim):
+            neg = neg or signs[f, k] < 0.0
+        if neg:
+            _negate_columns(oflat[f], n, dim, signs[f])
+
+
+@nb.njit(**JIT)
+def choose_signs(axes, skew, mode, prev, has_prev, rot, flip, swap, ambiguous, sg):
     """Fix the sign of each axis, frame by frame, and record jumps.
 
     axes : (F, D, D) from :func:`principal_frames`; skew : (F, D) skewness along them,
@@ -304,7 +445,8 @@ def choose_signs(axes, skew, mode, prev, has_prev, rot, flip, swap, ambiguous):
     bool, axis k points against the previous frame's axis k (a jump in the output);
     swap (F,) bool, an axis is closer to another of the previous frame's axes than to
     its own (eigenvalues crossed: a jump no sign can fix); ambiguous (F,) bool, a skew
-    sign had to be chosen for an axis with zero skewness.
+    sign had to be chosen for an axis with zero skewness; signs (F, D) the factors that
+    turned ``axes`` into ``rot`` (to apply to moved coordinates).
     """
     n_frames, dim = skew.shape
     p = prev.copy()
@@ -333,6 +475,7 @@ def choose_signs(axes, skew, mode, prev, has_prev, rot, flip, swap, ambiguous):
             signs[2] = signs[0] * signs[1]
         r = rot[f]
         for k in range(dim):
+            sg[f, k] = signs[k]
             skew[f, k] *= signs[k]
             for d in range(dim):
                 r[d, k] = axes[f, d, k] * signs[k]
