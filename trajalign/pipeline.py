@@ -370,10 +370,8 @@ def run(
                 locking=hdf5_locking,
                 exclusive=True,
             )
-        except OSError:
-            if partial.exists():  # another run created it since the check above
-                raise _busy(partial) from None
-            raise
+        except FileExistsError:  # another run created it since the check above
+            raise _busy(partial) from None
         done = np.zeros(len(blocks), dtype=bool)
     keep_partial = False
     failed: BaseException | None = None
