@@ -15,3 +15,6 @@ TRANSFORMATIONS = (
     "reflection",
     "permutation",
 )
+
+#: --pbc modes (trajalign.pbc), in help order
+PBC_MODES = ("auto", "whole", "cluster", "nojump", "none")

@@ -37,10 +37,19 @@ class BlockOutput:
     times: np.ndarray
     box: np.ndarray | None
     result: object  # pipeline.BlockResult
+    repair: dict | None = None  # the periodic repair's counts (trajalign.pbc)
 
 
-def process_block(source, job, index: int, start: int, stop: int) -> BlockOutput:
-    """Read frames ``[start, stop)`` of ``source`` and run ``job`` on them."""
+def process_block(
+    source, job, index: int, start: int, stop: int, anchors: dict | None = None
+) -> BlockOutput:
+    """Read frames ``[start, stop)`` of ``source`` and run ``job`` on them.
+
+    ``anchors`` maps block starts to nojump's state there (see
+    :meth:`~trajalign.io.sources.Source.nojump_anchors`), for blocks not read in order.
+    """
+    if anchors and start in anchors:
+        source._repair.set_anchor(start, anchors[start])
     block = source.read(start, stop)
     try:
         result = job.process(block)
@@ -49,7 +58,7 @@ def process_block(source, job, index: int, start: int, stop: int) -> BlockOutput
         if getattr(err, "frame", None) is None:
             raise
         raise nonfinite_error("the input", int(block.frames[err.frame])) from None
-    return BlockOutput(index, start, block.frames, block.times, block.box, result)
+    return BlockOutput(index, start, block.frames, block.times, block.box, result, block.repair)
 
 
 class SerialExecutor:
@@ -180,7 +189,7 @@ def _sweep(prefix: str) -> None:
 _WORKER_SOURCES: dict = {}
 
 
-def _dask_task(spec, job, index, start, stop, threads, shm=None):
+def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
     """Runs on a worker: reopen the source by path (once per worker) and process a block.
 
     ``shm`` is (host token, file prefix, minimum bytes) of the driver: a worker on the
@@ -194,7 +203,7 @@ def _dask_task(spec, job, index, start, stop, threads, shm=None):
         from .io import open_source
 
         source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
-    out = process_block(source, job, index, start, stop)
+    out = process_block(source, job, index, start, stop, {start: anchor} if anchor else None)
     if shm is not None and shm[0] == host_token():
         out = _export(out, shm[1], shm[2])
     return out
@@ -342,19 +351,22 @@ class DaskExecutor:
         from distributed import as_completed
 
         pending = list(blocks)[::-1]  # popped from the end: frame order
+        # nojump's state at each block start, found by one pass in frame order: blocks
+        # then run anywhere, in any order, with identical results
+        anchors = source.nojump_anchors([start for _, start, _ in pending])
         # Starting local workers takes seconds (a Python process each, importing Dask,
         # MDAnalysis, Numba): the driver works through the first blocks meanwhile. A
         # remote cluster is not raced: its blocks are meant to run on its nodes.
         while pending and self.workers and self._starting is not None:
             if not self._starting.is_alive():
                 break
-            yield process_block(source, job, *pending.pop())
+            yield process_block(source, job, *pending.pop(), anchors)
         self._wait_started()
         if pending:
             with self.client.as_current():
-                yield from self._map_blocks(source, job, pending, as_completed)
+                yield from self._map_blocks(source, job, pending, as_completed, anchors)
 
-    def _map_blocks(self, source, job, pending, as_completed) -> Iterator:
+    def _map_blocks(self, source, job, pending, as_completed, anchors) -> Iterator:
         threads = self._threads_per_task()
         job_f = self.client.scatter(job, broadcast=True, hash=False)
         token = host_token()
@@ -372,7 +384,16 @@ class DaskExecutor:
         def submit():
             index, start, stop = pending.pop()
             fut = self.client.submit(
-                _dask_task, source.spec, job_f, index, start, stop, threads, shm, pure=False
+                _dask_task,
+                source.spec,
+                job_f,
+                index,
+                start,
+                stop,
+                threads,
+                shm,
+                anchors.get(start),
+                pure=False,
             )
             in_flight.add(fut)
             return fut
@@ -384,7 +405,7 @@ class DaskExecutor:
         try:
             while True:
                 if local and pending and not running.has_ready():
-                    yield process_block(source, job, *pending.pop())
+                    yield process_block(source, job, *pending.pop(), anchors)
                     continue
                 try:
                     fut = next(running)

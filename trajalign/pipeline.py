@@ -387,6 +387,7 @@ def run(
         if progress is not None and done.any():
             progress(int(sum(stop - start for i, start, stop in blocks if done[i])))
         waiting: dict[int, object] = {}
+        repaired: dict[str, int] = {}
         last_flush = time.perf_counter()
         order = [b[0] for b in todo]
         behind = _WriteBehind(writer)
@@ -410,6 +411,8 @@ def run(
                         o.index, o.start, o.frames, o.times, result.coords, o.box, **result.extra
                     )
                     job.collect(result)
+                    for k, v in (o.repair or {}).items():
+                        repaired[k] = repaired.get(k, 0) + v
                     if progress is not None:
                         progress(len(o.frames))
                 if time.perf_counter() - last_flush > FLUSH_SECONDS:
@@ -419,6 +422,9 @@ def run(
         job.finalize(writer)
         params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
         params.update(job.parameters())
+        pbc = pbc_summary(source, repaired, resumed=opened is not None)
+        job.warnings.extend(pbc.pop("warnings"))
+        params["pbc"] = pbc
         writer.write_provenance(
             argv=list(argv if argv is not None else sys.argv),
             inputs=inputs,
@@ -477,4 +483,31 @@ def run(
         "seconds": round(time.perf_counter() - t0, 3),
         "warnings": list(job.warnings),
         "executor": executor.name,
+        "pbc": pbc,
     }
+
+
+def pbc_summary(source, counts: dict, resumed: bool = False) -> dict:
+    """What the periodic repair did (for the summary, --json and the provenance), and
+    the warnings it calls for."""
+    out = {"mode": getattr(source, "pbc_mode", "none"), "requested": source.spec.pbc}
+    out.update(counts)
+    warnings = []
+    spread = counts.get("spread_frames", 0)
+    if spread:
+        has_bonds = getattr(source, "bonds", None) is not None
+        fix = (
+            "--pbc whole makes its molecules whole"
+            if has_bonds
+            else "give a topology with bonds, --guess-bonds, or for arrays --bonds, "
+            "and use --pbc whole"
+        )
+        warnings.append(
+            f"the selection spans more than half the periodic box or has a bond longer than "
+            f"half of it in {spread} of {source.n_frames} frames: it may be split across the "
+            f"boundary, and fits and distances on it would be wrong ({fix})"
+        )
+    if resumed:
+        out["note"] = "counts cover the blocks of this run only"
+    out["warnings"] = warnings
+    return out

@@ -63,15 +63,11 @@ from .options import pass_kwargs, source_kwargs, with_input, with_output
     help="sincos also writes dihedrals_sincos (sin, cos) pairs, continuous across +-pi.",
 )
 @click.option(
-    "--pbc/--no-pbc",
-    default=None,
-    help="Minimum image convention in the input's box (orthorhombic or triclinic). "
-    "[default: on where the input has a box]",
-)
-@click.option(
-    "--guess-bonds",
+    "--no-pbc",
+    "no_pbc",
     is_flag=True,
-    help="MDAnalysis inputs: guess bonds (and angles, dihedrals) from distances.",
+    hidden=True,
+    help="Same as --pbc none (kept for scripts written before --pbc took a mode).",
 )
 @click.option(
     "--undefined",
@@ -96,7 +92,8 @@ def internal(kw: dict) -> None:
       trajalign internal sample_data/chain2d.npz --pairs all --transform rbf -o d.h5
     """
     src = source_kwargs(kw)
-    src["guess_bonds"] = kw.pop("guess_bonds")
+    if kw.pop("no_pbc"):
+        src["pbc"] = "none"
     params = {
         "pairs": list(kw.pop("pairs")) or None,
         "features": kw.pop("features"),
@@ -106,7 +103,6 @@ def internal(kw: dict) -> None:
         "rbf_n": kw.pop("rbf_n"),
         "rbf_gamma": kw.pop("rbf_gamma"),
         "dihedral_encoding": kw.pop("dihedral_encoding"),
-        "pbc": kw.pop("pbc"),
         "undefined": "raise" if kw.pop("undefined") == "error" else "nan",
     }
     from ..jobs.internal import InternalJob

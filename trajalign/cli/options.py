@@ -7,6 +7,7 @@ import functools
 
 import click
 
+from .._names import PBC_MODES
 from ..errors import ParameterError
 
 input_options = [
@@ -30,6 +31,35 @@ input_options = [
     click.option("--start", type=int, default=None, help="First frame (0-based)."),
     click.option("--stop", type=int, default=None, help="Stop before this frame."),
     click.option("--step", type=int, default=None, help="Take every STEP-th frame."),
+    click.option(
+        "--pbc",
+        type=click.Choice(PBC_MODES),
+        default="auto",
+        show_default=True,
+        help="Periodic repair before anything else: whole (molecules made whole), cluster "
+        "(whole, and the selection's molecules kept together), nojump (frame 0 as cluster, "
+        "then no atom jumps across the boundary), none (as read). auto: whole where the "
+        "input has a box and bonds, else none with a warning if the selection looks split.",
+    ),
+    click.option(
+        "--box",
+        default=None,
+        metavar="A,B,C[,AL,BE,GA]",
+        help="Array inputs: periodic box of every frame (2D: A,B) [default: a 'box' "
+        "array in the .npz, (6,) or (frames, 6)].",
+    ),
+    click.option(
+        "--bonds",
+        default=None,
+        metavar="FILE|chain",
+        help="Array inputs: bonded point pairs (text file, one 0-based pair per line), or "
+        "chain (each point bonded to the next); molecules for --pbc.",
+    ),
+    click.option(
+        "--guess-bonds",
+        is_flag=True,
+        help="MDAnalysis inputs: guess bonds from distances (a topology without bonds).",
+    ),
 ]
 
 output_options = [
@@ -168,6 +198,10 @@ def source_kwargs(kw: dict) -> dict:
         "start": kw.pop("start"),
         "stop": kw.pop("stop"),
         "step": kw.pop("step"),
+        "pbc": kw.pop("pbc"),
+        "box": kw.pop("box"),
+        "bonds": kw.pop("bonds"),
+        "guess_bonds": kw.pop("guess_bonds"),
     }
 
 

@@ -38,6 +38,9 @@ class SourceSpec:
     dt: float | None = None
     aux_select: str | None = None
     guess_bonds: bool = False
+    pbc: str = "auto"
+    box: str | None = None
+    bonds: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +62,7 @@ class Block:
     frames: np.ndarray
     box: np.ndarray | None = None
     aux: np.ndarray | None = None
+    repair: dict | None = None
 
 
 @dataclass
@@ -80,13 +84,140 @@ class Source:
     length_unit: str = "Angstrom"
     dt: float = 1.0
     total_frames: int = 0
+    #: the periodic repair applied (``whole``, ``cluster``, ``nojump``) or ``none``
+    pbc_mode: str = "none"
+    #: molecule number of each selected point where molecules were made whole, else None
+    molecules: np.ndarray | None = None
+    _repair: object = None
+    _check_split: bool = False
 
     @property
     def n_frames(self) -> int:
         return int(self.frame_indices.size)
 
-    def read(self, start: int, stop: int) -> Block:  # pragma: no cover - abstract
+    def read(self, start: int, stop: int) -> Block:
+        """Frames ``[start, stop)``: the selection (and ``aux``), periodic repair done."""
+        if self._repair is None:
+            block = self._read_plain(start, stop)
+            if self._check_split and block.box is not None:
+                block.repair = {"spread_frames": self._count_spread(block)}
+            return block
+        frames = self._check_block(start, stop)
+        x, times, box = self._read_raw(frames)
+        h = self._box_rows(box, frames.size)
+        block_repair = self._repair.apply(x, h, start, self._scan)
+        # C order: the kernels reshape rows (advanced indexing may return another layout)
+        coords = np.ascontiguousarray(x[:, self._sel_pos, : self.dim], dtype=np.float32)
+        aux = None
+        if self.aux_indices is not None:
+            aux = np.ascontiguousarray(x[:, self._aux_pos, : self.dim], dtype=np.float32)
+        return Block(start, coords, times, frames, box=box, aux=aux, repair=block_repair)
+
+    def _read_plain(self, start: int, stop: int) -> Block:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _read_atoms(self, frames: np.ndarray, idx: np.ndarray):  # pragma: no cover
+        """(positions (b, len(idx), D) float32, times (b,), box or None) of ``frames``."""
+        raise NotImplementedError
+
+    def _read_raw(self, frames: np.ndarray):
+        from ..pbc import _pad3
+
+        pos, times, box = self._read_atoms(frames, self._repair.plan.atoms)
+        return _pad3(pos), times, box
+
+    def _scan(self, a: int, b: int):
+        """Raw (unrepaired) frames ``[a, b)`` and their box rows, for nojump's state."""
+        frames = self._check_block(a, b)
+        x, _, box = self._read_raw(frames)
+        return x, self._box_rows(box, frames.size)
+
+    def _box_rows(self, box, n: int) -> np.ndarray:
+        from ..pbc import box_rows
+
+        if box is None:
+            raise DataError(
+                f"{self.spec.paths[0]} has frames without a periodic box",
+                "use --pbc none for a trajectory without boxes",
+            )
+        return box_rows(box, n, self.dim)
+
+    def _count_spread(self, block: Block) -> int:
+        """Frames whose selection spans more than half the box, or has a bond longer
+        than half the box: it may be split across the periodic boundary."""
+        from ..kernels.pbc import spread_kernel
+        from ..pbc import SPREAD_LIMIT, _pad3, inverse_rows
+
+        n = block.coords.shape[0]
+        h = np.broadcast_to(self._box_rows(block.box, n), (n, 3, 3))
+        x = _pad3(block.coords)
+        spread = np.zeros(n)
+        spread_kernel(x, np.ascontiguousarray(inverse_rows(h)), spread)
+        bad = spread > SPREAD_LIMIT
+        if self.bonds is not None and len(self.bonds):
+            d = np.linalg.norm(x[:, self.bonds[:, 0]] - x[:, self.bonds[:, 1]], axis=-1)
+            diag = np.diagonal(h, axis1=1, axis2=2)
+            half = 0.5 * np.where(diag > 0, diag, np.inf).min(axis=1)
+            bad |= (d > half[:, None]).any(axis=1)
+        return int(np.count_nonzero(bad))
+
+    def nojump_anchors(self, starts) -> dict:
+        """nojump's state before each block start (a pass over the frames), for tasks
+        that run on other processes; {} for any other repair."""
+        from ..pbc import Repair
+
+        if self._repair is None or self._repair.mode != "nojump":
+            return {}
+        rep = Repair("nojump", self._repair.plan)
+        anchors, ends = {}, sorted(set(int(s) for s in starts if s > 0))
+        pos = 0
+        for end in ends:
+            while pos < end:
+                stop = min(end, pos + 1024)
+                xs, hs = self._scan(pos, stop)
+                rep.apply(xs, hs, pos, self._scan)
+                pos = stop
+            images, fprev = rep.anchors[end]
+            anchors[end] = (images.copy(), fprev.copy())
+        return anchors
+
+    def _setup_pbc(self, all_bonds: np.ndarray | None) -> None:
+        """Choose the repair (``--pbc``) from the box and bonds the input has."""
+        from ..pbc import PBC_MODES, Repair, plan_molecules
+
+        mode = self.spec.pbc or "auto"
+        if mode not in PBC_MODES:
+            raise ParameterError(f"--pbc {mode} is unknown", f"use one of {', '.join(PBC_MODES)}")
+        bonded = all_bonds is not None and len(all_bonds) > 0
+        if not self.has_box:
+            if mode not in ("auto", "none"):
+                raise ParameterError(
+                    f"--pbc {mode} needs a periodic box, and {self.spec.paths[0]} has none",
+                    "drop --pbc, or give an array's box with --box",
+                )
+            return
+        no_bonds = (
+            "give a topology with bonds (TPR, PSF, PDB with CONECT), --guess-bonds, "
+            "or for arrays --bonds FILE|chain"
+        )
+        if mode == "auto":
+            mode = "whole" if bonded else "none"
+        if mode == "none":
+            self._check_split = True
+            return
+        if mode in ("whole", "cluster") and not bonded:
+            raise ParameterError(f"--pbc {mode} needs bonds, and the input has none", no_bonds)
+        needed = self.atom_indices
+        if self.aux_indices is not None:
+            needed = np.union1d(needed, self.aux_indices)
+        plan = plan_molecules(all_bonds if bonded else None, self.n_atoms_total, needed)
+        self._repair = Repair(mode, plan)
+        self.pbc_mode = mode
+        self._sel_pos = plan.positions(self.atom_indices)
+        if self.aux_indices is not None:
+            self._aux_pos = plan.positions(self.aux_indices)
+        if plan.bonded:
+            self.molecules = plan.mol[self._sel_pos]
 
     def resolve(self, selection: str) -> np.ndarray:  # pragma: no cover - abstract
         """Indices (in the files' atom numbering) of the atoms ``selection`` picks."""
@@ -126,6 +257,9 @@ def open_source(
     dt: float | None = None,
     aux_select: str | None = None,
     guess_bonds: bool = False,
+    pbc: str = "auto",
+    box: str | None = None,
+    bonds: str | os.PathLike | None = None,
 ) -> Source:
     """Open one trajectory made of one or more consecutive files.
 
@@ -153,6 +287,15 @@ def open_source(
         A second selection read beside the first into ``Block.aux`` (fit atoms).
     guess_bonds : bool
         MDAnalysis inputs: guess bonds from distances (``Universe(guess_bonds=True)``).
+    pbc : {"auto", "whole", "cluster", "nojump", "none"}
+        Periodic repair applied to every block before the selection is taken (see
+        :mod:`trajalign.pbc`): ``auto`` makes molecules whole where the input has a box
+        and bonds, and otherwise changes nothing.
+    box : str, optional
+        Array inputs: ``"a,b,c[,alpha,beta,gamma]"`` (``"a,b"`` in 2D) for every frame;
+        default: a ``box`` array in the ``.npz``, (6,) or (F, 6), (2,) or (F, 2) in 2D.
+    bonds : str or path, optional
+        Array inputs: a text file of 0-based point index pairs, or ``"chain"``.
 
     Returns
     -------
@@ -174,6 +317,9 @@ def open_source(
         dt=dt,
         aux_select=aux_select,
         guess_bonds=bool(guess_bonds),
+        pbc=pbc or "auto",
+        box=box,
+        bonds=os.fspath(bonds) if bonds is not None and bonds != "chain" else bonds,
     )
     if not spec.paths:
         raise InputError("no input files given", "name at least one trajectory file")
@@ -430,16 +576,37 @@ class ArraySource(Source):
         if all_masses is not None:
             self.masses = all_masses[self.atom_indices]
         self._set_aux(all_masses)
+        self._box = self._load_box()
+        self.has_box = self._box is not None
+        all_bonds = self._load_bonds()
+        if all_bonds is not None:
+            self.bonds = _restrict_bonds(all_bonds, self.atom_indices)
+        self._setup_pbc(all_bonds)
 
     def resolve(self, selection: str) -> np.ndarray:
         return parse_index_list(selection, self.n_atoms_total)
 
-    def read(self, start: int, stop: int) -> Block:
+    def _read_plain(self, start: int, stop: int) -> Block:
         frames = self._check_block(start, stop)
         out = np.empty((frames.size, self.n_points, self.dim), dtype=np.float32)
         aux = None
         if self.aux_indices is not None:
             aux = np.empty((frames.size, self.aux_indices.size, self.dim), dtype=np.float32)
+        for rows, chunk in self._chunks(frames):
+            if aux is not None:
+                aux[rows] = chunk[:, self.aux_indices]
+            out[rows] = chunk if self._all_atoms else chunk[:, self.atom_indices]
+        return Block(
+            start=start,
+            coords=out,
+            times=frames * self.dt,
+            frames=frames,
+            box=self._box_of(frames),
+            aux=aux,
+        )
+
+    def _chunks(self, frames: np.ndarray):
+        """(rows of ``frames``, their frames of one file) for each file they touch."""
         # frames are increasing, so each file contributes one contiguous run of them
         which = np.searchsorted(self._offsets, frames, side="right") - 1
         for part in np.unique(which):
@@ -450,10 +617,82 @@ class ArraySource(Source):
             chunk = arr[lo:hi]
             if local.size != hi - lo:
                 chunk = chunk[local - lo]
-            if aux is not None:
-                aux[rows] = chunk[:, self.aux_indices]
-            out[rows] = chunk if self._all_atoms else chunk[:, self.atom_indices]
-        return Block(start=start, coords=out, times=frames * self.dt, frames=frames, aux=aux)
+            yield rows, chunk
+
+    def _read_atoms(self, frames: np.ndarray, idx: np.ndarray):
+        out = np.empty((frames.size, idx.size, self.dim), dtype=np.float32)
+        for rows, chunk in self._chunks(frames):
+            out[rows] = chunk[:, idx]
+        return out, frames * self.dt, self._box_of(frames)
+
+    def _box_of(self, frames: np.ndarray) -> np.ndarray | None:
+        if self._box is None:
+            return None
+        if self._box.shape[0] == 1:
+            return np.repeat(self._box, frames.size, axis=0)
+        return self._box[frames]
+
+    def _load_box(self) -> np.ndarray | None:
+        """The box of an array input: ``--box``, else a ``box`` array in the .npz."""
+        spec = self.spec
+        width = 6 if self.dim == 3 else 2
+        what = "[a, b, c, alpha, beta, gamma]" if self.dim == 3 else "[a, b]"
+        if spec.box is not None:
+            try:
+                vals = [float(v) for v in spec.box.replace(",", " ").split()]
+            except ValueError:
+                raise ParameterError(
+                    f"cannot read --box {spec.box!r}", f"give {what} as numbers, e.g. 40,40,40"
+                ) from None
+            if self.dim == 3 and len(vals) == 3:
+                vals += [90.0, 90.0, 90.0]
+            box = np.asarray(vals, dtype=np.float64)[None]
+            where = "--box"
+        else:
+            box, where = None, ""
+            for p in spec.paths:
+                if p.lower().endswith(".npz") and (spec.key or "arr") != "box":
+                    with np.load(p, allow_pickle=False) as npz:
+                        if "box" in npz.files:
+                            box, where = np.asarray(npz["box"], dtype=np.float64), f"{p}[box]"
+                            break
+            if box is None:
+                return None
+            if box.ndim == 1:
+                box = box[None]
+        if box.ndim != 2 or box.shape[1] != width or box.shape[0] not in (1, self.total_frames):
+            raise ParameterError(
+                f"the box from {where} has shape {box.shape}",
+                f"give {what} once, or one row per frame ({self.total_frames} frames)",
+            )
+        from ..pbc import box_rows
+
+        box_rows(box, box.shape[0], self.dim)  # the same checks as the kernels' boxes
+        return box
+
+    def _load_bonds(self) -> np.ndarray | None:
+        spec = self.spec
+        if spec.bonds is None:
+            return None
+        n = self.n_atoms_total
+        if spec.bonds == "chain":
+            return np.stack([np.arange(n - 1), np.arange(1, n)], axis=1).astype(np.int64)
+        _check_readable(spec.bonds)
+        try:
+            b = np.loadtxt(spec.bonds, dtype=np.int64, ndmin=2, comments="#")
+        except ValueError as exc:
+            raise InputError(
+                f"cannot read bonds from {spec.bonds} ({exc})",
+                "give one pair of 0-based point indices per line",
+            ) from None
+        if b.size == 0:
+            return None
+        if b.shape[1] != 2 or b.min() < 0 or b.max() >= n:
+            raise ParameterError(
+                f"{spec.bonds} holds {b.shape[1]} columns or indices outside 0..{n - 1}",
+                "give one pair of 0-based point indices per line",
+            )
+        return b
 
 
 def _load_masses(path: str, n: int) -> np.ndarray:
@@ -538,10 +777,18 @@ class MDASource(Source):
             all_masses = np.asarray(u.atoms.masses, dtype=np.float64)
             self.masses = all_masses[self.atom_indices]
         self._set_aux(all_masses)
+        all_bonds = None
         if hasattr(u, "bonds") and len(u.bonds):
-            self.bonds = _restrict_bonds(u.bonds.indices, self.atom_indices)
+            all_bonds = np.asarray(u.bonds.indices, dtype=np.int64)
+            self.bonds = _restrict_bonds(all_bonds, self.atom_indices)
         dims = u.trajectory.ts.dimensions
         self.has_box = dims is not None and bool(np.all(np.asarray(dims[:3]) > 0))
+        if spec.box is not None or spec.bonds is not None:
+            raise ParameterError(
+                "--box and --bonds are for array inputs",
+                "MDAnalysis inputs take the box from the trajectory and bonds from the topology",
+            )
+        self._setup_pbc(all_bonds)
 
     def _select(self, selection: str):
         try:
@@ -561,7 +808,40 @@ class MDASource(Source):
     def resolve(self, selection: str) -> np.ndarray:
         return self._select(selection).indices.astype(np.int64)
 
-    def read(self, start: int, stop: int) -> Block:
+    def _read_atoms(self, frames: np.ndarray, idx: np.ndarray):
+        n = frames.size
+        out = np.empty((n, idx.size, 3), dtype=np.float32)
+        times = np.empty(n, dtype=np.float64)
+        box = np.zeros((n, 6), dtype=np.float64) if self.has_box else None
+        i = -1
+        try:
+            for i, ts in enumerate(self._iterate(frames)):
+                out[i] = ts.positions[idx]
+                times[i] = ts.time
+                if box is not None and ts.dimensions is not None:
+                    box[i] = ts.dimensions
+        except Exception as exc:
+            raise InputError(
+                f"reading frames {frames[0]}-{frames[-1]} failed: {exc}",
+                "the trajectory may be truncated; limit the frames with --stop",
+            ) from None
+        self._check_count(frames, i)
+        return out, times, box
+
+    def _iterate(self, frames: np.ndarray):
+        traj = self.universe.trajectory
+        n = frames.size
+        contiguous = n > 0 and frames[-1] - frames[0] == n - 1
+        return traj[int(frames[0]) : int(frames[-1]) + 1] if contiguous else traj[frames]
+
+    def _check_count(self, frames: np.ndarray, i: int) -> None:
+        if i + 1 != frames.size:  # a reader that stops early has a truncated file
+            raise InputError(
+                f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
+                "the file may be truncated; limit the frames with --stop",
+            )
+
+    def _read_plain(self, start: int, stop: int) -> Block:
         frames = self._check_block(start, stop)
         n = frames.size
         out = np.empty((n, self.n_points, 3), dtype=np.float32)

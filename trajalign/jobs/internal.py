@@ -96,7 +96,9 @@ class InternalJob(Job):
     dihedral_encoding : {"angle", "sincos"}
         ``sincos`` also writes ``dihedrals_sincos`` (F, Q, 2).
     pbc : bool, optional
-        Minimum image: ``None`` uses the box where the input has one.
+        Minimum image: ``None`` follows the source (the input's box unless ``--pbc
+        none``; where molecules were made whole, only tuples that span molecules take
+        it, so a molecule longer than half the box is measured whole).
     undefined : {"raise", "nan"}
         Undefined angles/dihedrals (coincident or collinear points) and zero distances
         under ``inverse``/``eigvals``: an error naming the frame and tuple, or NaN,
@@ -142,6 +144,7 @@ class InternalJob(Job):
             )
         self.pbc = pbc
         self.use_box = False
+        self._intra: dict[str, np.ndarray] = {}
         self.tuples: dict[str, np.ndarray] = {}
         self.features: list[str] = []
         self.pairs_source = ""
@@ -253,7 +256,18 @@ class InternalJob(Job):
             )
         if self.pbc and not source.has_box:
             raise ParameterError("--pbc was given but the input has no periodic box", "drop --pbc")
-        self.use_box = source.has_box if self.pbc is None else bool(self.pbc)
+        if self.pbc is None:
+            self.use_box = source.has_box and source.spec.pbc != "none"
+        else:
+            self.use_box = bool(self.pbc)
+        # tuples within one whole molecule are measured directly: the minimum image would
+        # fold a molecule longer than half the box
+        self._intra: dict[str, np.ndarray] = {}
+        mol = getattr(source, "molecules", None) if self.use_box else None
+        if mol is not None:
+            for feat, t in self.tuples.items():
+                self._intra[feat] = np.all(mol[t] == mol[t[:, :1]], axis=1)
+            self._intra["eigvals"] = np.array([np.unique(mol).size == 1])
         self.length_unit = source.length_unit
         self._n_points = source.n_points
         per_frame = self.frame_bytes(source)
@@ -396,7 +410,7 @@ class InternalJob(Job):
 
         if "distances" in self.features:
             t = self.tuples["distances"]
-            r = _distances_raw(x, t, h, mode)
+            r = self._measure(_distances_raw, "distances", x, t, h, mode)
             extra[f"{ROOT}/distances/value"] = r
             k = self.centers.size
             for tr in self.transforms:
@@ -416,12 +430,12 @@ class InternalJob(Job):
                 extra[f"{ROOT}/distances_{tr}/value"] = v
         if "angles" in self.features:
             t = self.tuples["angles"]
-            a = _angles_raw(x, t, h, mode)
+            a = self._measure(_angles_raw, "angles", x, t, h, mode)
             check(a, "angles", "angles", t)
             extra[f"{ROOT}/angles/value"] = a
         if "dihedrals" in self.features:
             t = self.tuples["dihedrals"]
-            d = _dihedrals_raw(x, t, h, mode)
+            d = self._measure(_dihedrals_raw, "dihedrals", x, t, h, mode)
             check(d, "dihedrals", "dihedrals", t)
             extra[f"{ROOT}/dihedrals/value"] = d
             if self.dihedral_encoding == "sincos":
@@ -429,7 +443,8 @@ class InternalJob(Job):
                 sincos_kernel(d, sc)
                 extra[f"{ROOT}/dihedrals_sincos/value"] = sc
         if "eigvals" in self.features:
-            ev, bad = _eigvals_raw(x, h, mode)
+            one = self._intra.get("eigvals")
+            ev, bad = _eigvals_raw(x, *((np.zeros((1, 3, 3)), 0) if one is not None and one[0] else (h, mode)))
             _check_eigvals(
                 ev, bad, x.shape[1], self.undefined, frames=block.frames, nan_option=_NAN_OPTION
             )
@@ -437,6 +452,20 @@ class InternalJob(Job):
             if self.undefined == "nan":
                 check(ev, "eigvals", "eigvals", None)
         return BlockResult(None, extra)
+
+    def _measure(self, fn, feat: str, x, t, h, mode):
+        """``fn(x, t, h, mode)``, with the tuples inside one whole molecule measured
+        without the minimum image."""
+        intra = self._intra.get(feat)
+        if intra is None or mode == 0 or not intra.any():
+            return fn(x, t, h, mode)
+        none = np.zeros((1, 3, 3))
+        if intra.all():
+            return fn(x, t, none, 0)
+        out = np.empty((x.shape[0], t.shape[0]), dtype=x.dtype)
+        out[:, intra] = fn(x, np.ascontiguousarray(t[intra]), none, 0)
+        out[:, ~intra] = fn(x, np.ascontiguousarray(t[~intra]), h, mode)
+        return out
 
     def collect(self, result: BlockResult) -> None:
         for key, per_frame in result.extra.items():

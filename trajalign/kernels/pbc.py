@@ -1,0 +1,213 @@
+"""Periodic-repair kernels: whole molecules, clusters of molecules, no jumps.
+
+Conventions:
+
+- ``x`` is (F, M, 3) float64, the coordinates of the atoms being repaired (every atom of
+  every molecule that holds a selected atom), modified in place.
+- ``p`` is a box table from :func:`trajalign.box.box_table` with one row per frame, or one
+  row for every frame (``pstride`` 0); :func:`trajalign.kernels.box.mic` gives the exact
+  minimum image with it.
+- A molecule plan (see :mod:`trajalign.pbc`): ``order`` lists the atoms molecule by
+  molecule, each molecule in breadth-first order from its root, ``parent`` gives each
+  atom's parent in that spanning tree (-1 for a root) and ``mol`` its molecule number.
+"""
+
+import numba as nb
+import numpy as np
+
+from ._config import JIT
+from .box import mic
+
+SERIAL_JIT = dict(JIT, parallel=False)
+PARALLEL_JIT = dict(JIT, parallel=True)
+
+
+@nb.njit(**SERIAL_JIT)
+def spanning_forest(indptr, indices, order, parent, mol):
+    """Breadth-first spanning forest of a graph in CSR form (``n`` nodes).
+
+    Roots are taken in increasing node order, so molecule ``m`` is the one whose lowest
+    atom comes ``m``-th. Fills ``order``, ``parent`` (-1 for roots) and ``mol``; returns
+    the number of molecules.
+    """
+    n = indptr.size - 1
+    seen = np.zeros(n, np.bool_)
+    head = 0
+    tail = 0
+    m = 0
+    for r in range(n):
+        if seen[r]:
+            continue
+        seen[r] = True
+        order[tail] = r
+        tail += 1
+        parent[r] = -1
+        mol[r] = m
+        while head < tail:
+            i = order[head]
+            head += 1
+            for k in range(indptr[i], indptr[i + 1]):
+                j = indices[k]
+                if not seen[j]:
+                    seen[j] = True
+                    parent[j] = i
+                    mol[j] = m
+                    order[tail] = j
+                    tail += 1
+        m += 1
+    return m
+
+
+@nb.njit(**PARALLEL_JIT)
+def whole_kernel(x, order, parent, mol, p, pstride, split):
+    """Make every molecule whole: each atom takes the image nearest its parent.
+
+    ``split[f]`` receives the number of molecules that were split in frame ``f``.
+    """
+    n_frames, n_atoms = x.shape[0], order.size
+    for f in nb.prange(n_frames):
+        b = f * pstride
+        count = 0
+        moved = False
+        for t in range(n_atoms):
+            k = order[t]
+            j = parent[k]
+            if j < 0:  # a new molecule starts at its root, which stays where it is
+                moved = False
+                continue
+            dx = x[f, k, 0] - x[f, j, 0]
+            dy = x[f, k, 1] - x[f, j, 1]
+            dz = x[f, k, 2] - x[f, j, 2]
+            mx, my, mz = mic(dx, dy, dz, p, b)
+            if mx != dx or my != dy or mz != dz:
+                if not moved:
+                    count += 1
+                    moved = True
+                # move by the lattice vector only, so the bond keeps the file's precision
+                x[f, k, 0] -= dx - mx
+                x[f, k, 1] -= dy - my
+                x[f, k, 2] -= dz - mz
+        split[f] = count
+
+
+@nb.njit(**PARALLEL_JIT)
+def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
+    """Place whole molecules in the images that keep them together (single linkage).
+
+    Starting from molecule ``first`` (left where it is), the molecule whose nearest
+    representative atom is closest, by the minimum image, to the molecules already placed
+    joins next, shifted by the lattice vector that realises that distance (Prim's
+    algorithm on the complete graph of molecules). ``order[mol_ptr[m]:mol_ptr[m + 1]]``
+    are molecule ``m``'s atoms, ``reps[rep_ptr[m]:rep_ptr[m + 1]]`` the ones compared.
+    ``moved[f]`` receives the number of molecules shifted in frame ``f``.
+    """
+    n_frames = x.shape[0]
+    n_mol = mol_ptr.size - 1
+    for f in nb.prange(n_frames):
+        b = f * pstride
+        placed = np.zeros(n_mol, np.bool_)
+        best = np.full(n_mol, np.inf)
+        shift = np.zeros((n_mol, 3))
+        cand = np.zeros((n_mol, 3))
+        q = first
+        placed[q] = True
+        count = 0
+        for _ in range(n_mol - 1):
+            # distances of the unplaced molecules to the molecule placed last
+            for m in range(n_mol):
+                if placed[m]:
+                    continue
+                for ia in range(rep_ptr[q], rep_ptr[q + 1]):
+                    a = reps[ia]
+                    ax = x[f, a, 0] + shift[q, 0]
+                    ay = x[f, a, 1] + shift[q, 1]
+                    az = x[f, a, 2] + shift[q, 2]
+                    for ib in range(rep_ptr[m], rep_ptr[m + 1]):
+                        c = reps[ib]
+                        dx = x[f, c, 0] - ax
+                        dy = x[f, c, 1] - ay
+                        dz = x[f, c, 2] - az
+                        mx, my, mz = mic(dx, dy, dz, p, b)
+                        d2 = mx * mx + my * my + mz * mz
+                        if d2 < best[m]:
+                            best[m] = d2
+                            cand[m, 0] = mx - dx
+                            cand[m, 1] = my - dy
+                            cand[m, 2] = mz - dz
+            q = -1
+            for m in range(n_mol):
+                if not placed[m] and (q < 0 or best[m] < best[q]):
+                    q = m
+            placed[q] = True
+            shift[q, 0] = cand[q, 0]
+            shift[q, 1] = cand[q, 1]
+            shift[q, 2] = cand[q, 2]
+            if shift[q, 0] != 0.0 or shift[q, 1] != 0.0 or shift[q, 2] != 0.0:
+                count += 1
+                for t in range(mol_ptr[q], mol_ptr[q + 1]):
+                    k = order[t]
+                    x[f, k, 0] += shift[q, 0]
+                    x[f, k, 1] += shift[q, 1]
+                    x[f, k, 2] += shift[q, 2]
+        moved[f] = count
+
+
+@nb.njit(**PARALLEL_JIT)
+def nojump_kernel(x, h, hinv, images, fprev, skip_first):
+    """Unwrap frames so no atom jumps across the boundary (Kulke & Vermaas 2022, B6).
+
+    ``x`` (b, M, 3) float64 wrapped coordinates, replaced by ``x + images @ h``; ``h`` and
+    ``hinv`` (b, 3, 3) each frame's box rows and their inverse; ``images`` (M, 3) int64
+    and ``fprev`` (M, 3) float64 the state after the frame before the block (integer image
+    of each atom, fractional wrapped coordinates), updated to the state after the block's
+    last frame. Frame 0 of the block only sets ``fprev`` when ``skip_first`` (the first
+    frame of the trajectory, whose images are given). The image step of an atom is the
+    rounded change of its fractional coordinates, each frame in its own box, so a box
+    that changes (NPT) scales positions as the barostat did. Returns the number of
+    boundary crossings undone.
+    """
+    n_frames, n_atoms = x.shape[0], x.shape[1]
+    crossings = 0
+    for i in nb.prange(n_atoms):
+        for t in range(n_frames):
+            f0 = x[t, i, 0] * hinv[t, 0, 0] + x[t, i, 1] * hinv[t, 1, 0] + x[t, i, 2] * hinv[t, 2, 0]
+            f1 = x[t, i, 1] * hinv[t, 1, 1] + x[t, i, 2] * hinv[t, 2, 1]
+            f2 = x[t, i, 2] * hinv[t, 2, 2]
+            if not (skip_first and t == 0):
+                s0 = np.floor(f0 - fprev[i, 0] + 0.5)
+                s1 = np.floor(f1 - fprev[i, 1] + 0.5)
+                s2 = np.floor(f2 - fprev[i, 2] + 0.5)
+                if s0 != 0.0 or s1 != 0.0 or s2 != 0.0:
+                    crossings += 1
+                    images[i, 0] -= np.int64(s0)
+                    images[i, 1] -= np.int64(s1)
+                    images[i, 2] -= np.int64(s2)
+            fprev[i, 0] = f0
+            fprev[i, 1] = f1
+            fprev[i, 2] = f2
+            n0 = np.float64(images[i, 0])
+            n1 = np.float64(images[i, 1])
+            n2 = np.float64(images[i, 2])
+            # h is lower triangular: rows a = (ax, 0, 0), b = (bx, by, 0), c = (cx, cy, cz)
+            x[t, i, 0] += n0 * h[t, 0, 0] + n1 * h[t, 1, 0] + n2 * h[t, 2, 0]
+            x[t, i, 1] += n1 * h[t, 1, 1] + n2 * h[t, 2, 1]
+            x[t, i, 2] += n2 * h[t, 2, 2]
+    return crossings
+
+
+@nb.njit(**PARALLEL_JIT)
+def spread_kernel(x, hinv, out):
+    """Largest extent of each frame's points along the box vectors, in box lengths
+    (fractional coordinates): above 0.5 a selection may be split or span images."""
+    n_frames, n_atoms = x.shape[0], x.shape[1]
+    for t in nb.prange(n_frames):
+        lo0, lo1, lo2 = np.inf, np.inf, np.inf
+        hi0, hi1, hi2 = -np.inf, -np.inf, -np.inf
+        for i in range(n_atoms):
+            f0 = x[t, i, 0] * hinv[t, 0, 0] + x[t, i, 1] * hinv[t, 1, 0] + x[t, i, 2] * hinv[t, 2, 0]
+            f1 = x[t, i, 1] * hinv[t, 1, 1] + x[t, i, 2] * hinv[t, 2, 1]
+            f2 = x[t, i, 2] * hinv[t, 2, 2]
+            lo0, hi0 = min(lo0, f0), max(hi0, f0)
+            lo1, hi1 = min(lo1, f1), max(hi1, f1)
+            lo2, hi2 = min(lo2, f2), max(hi2, f2)
+        out[t] = max(hi0 - lo0, max(hi1 - lo1, hi2 - lo2))

@@ -1,0 +1,416 @@
+"""Periodic-boundary repair: whole molecules, clusters of molecules, no jumps.
+
+Production trajectories are written with every atom (or molecule) wrapped into the box,
+so a molecule can be split across the boundary, a complex can sit in two images, and
+atoms jump by a box vector between frames. A fit or a distance on such frames is silently
+wrong. The repair here runs on the full frame before the selection is sliced out:
+
+- ``whole``: every molecule (bond-connected fragment) holding a selected atom is made
+  whole, each atom in the image nearest its parent in a breadth-first spanning tree
+  (as GROMACS ``trjconv -pbc mol``, MDAnalysis ``unwrap``, MDTraj
+  ``make_molecules_whole``);
+- ``cluster``: ``whole``, then the molecules are shifted by lattice vectors so that they
+  stay together (single linkage by the minimum image, as ``trjconv -pbc cluster``);
+- ``nojump``: frame 0 as ``cluster``, then every atom follows a continuous path: its
+  integer image changes by the rounded change of its fractional coordinates (Kulke &
+  Vermaas, JCTC 2022, eq. B6; MDAnalysis ``NoJump``). Images are integers, so blocks
+  of any size, Dask workers and ``--resume`` give identical bits.
+
+A :class:`MoleculePlan` is built once per input (spanning forest, molecule numbers,
+representative atoms); :class:`Repair` applies it to blocks with the Numba kernels of
+:mod:`trajalign.kernels.pbc`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._names import PBC_MODES
+from .errors import ParameterError
+
+__all__ = ["PBC_MODES", "cluster", "make_whole", "nojump", "plan_molecules", "Repair"]
+#: atoms of a molecule compared when clusters are formed (spread along its spanning tree)
+CLUSTER_REPS = 128
+#: pair evaluations per frame above which a cluster is refused (a solvated system)
+CLUSTER_MAX_PAIRS = 2e8
+#: fraction of a box length a selection may span before it is reported as possibly split
+SPREAD_LIMIT = 0.5
+
+
+@dataclass(frozen=True)
+class MoleculePlan:
+    """The molecules a repair moves, fixed once per input.
+
+    Attributes
+    ----------
+    atoms : (M,) int64
+        Source indices of every atom of every molecule holding a needed atom, sorted.
+    order : (M,) int64
+        Positions in ``atoms``, molecule by molecule, each in breadth-first order.
+    parent : (M,) int64
+        Position of each atom's parent in the spanning tree, -1 for the root.
+    mol : (M,) int64
+        Molecule number of each atom (0 .. n_molecules - 1).
+    mol_ptr : (n_molecules + 1,) int64
+        ``order[mol_ptr[m]:mol_ptr[m + 1]]`` are molecule ``m``'s atoms.
+    reps, rep_ptr : int64
+        Representative atoms of each molecule for clustering, in the same layout.
+    first : int
+        The largest molecule: clusters are built around it.
+    bonded : bool
+        False when no bonds were known: every atom is its own molecule.
+    """
+
+    atoms: np.ndarray
+    order: np.ndarray
+    parent: np.ndarray
+    mol: np.ndarray
+    mol_ptr: np.ndarray
+    reps: np.ndarray
+    rep_ptr: np.ndarray
+    first: int
+    bonded: bool
+
+    @property
+    def n_molecules(self) -> int:
+        return int(self.mol_ptr.size - 1)
+
+    def positions(self, indices: np.ndarray) -> np.ndarray:
+        """Positions in ``atoms`` of the source atoms ``indices`` (all must be in it)."""
+        return np.searchsorted(self.atoms, np.asarray(indices, dtype=np.int64))
+
+    def cluster_pairs(self) -> float:
+        """Pair evaluations per frame of :func:`cluster_kernel` (about)."""
+        r = np.diff(self.rep_ptr).astype(np.float64)
+        return 0.5 * (r.sum() ** 2 - (r * r).sum())
+
+
+def plan_molecules(
+    bonds: np.ndarray | None, n_atoms: int, needed: np.ndarray
+) -> MoleculePlan:
+    """The molecules holding the ``needed`` atoms, with their spanning trees.
+
+    Parameters
+    ----------
+    bonds : (B, 2) int array or None
+        Bonded atom pairs in the whole system's numbering (all bonds of the topology,
+        not only the selection's). None: no molecules are known, each needed atom is its
+        own.
+    n_atoms : int
+        Atoms in the system.
+    needed : (K,) int array
+        Atoms whose molecules are repaired (the selection and the fit atoms).
+
+    Returns
+    -------
+    MoleculePlan
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from .kernels.pbc import spanning_forest
+
+    needed = np.unique(np.asarray(needed, dtype=np.int64))
+    if bonds is None or len(bonds) == 0:
+        atoms = needed
+        local_bonds = np.zeros((0, 2), dtype=np.int64)
+        bonded = False
+    else:
+        b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+        if b.size and (b.min() < 0 or b.max() >= n_atoms):
+            raise ParameterError(
+                f"a bond names atom {int(b.max())}, but there are {n_atoms} atoms",
+                "give bonds as 0-based index pairs of the input's atoms",
+            )
+        graph = coo_matrix((np.ones(len(b), np.int8), (b[:, 0], b[:, 1])), (n_atoms, n_atoms))
+        _, labels = connected_components(graph, directed=False)
+        keep = np.isin(labels, np.unique(labels[needed]))
+        atoms = np.flatnonzero(keep).astype(np.int64)
+        pos = np.full(n_atoms, -1, dtype=np.int64)
+        pos[atoms] = np.arange(atoms.size)
+        local_bonds = pos[b]
+        local_bonds = local_bonds[np.all(local_bonds >= 0, axis=1)]
+        bonded = True
+    m = atoms.size
+    lb = np.concatenate([local_bonds, local_bonds[:, ::-1]])
+    lb = lb[lb[:, 0] != lb[:, 1]]  # a self-bond is not an edge
+    ordering = np.lexsort((lb[:, 1], lb[:, 0]))
+    lb = lb[ordering]
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.add.at(indptr, lb[:, 0] + 1, 1)
+    indptr = np.cumsum(indptr)
+    order = np.empty(m, np.int64)
+    parent = np.empty(m, np.int64)
+    mol = np.empty(m, np.int64)
+    n_mol = spanning_forest(indptr, np.ascontiguousarray(lb[:, 1]), order, parent, mol)
+    # order is grouped by molecule (each breadth-first run completes before the next root)
+    mol_ptr = np.searchsorted(mol[order], np.arange(n_mol + 1)).astype(np.int64)
+    sizes = np.diff(mol_ptr)
+    reps, rep_ptr = [], [0]
+    for k in range(n_mol):
+        seg = order[mol_ptr[k] : mol_ptr[k + 1]]
+        if seg.size > CLUSTER_REPS:
+            seg = seg[np.linspace(0, seg.size - 1, CLUSTER_REPS).round().astype(np.int64)]
+        reps.append(seg)
+        rep_ptr.append(rep_ptr[-1] + seg.size)
+    return MoleculePlan(
+        atoms=atoms,
+        order=order,
+        parent=parent,
+        mol=mol,
+        mol_ptr=mol_ptr,
+        reps=np.concatenate(reps) if reps else np.zeros(0, np.int64),
+        rep_ptr=np.asarray(rep_ptr, dtype=np.int64),
+        first=int(np.argmax(sizes)) if n_mol else 0,
+        bonded=bonded,
+    )
+
+
+def box_rows(box, n_frames: int, dim: int) -> np.ndarray:
+    """(B, 3, 3) float64 lower-triangular box rows, B = 1 or ``n_frames`` (see
+    :func:`trajalign.internal.distances` for the accepted forms)."""
+    from .internal import _as_box
+
+    h, _ = _as_box(box, n_frames, dim)
+    return h
+
+
+def inverse_rows(h: np.ndarray) -> np.ndarray:
+    """Inverse of lower-triangular box rows; a zero edge (not periodic) gives zero
+    fractional coordinates along it."""
+    h = np.asarray(h, dtype=np.float64)
+    d = np.diagonal(h, axis1=-2, axis2=-1)
+    if np.all(d > 1e-12):
+        return np.linalg.inv(h)
+    if np.any(h[..., 1, 0] != 0) or np.any(h[..., 2, :2] != 0):
+        raise ParameterError(
+            "a triclinic box has an edge of length zero",
+            "give all three edges of a triclinic box, or a rectangular box",
+        )
+    inv = np.zeros_like(h)
+    for i in range(3):
+        inv[..., i, i] = np.where(d[..., i] > 1e-12, 1.0 / np.where(d[..., i] > 1e-12, d[..., i], 1.0), 0.0)
+    return inv
+
+
+def _pad3(x: np.ndarray) -> np.ndarray:
+    if x.shape[-1] == 3:
+        return np.array(x, dtype=np.float64, order="C")
+    out = np.zeros(x.shape[:-1] + (3,), dtype=np.float64)
+    out[..., : x.shape[-1]] = x
+    return out
+
+
+@dataclass
+class Repair:
+    """A periodic repair in one mode, applied block by block.
+
+    ``nojump`` carries state from one block to the next (each atom's integer image and
+    its last fractional coordinates); :meth:`apply` takes it from the block before, from
+    an anchor given with :meth:`set_anchor` (a Dask task), or from a scan of the frames
+    before the block (``scan``, a callable reading raw frames).
+    """
+
+    mode: str
+    plan: MoleculePlan
+    anchors: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode in ("cluster", "nojump") and self.plan.bonded:
+            pairs = self.plan.cluster_pairs()
+            if pairs > CLUSTER_MAX_PAIRS:
+                raise ParameterError(
+                    f"--pbc {self.mode} would cluster {self.plan.n_molecules} molecules "
+                    f"({pairs:.1e} atom pairs per frame)",
+                    "select the complex to keep together (e.g. 'protein or resname LIG'), "
+                    "or use --pbc whole",
+                )
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["anchors"] = {}  # a task gets its anchor with it, not every block's
+        return state
+
+    def set_anchor(self, start: int, anchor) -> None:
+        """State after frame ``start - 1`` (images (M, 3) int64, fractional (M, 3))."""
+        self.anchors[start] = (np.array(anchor[0], np.int64), np.array(anchor[1], np.float64))
+
+    def _frame_one(self, x0: np.ndarray, p: np.ndarray) -> dict:
+        from .kernels.pbc import cluster_kernel, whole_kernel
+
+        plan = self.plan
+        tally = {}
+        if plan.bonded:
+            split = np.zeros(x0.shape[0], np.int64)
+            whole_kernel(x0, plan.order, plan.parent, plan.mol, p, 0 if p.shape[0] == 1 else 1, split)
+            tally["split_molecules"] = int(split.sum())
+            tally["split_frames"] = int(np.count_nonzero(split))
+        if self.mode in ("cluster", "nojump") and plan.n_molecules > 1 and (
+            plan.bonded or self.mode == "cluster"
+        ):
+            moved = np.zeros(x0.shape[0], np.int64)
+            cluster_kernel(
+                x0,
+                plan.order,
+                plan.mol_ptr,
+                plan.reps,
+                plan.rep_ptr,
+                plan.first,
+                p,
+                0 if p.shape[0] == 1 else 1,
+                moved,
+            )
+            tally["regrouped_frames"] = int(np.count_nonzero(moved))
+        return tally
+
+    def apply(self, x: np.ndarray, h: np.ndarray, start: int, scan=None) -> dict:
+        """Repair a block in place.
+
+        Parameters
+        ----------
+        x : (b, M, 3) float64
+            Coordinates of ``plan.atoms`` (2D data padded with z = 0), as read.
+        h : (b, 3, 3) or (1, 3, 3) float64
+            Box rows of each frame (lower triangular).
+        start : int
+            Position of the block's first frame in the trajectory (for ``nojump``).
+        scan : callable, optional
+            ``scan(a, b)`` -> (x, h) of raw frames ``[a, b)``, to rebuild ``nojump``'s
+            state where no anchor is known.
+
+        Returns
+        -------
+        dict
+            Counts for the run summary (split molecules, regrouped frames, crossings).
+        """
+        from .box import box_table
+
+        if self.mode in ("whole", "cluster"):
+            return self._frame_one(x, box_table(h))
+        from .kernels.pbc import nojump_kernel
+
+        if h.shape[0] != x.shape[0]:
+            h = np.broadcast_to(h, (x.shape[0], 3, 3)).copy()
+        hinv = inverse_rows(h)
+        tally: dict = {}
+        if start == 0:
+            x0 = x[:1].copy()
+            tally = self._frame_one(x0, box_table(h[:1]))
+            images = np.floor((x0[0] - x[0]) @ hinv[0] + 0.5).astype(np.int64)
+            fprev = np.zeros_like(x[0])
+            skip = True
+        else:
+            images, fprev = self._state_at(start, scan)
+            skip = False
+        tally["crossings"] = int(nojump_kernel(x, h, hinv, images, fprev, skip))
+        self.anchors = {start + x.shape[0]: (images, fprev)}
+        return tally
+
+    def _state_at(self, start: int, scan):
+        if start in self.anchors:
+            images, fprev = self.anchors.pop(start)
+            return images.copy(), fprev.copy()
+        if scan is None:
+            raise RuntimeError(f"no nojump state for frame {start}")  # a bug, not input
+        # rebuild from the nearest earlier state (or frame 0) by replaying the frames
+        known = [s for s in self.anchors if s < start]
+        pos = max(known) if known else 0
+        step = 1024
+        while pos < start:
+            stop = min(start, pos + step)
+            xs, hs = scan(pos, stop)
+            self.apply(xs, hs, pos, scan)
+            pos = stop
+        images, fprev = self.anchors.pop(start)
+        return images, fprev
+
+
+# --------------------------------------------------------------------------- API
+
+
+def _bond_array(bonds, n: int) -> np.ndarray | None:
+    if bonds is None:
+        return None
+    if isinstance(bonds, str):
+        if bonds != "chain":
+            raise ParameterError(f"bonds {bonds!r} is not 'chain'", "give index pairs or 'chain'")
+        return np.stack([np.arange(n - 1), np.arange(1, n)], axis=1).astype(np.int64)
+    b = np.asarray(bonds)
+    if b.size == 0:
+        return np.zeros((0, 2), np.int64)
+    if b.ndim != 2 or b.shape[1] != 2 or not np.issubdtype(b.dtype, np.integer):
+        raise ParameterError(
+            f"bonds have shape {b.shape} and dtype {b.dtype}", "give (B, 2) integer index pairs"
+        )
+    return b.astype(np.int64)
+
+
+def _repair_array(X, box, bonds, mode: str) -> np.ndarray:
+    from ._validate import as_coords
+
+    x = as_coords(X)
+    f, n, d = x.shape
+    h = box_rows(box, f, d)
+    plan = plan_molecules(_bond_array(bonds, n), n, np.arange(n))
+    y = _pad3(x)[:, plan.atoms]  # plan.atoms is every point, in order
+    Repair(mode, plan).apply(y, h, 0)
+    out = np.empty(x.shape, dtype=x.dtype)
+    out[:, plan.atoms] = y[..., :d]
+    return out
+
+
+def make_whole(X: np.ndarray, box, bonds) -> np.ndarray:
+    """Make every bonded molecule whole across the periodic boundary.
+
+    Parameters
+    ----------
+    X : (F, N, D) float32 or float64, D = 2 or 3
+        Coordinates (never modified).
+    box : array_like
+        ``[a, b, c, alpha, beta, gamma]`` (6,) or (F, 6) (degrees), box rows (3, 3) or
+        (F, 3, 3), or 2D edges (2,) or (F, 2).
+    bonds : (B, 2) int array or ``"chain"``
+        Bonded point pairs; molecules are their connected components.
+
+    Returns
+    -------
+    (F, N, D) ndarray, X's dtype
+        Each molecule's root (its lowest point) stays; every other point moves by a
+        lattice vector to the image nearest its parent. Computed in float64.
+    """
+    return _repair_array(X, box, bonds, "whole")
+
+
+def cluster(X: np.ndarray, box, bonds=None) -> np.ndarray:
+    """:func:`make_whole`, then molecules shifted by lattice vectors to stay together.
+
+    Parameters and result as :func:`make_whole`; without ``bonds`` every point is its own
+    molecule. The largest molecule stays where it is; the others join it one by one, the
+    nearest (by the minimum image between their atoms) first.
+    """
+    return _repair_array(X, box, bonds, "cluster")
+
+
+def nojump(X: np.ndarray, boxes, bonds=None) -> np.ndarray:
+    """Remove jumps across the periodic boundary between consecutive frames.
+
+    Parameters
+    ----------
+    X : (F, N, D) float32 or float64
+        Wrapped coordinates (never modified).
+    boxes : array_like
+        One box for all frames or one per frame, as for :func:`make_whole`; a box that
+        changes (NPT) is followed frame by frame.
+    bonds : (B, 2) int array or ``"chain"``, optional
+        With bonds, frame 0 is first made whole and clustered; without, frame 0 stays as
+        it is (as MDAnalysis' ``NoJump``).
+
+    Returns
+    -------
+    (F, N, D) ndarray, X's dtype
+        ``X[t] + n_t @ H_t`` with integer images ``n_t`` that change by the rounded
+        change of each point's fractional coordinates.
+    """
+    return _repair_array(X, boxes, bonds, "nojump")
