@@ -215,3 +215,53 @@ def brute_force_angle_2d(x, ref, steps=3600):
         if h < 1e-14:
             break
     return t
+
+
+# ------------------------------------------------------------- periodic repair
+# (issue 12) Plain Python: a breadth-first walk over the bond graph with the minimum image
+# by brute force, and the no-jump loop of Kulke & Vermaas (2022, eq. B6) frame by frame.
+
+
+def ref_make_whole(X, H, bonds):
+    """Each molecule's lowest atom stays; the others take the image nearest their parent
+    (reached breadth-first). X (F, N, 3), H (3, 3) or (F, 3, 3) box rows."""
+    from collections import deque
+
+    X = np.array(X, dtype=np.float64)
+    n = X.shape[1]
+    nbr = [[] for _ in range(n)]
+    for a, b in bonds:
+        nbr[a].append(b)
+        nbr[b].append(a)
+    Hs = np.broadcast_to(np.asarray(H, dtype=np.float64), (X.shape[0], 3, 3))
+    for f in range(X.shape[0]):
+        seen = [False] * n
+        for root in range(n):
+            if seen[root]:
+                continue
+            seen[root] = True
+            queue = deque([root])
+            while queue:
+                i = queue.popleft()
+                for j in sorted(nbr[i]):
+                    if not seen[j]:
+                        seen[j] = True
+                        X[f, j] = X[f, i] + ref_minimum_image(X[f, j] - X[f, i], Hs[f], reach=3)
+                        queue.append(j)
+    return X
+
+
+def ref_nojump(X, H):
+    """Unwrap frame by frame: each atom's fractional coordinates (in its frame's box)
+    move by less than half a box length between frames. Frame 0 stays."""
+    X = np.asarray(X, dtype=np.float64)
+    Hs = np.broadcast_to(np.asarray(H, dtype=np.float64), (X.shape[0], 3, 3))
+    out = np.empty_like(X)
+    prev = X[0] @ np.linalg.inv(Hs[0])
+    out[0] = X[0]
+    for t in range(1, X.shape[0]):
+        frac = X[t] @ np.linalg.inv(Hs[t])
+        frac = frac - np.round(frac - prev)
+        out[t] = frac @ Hs[t]
+        prev = frac
+    return out

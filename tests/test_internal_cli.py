@@ -189,7 +189,8 @@ def test_periodic_minimum_image_and_no_pbc(cli, tmp_path, split_molecule):
         )
         # without the minimum image the middle bond spans the box
         assert g[f"{F}/distances/value"][0, 1] > 8.0 > f[f"{F}/distances/value"][0, 1]
-        assert json.loads(g["trajalign/provenance"].attrs["parameters"])["pbc"] is False
+        params = json.loads(g["trajalign/provenance"].attrs["parameters"])
+        assert params["minimum_image"] is False and params["pbc"]["mode"] == "none"
 
 
 def test_triclinic_cli_matches_mdanalysis(cli, tmp_path):
@@ -274,7 +275,7 @@ def test_bad_pairs_file(cli, tmp_path, content, message):
         (["--transform", "fourier"], "unknown transform 'fourier'"),
         (["--features", "angles", "--transform", "inverse"], "add distances to --features"),
         (["--pairs", "bonds"], "array inputs carry no bonds"),
-        (["--pbc"], "has no periodic box"),
+        (["--pbc", "whole"], "needs a periodic box"),
     ],
 )
 def test_bad_options(cli, tmp_path, args, message):

@@ -46,6 +46,9 @@ _LAZY = {
     "read_tuples": "internal",
     "box_vectors": "internal",
     "open_source": "io",
+    "make_whole": "pbc",
+    "cluster": "pbc",
+    "nojump": "pbc",
 }
 
 __all__ = [

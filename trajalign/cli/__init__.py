@@ -186,8 +186,28 @@ def report(summary: dict, as_json: bool) -> None:
             f"wrote {summary['output']}: {summary['frames']} frames x {summary['atoms']} "
             f"points ({summary['dim']}D), {summary['method']}, {summary['seconds']:.2f} s"
         )
+        line = repair_line(summary.get("pbc"))
+        if line:
+            note(line)
         for path in summary.get("figures", []):
             note(f"wrote {path}")
+
+
+def repair_line(pbc: dict | None) -> str | None:
+    """One line on what the periodic repair did, or None where it did nothing."""
+    if not pbc or pbc.get("mode", "none") == "none":
+        return None
+    parts = []
+    if "split_molecules" in pbc:
+        parts.append(
+            f"{pbc['split_molecules']} split molecule(s) made whole in "
+            f"{pbc['split_frames']} frame(s)"
+        )
+    if "regrouped_frames" in pbc:
+        parts.append(f"molecules regrouped into one cluster in {pbc['regrouped_frames']} frame(s)")
+    if "crossings" in pbc:
+        parts.append(f"{pbc['crossings']} boundary crossing(s) undone")
+    return f"periodic repair ({pbc['mode']}): " + ("; ".join(parts) or "nothing to repair")
 
 
 def _exit_after_signal(code: int, hard: bool) -> None:

@@ -39,9 +39,10 @@ def describe(src) -> dict:
     import numpy as np
 
     box = None
+    first = None
     if src.has_box:
-        b = src.read(0, 1).box[0]
-        box = [round(float(v), 4) for v in b]
+        first = src.read(0, 1)
+        box = [round(float(v), 4) for v in first.box[0]]
     masses = None
     if src.masses is not None:
         m = np.asarray(src.masses)
@@ -60,4 +61,21 @@ def describe(src) -> dict:
         "box_first_frame": box,
         "masses": masses,
         "bonds": 0 if src.bonds is None else int(len(src.bonds)),
+        "pbc": pbc_facts(src, first),
     }
+
+
+def pbc_facts(src, first) -> str:
+    """The periodic repair ``--pbc`` chose, and what it found in the first frame."""
+    if not src.has_box:
+        return "none (no periodic box)"
+    counts = first.repair or {}
+    if src.pbc_mode == "none":
+        if counts.get("spread_frames"):
+            return "none: the selection may be split across the boundary in frame 0"
+        return "none"
+    n_mol = src._repair.plan.n_molecules
+    text = f"{src.pbc_mode} ({n_mol} molecule(s) hold the selection"
+    if "split_molecules" in counts:
+        text += f"; {counts['split_molecules']} split in frame 0"
+    return text + ")"

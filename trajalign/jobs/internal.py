@@ -494,7 +494,7 @@ class InternalJob(Job):
             "counts": {k: int(v.shape[0]) for k, v in self.tuples.items()},
             "transforms": list(self.transforms),
             "dihedral_encoding": self.dihedral_encoding,
-            "pbc": self.use_box,
+            "minimum_image": self.use_box,
             "undefined": self.undefined,
             "undefined_counts": {k: v[0] for k, v in self.nan_counts.items()},
         }

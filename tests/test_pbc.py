@@ -1,0 +1,317 @@
+"""Periodic repair (issue 12): whole molecules, clusters, no jumps, on synthetic systems
+whose truth is known by construction and on real GROMACS data against MDAnalysis."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import h5py
+import MDAnalysis as mda
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import trajalign as ta
+from trajalign.io import open_source
+
+from . import reference as ref
+
+# a strongly skewed but valid triclinic cell (angles far from 90 degrees)
+DIMS = np.array([25.0, 27.0, 30.0, 65.0, 75.0, 110.0])
+H = ref.ref_box_vectors(DIMS)
+
+
+def wrap_atoms(x, h):
+    """Every atom into the cell on its own, as a wrapped trajectory is written."""
+    h = np.broadcast_to(h, (x.shape[0], 3, 3))
+    f = np.einsum("fnd,fde->fne", x, np.linalg.inv(h))
+    return np.einsum("fnd,fde->fne", f - np.floor(f), h)
+
+
+def stiff_chain(rng, n_frames=30, n=40, bond=1.5, drift=2.0):
+    """A stiff chain (about 45 A long, more than half the box) that flexes and drifts
+    by more than a box length over the frames."""
+    d = np.cumsum(rng.normal(scale=0.15, size=(n, 3)), axis=0) + [1.0, 0.3, 0.2]
+    d = bond * d / np.linalg.norm(d, axis=1, keepdims=True)
+    c = np.cumsum(d, axis=0)
+    t = np.arange(n_frames)[:, None, None]
+    noise = rng.normal(scale=0.05, size=(n_frames, n, 3))
+    return c[None] + drift * t * np.array([0.7, 0.5, 0.4]) + noise
+
+
+def lattice_offsets(y, x, h):
+    """(F, N, 3) coefficients of y - x in the box rows h (integers if y and x differ by
+    lattice vectors)."""
+    h = np.broadcast_to(h, (y.shape[0], 3, 3))
+    return np.einsum("fnd,fde->fne", y - x, np.linalg.inv(h))
+
+
+def chain_bonds(n, start=0):
+    return np.stack([np.arange(start, start + n - 1), np.arange(start + 1, start + n)], 1)
+
+
+# ------------------------------------------------------------------ whole molecules
+
+
+def test_make_whole_recovers_a_chain_longer_than_half_the_box(readonly):
+    rng = np.random.default_rng(1)
+    truth = stiff_chain(rng)
+    wrapped = readonly(wrap_atoms(truth, H))
+    bonds = chain_bonds(truth.shape[1])
+    out = ta.make_whole(wrapped, DIMS, bonds)
+    # the whole chain differs from the truth by one lattice vector per frame
+    k = lattice_offsets(out, truth, H)
+    np.testing.assert_allclose(k, np.round(k), atol=1e-6)
+    assert np.all(np.round(k) == np.round(k[:, :1]))
+    np.testing.assert_allclose(out, ref.ref_make_whole(wrapped, H, bonds), atol=1e-9)
+    # the molecule really was split, and is longer than half of every box vector
+    assert np.linalg.norm(np.diff(wrapped, axis=1), axis=-1).max() > 10
+    assert np.ptp(truth[0] @ np.linalg.inv(H), axis=0).max() > 0.5
+
+
+def test_make_whole_float32_and_2d():
+    rng = np.random.default_rng(2)
+    truth = stiff_chain(rng, n_frames=5, n=12)[..., :2].copy()
+    box = np.array([9.0, 11.0])
+    wrapped = (truth - np.floor(truth / box) * box).astype(np.float32)
+    out = ta.make_whole(wrapped, box, "chain")
+    assert out.dtype == np.float32 and out.shape == wrapped.shape
+    np.testing.assert_allclose(np.diff(out, axis=1), np.diff(truth, axis=1), atol=1e-4)
+
+
+def test_cluster_puts_a_split_dimer_into_one_image():
+    rng = np.random.default_rng(3)
+    a = stiff_chain(rng, n_frames=20, n=10, drift=1.5)
+    b = a + [0.0, 4.0, 1.0]  # a second chain alongside, 4 A away
+    truth = np.concatenate([a, b], axis=1)
+    wrapped = wrap_atoms(truth, H)
+    bonds = np.concatenate([chain_bonds(10), chain_bonds(10, 10)])
+    whole = ta.make_whole(wrapped, DIMS, bonds)
+    k_whole = np.round(lattice_offsets(whole, truth, H))
+    assert np.any(k_whole[:, 0] != k_whole[:, 10])  # the chains sit in different images
+    out = ta.cluster(wrapped, DIMS, bonds)
+    k = lattice_offsets(out, truth, H)
+    np.testing.assert_allclose(k, np.round(k), atol=1e-6)
+    assert np.all(np.round(k) == np.round(k[:, :1]))
+
+
+# ---------------------------------------------------------------------- no jumps
+
+
+def breathing_box(n_frames):
+    """Box rows of an NPT-like run: the triclinic cell scales by a few percent."""
+    s = 1.0 + 0.03 * np.sin(np.linspace(0, 3 * np.pi, n_frames))
+    return H[None] * s[:, None, None]
+
+
+def diffusing_fractional(rng, n_frames=60, n=25):
+    return np.cumsum(rng.normal(scale=0.04, size=(n_frames, n, 3)), axis=0) + rng.random(
+        (1, n, 3)
+    )
+
+
+def test_nojump_follows_a_breathing_box_and_matches_mdanalysis():
+    from MDAnalysis.coordinates.memory import MemoryReader
+    from MDAnalysis.transformations import NoJump
+
+    rng = np.random.default_rng(4)
+    hs = breathing_box(60)
+    s = diffusing_fractional(rng)
+    wrapped = np.einsum("fnd,fde->fne", s - np.floor(s), hs)
+    out = ta.nojump(wrapped, hs)
+    # truth: the continuous fractional path, in the images of frame 0
+    truth = np.einsum("fnd,fde->fne", s - np.floor(s[:1]), hs)
+    np.testing.assert_allclose(out, truth, atol=1e-9)
+    np.testing.assert_allclose(out, ref.ref_nojump(wrapped, hs), atol=1e-9)
+
+    dims = np.array([mda.lib.mdamath.triclinic_box(*h) for h in hs])
+    u = mda.Universe.empty(wrapped.shape[1], trajectory=True)
+    u.load_new(wrapped.astype(np.float32), format=MemoryReader, dimensions=dims)
+    u.trajectory.add_transformations(NoJump())
+    mda_out = np.array([ts.positions.copy() for ts in u.trajectory])
+    np.testing.assert_allclose(out, mda_out, atol=2e-3)
+
+
+def _npz(tmp_path, x, box, name="w.npz"):
+    path = tmp_path / name
+    np.savez(path, arr=x.astype(np.float32), box=box)
+    return path
+
+
+@pytest.fixture()
+def periodic_chains(tmp_path):
+    """Two stiff chains drifting through a breathing triclinic box, wrapped atom by
+    atom, as an .npz with a per-frame box; bonds as a text file."""
+    rng = np.random.default_rng(5)
+    a = stiff_chain(rng, n_frames=50, n=15, drift=0.8)
+    truth = np.concatenate([a, a + [0.0, 4.5, 0.5]], axis=1)
+    hs = breathing_box(50)
+    # the chains move with the box as an NPT barostat would move them
+    s = np.einsum("fnd,de->fne", truth, np.linalg.inv(H))
+    truth = np.einsum("fnd,fde->fne", s, hs)
+    wrapped = wrap_atoms(truth, hs)
+    dims = np.array([mda.lib.mdamath.triclinic_box(*h) for h in hs])
+    bonds = tmp_path / "bonds.txt"
+    np.savetxt(bonds, np.concatenate([chain_bonds(15), chain_bonds(15, 15)]), fmt="%d")
+    return _npz(tmp_path, wrapped, dims), bonds, truth, hs
+
+
+def test_nojump_blocks_in_any_order_give_identical_bits(periodic_chains):
+    path, bonds, truth, hs = periodic_chains
+    whole = open_source(path, pbc="nojump", bonds=str(bonds))
+    ref_block = whole.read(0, whole.n_frames).coords
+    # the complex stays together and continuous: one lattice vector for all frames
+    k = lattice_offsets(ref_block.astype(np.float64), truth, hs)
+    np.testing.assert_allclose(k, np.round(k), atol=1e-3)
+    assert np.all(np.round(k) == np.round(k[:1, :1]))
+    for size in (1, 7, 16):
+        src = open_source(path, pbc="nojump", bonds=str(bonds))
+        starts = list(range(0, src.n_frames, size))
+        parts = {s: src.read(s, min(s + size, src.n_frames)).coords for s in starts[::-1]}
+        got = np.concatenate([parts[s] for s in starts])
+        np.testing.assert_array_equal(got, ref_block)
+        # anchors computed once in frame order (what Dask tasks receive)
+        src = open_source(path, pbc="nojump", bonds=str(bonds))
+        anchors = src.nojump_anchors(starts)
+        other = open_source(path, pbc="nojump", bonds=str(bonds))
+        for s in starts[::-1]:
+            if s:
+                other._repair.set_anchor(s, anchors[s])
+            stop = min(s + size, src.n_frames)
+            np.testing.assert_array_equal(other.read(s, stop).coords, ref_block[s:stop])
+
+
+def test_nojump_identical_across_chunk_sizes_and_resume_through_the_cli(
+    cli, tmp_path, periodic_chains
+):
+    path, bonds, _, _ = periodic_chains
+    outs = []
+    for chunk in (50, 6):
+        out = tmp_path / f"n{chunk}.h5"
+        res = cli(
+            "rotate", path, "--bonds", bonds, "--pbc", "nojump", "--chunk-frames", chunk,
+            "-o", out, "--json",
+        )  # fmt: skip
+        assert res.code == 0, res.stderr
+        summary = json.loads(res.stdout)
+        assert summary["pbc"]["mode"] == "nojump"
+        with h5py.File(out) as f:
+            outs.append(f["particles/trajectory/position/value"][()])
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+# -------------------------------------------------------- invariance under images
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 2**32 - 1))
+def test_repair_ignores_which_image_each_atom_was_written_in(seed):
+    """Moving any atom by any lattice vector changes nothing after the repair: internal
+    coordinates equal, and the whole-made frames differ by one lattice vector."""
+    rng = np.random.default_rng(seed)
+    truth = stiff_chain(rng, n_frames=4, n=20)
+    bonds = chain_bonds(20)
+    wrapped = wrap_atoms(truth, H)
+    moved = wrapped + rng.integers(-3, 4, size=wrapped.shape) @ H
+    a = ta.make_whole(wrapped, DIMS, bonds)
+    b = ta.make_whole(moved, DIMS, bonds)
+    k = lattice_offsets(b, a, H)
+    np.testing.assert_allclose(k, np.round(k), atol=1e-6)
+    assert np.all(np.round(k) == np.round(k[:, :1]))
+    pairs = np.array([(0, 19), (3, 11), (5, 6)])
+    np.testing.assert_allclose(ta.distances(a, pairs), ta.distances(b, pairs), atol=1e-8)
+    np.testing.assert_allclose(ta.distances(a, pairs), ta.distances(truth, pairs), atol=1e-8)
+
+
+# ------------------------------------------------------------ real GROMACS data
+
+
+def _universe(*files, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mda.Universe(*files, **kw)
+
+
+def test_rotate_on_split_protein_matches_mdanalysis_unwrap_and_aligntraj(cli, tmp_path):
+    from MDAnalysis import transformations
+    from MDAnalysis.analysis import align
+    from MDAnalysisTests.datafiles import TPR, XTC
+
+    out, raw = tmp_path / "w.h5", tmp_path / "raw.h5"
+    res = cli("rotate", XTC, "-t", TPR, "-s", "protein", "-o", out, "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["pbc"]["mode"] == "whole" and summary["pbc"]["split_frames"] == 10
+    assert cli("rotate", XTC, "-t", TPR, "-s", "protein", "--pbc", "none", "-o", raw).code == 0
+
+    u = _universe(TPR, XTC)
+    protein = u.select_atoms("protein")
+    u.trajectory.add_transformations(transformations.unwrap(protein))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = align.AlignTraj(u, u, select="protein", in_memory=True).run()
+    mda_rmsd = run.results.rmsd
+    with h5py.File(out) as f, h5py.File(raw) as g:
+        ours = f["observables/rmsd/value"][()]
+        broken = g["observables/rmsd/value"][()]
+        aligned = f["particles/trajectory/position/value"][()]
+    np.testing.assert_allclose(ours, mda_rmsd, atol=2e-3)
+    assert broken[1:].min() > 5 > ours.max()  # without the repair: 9-22 A
+    # same aligned structures up to the reference's placement (MDAnalysis keeps it)
+    mda_pos = np.array([protein.positions for ts in u.trajectory])
+    d_ours = ta.distances(aligned[:, ::50], "all")
+    d_mda = ta.distances(mda_pos[:, ::50], "all")
+    np.testing.assert_allclose(d_ours, d_mda, atol=2e-3)
+
+
+def test_internal_ca_distances_are_those_of_the_whole_protein(cli, tmp_path):
+    from MDAnalysis import transformations
+    from MDAnalysis.lib.distances import self_distance_array
+    from MDAnalysisTests.datafiles import TPR, XTC
+
+    out = tmp_path / "ca.h5"
+    res = cli("internal", XTC, "-t", TPR, "-s", "name CA", "--pairs", "all", "--stop", 3, "-o", out)
+    assert res.code == 0, res.stderr
+    u = _universe(TPR, XTC)
+    u.trajectory.add_transformations(transformations.unwrap(u.select_atoms("protein")))
+    ca = u.select_atoms("name CA")
+    want = np.array([self_distance_array(ca.positions) for ts in u.trajectory[:3]])
+    with h5py.File(out) as f:
+        got = f["trajalign/features/distances/value"][()]
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert want.max() > 40  # longer than half the box's shortest lattice vector
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def only_error_line(res):
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 1, res
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
+    return lines[0]
+
+
+def test_modes_that_need_a_box_or_bonds_say_so(cli, tmp_path, periodic_chains):
+    from .conftest import CHAIN2D
+
+    out = tmp_path / "o.h5"
+    assert "needs a periodic box" in only_error_line(
+        cli("center", CHAIN2D, "--pbc", "whole", "-o", out)
+    )
+    path, _, _, _ = periodic_chains
+    line = only_error_line(cli("rotate", path, "--pbc", "cluster", "-o", out))
+    assert "needs bonds" in line and "--bonds" in line
+    assert not out.exists()
+
+
+def test_auto_without_bonds_warns_about_a_split_selection(cli, tmp_path, periodic_chains):
+    path, bonds, _, _ = periodic_chains
+    res = cli("rotate", path, "-o", tmp_path / "a.h5")
+    assert res.code == 0
+    assert "may be split across the boundary" in res.stderr and "--bonds" in res.stderr
+    res = cli("rotate", path, "--bonds", bonds, "-o", tmp_path / "b.h5")
+    assert res.code == 0 and "may be split" not in res.stderr
+    assert "periodic repair (whole)" in res.stderr
