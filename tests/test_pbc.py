@@ -315,3 +315,21 @@ def test_auto_without_bonds_warns_about_a_split_selection(cli, tmp_path, periodi
     res = cli("rotate", path, "--bonds", bonds, "-o", tmp_path / "b.h5")
     assert res.code == 0 and "may be split" not in res.stderr
     assert "periodic repair (whole)" in res.stderr
+
+
+def test_a_wrapped_whole_system_reference_file_is_repaired_like_the_frames(cli, tmp_path):
+    from MDAnalysisTests.datafiles import TPR, XTC
+
+    u = _universe(TPR, XTC)
+    gro = tmp_path / "frame0.gro"  # frame 0 as GROMACS writes it: protein split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u.atoms.write(str(gro))
+    a, b = tmp_path / "first.h5", tmp_path / "file.h5"
+    assert cli("rotate", XTC, "-t", TPR, "-s", "protein", "--stop", 4, "-o", a).code == 0
+    res = cli("rotate", XTC, "-t", TPR, "-s", "protein", "--stop", 4, "--reference", gro, "-o", b)
+    assert res.code == 0, res.stderr
+    with h5py.File(a) as f, h5py.File(b) as g:
+        np.testing.assert_allclose(
+            g["observables/rmsd/value"][()], f["observables/rmsd/value"][()], atol=2e-3
+        )

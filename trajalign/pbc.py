@@ -327,6 +327,24 @@ class Repair:
         return images, fprev
 
 
+def repair_structure(pos: np.ndarray, dimensions, source) -> np.ndarray:
+    """A whole-system structure (a reference file) repaired as ``source`` repairs its
+    frames: molecules whole, and kept together unless the mode is ``whole``.
+
+    ``pos`` (n_atoms_total, 3) float64; ``dimensions`` its ``[a, b, c, alpha, beta,
+    gamma]`` or None (then ``pos`` is returned as it is).
+    """
+    rep = getattr(source, "_repair", None)
+    if rep is None or dimensions is None or not np.all(np.asarray(dimensions)[:3] > 0):
+        return pos
+    mode = "whole" if rep.mode == "whole" else "cluster"
+    x = np.ascontiguousarray(pos[rep.plan.atoms][None], dtype=np.float64)
+    Repair(mode, rep.plan).apply(x, box_rows(np.asarray(dimensions, np.float64), 1, 3), 0)
+    out = np.array(pos, dtype=np.float64)
+    out[rep.plan.atoms] = x[0]
+    return out
+
+
 # --------------------------------------------------------------------------- API
 
 

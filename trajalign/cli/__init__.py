@@ -186,27 +186,27 @@ def report(summary: dict, as_json: bool) -> None:
             f"wrote {summary['output']}: {summary['frames']} frames x {summary['atoms']} "
             f"points ({summary['dim']}D), {summary['method']}, {summary['seconds']:.2f} s"
         )
-        line = repair_line(summary.get("pbc"))
+        line = repair_line(summary.get("pbc"), summary["frames"])
         if line:
             note(line)
         for path in summary.get("figures", []):
             note(f"wrote {path}")
 
 
-def repair_line(pbc: dict | None) -> str | None:
+def repair_line(pbc: dict | None, frames: int) -> str | None:
     """One line on what the periodic repair did, or None where it did nothing."""
     if not pbc or pbc.get("mode", "none") == "none":
         return None
     parts = []
     if "split_molecules" in pbc:
         parts.append(
-            f"{pbc['split_molecules']} split molecule(s) made whole in "
-            f"{pbc['split_frames']} frame(s)"
+            f"molecules split across the boundary made whole in {pbc['split_frames']} of "
+            f"{frames} frames ({pbc['split_molecules']} in all)"
         )
     if "regrouped_frames" in pbc:
-        parts.append(f"molecules regrouped into one cluster in {pbc['regrouped_frames']} frame(s)")
+        parts.append(f"molecules regrouped into one image in {pbc['regrouped_frames']} frames")
     if "crossings" in pbc:
-        parts.append(f"{pbc['crossings']} boundary crossing(s) undone")
+        parts.append(f"{pbc['crossings']} atom jumps across the boundary undone")
     return f"periodic repair ({pbc['mode']}): " + ("; ".join(parts) or "nothing to repair")
 
 

@@ -334,7 +334,10 @@ class RotateJob(Job):
         if pos.shape[0] == n_fit:
             return pos
         if pos.shape[0] == n_total:
-            return pos[self.fit_indices]
+            # a whole-system structure (a GRO of the run) is wrapped like the frames
+            from ..pbc import repair_structure
+
+            return repair_structure(pos, u.dimensions, source)[self.fit_indices]
         sel = source.spec.aux_select if self.has_aux else source.spec.select
         try:
             ag = u.select_atoms(sel)
