@@ -330,7 +330,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=None, help="best of N [5; --quick 2]")
     ap.add_argument("--xtc-frames", type=int, default=None, help="[20000; --quick 4000]")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, a smaller XTC")
-    names = [*sorted(BENCHES), "scaling", "rotate", "startup"]
+    names = [*sorted(BENCHES), "scaling", "rotate", "startup", "pbc"]
     ap.add_argument("--only", choices=names, action="append")
     args = ap.parse_args()
     repeat = args.repeat or (2 if args.quick else 5)
@@ -350,6 +350,8 @@ def main() -> None:
 
             print(f"\n# {xtc_frames}-frame XTC of adenylate kinase (3341 atoms)", end="")
             print_rotate(wholeprocess.bench_rotate(xtc_frames, max(1, min(repeat, 3))))
+        elif name == "pbc":  # periodic repair, issue 12 (benchmarks/pbc.py)
+            __import__("pbc").main(["--frames", "2000" if args.quick else "10000"])
         else:
             import wholeprocess
 

@@ -119,7 +119,7 @@ def test_jump_scan_blocks_equal_one_pass(chain2d):
 
 
 def test_principal_sign_none_jumps_more_than_continuity(chain2d):
-    """Eigen-solver signs flip (65 frames on chain2d), continuity leaves only the axis
+    """Eigen-solver signs flip (69 frames on chain2d), continuity leaves only the axis
     swaps."""
     counts = {}
     for sign in ("none", "continuity"):

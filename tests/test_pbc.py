@@ -107,9 +107,7 @@ def breathing_box(n_frames):
 
 
 def diffusing_fractional(rng, n_frames=60, n=25):
-    return np.cumsum(rng.normal(scale=0.04, size=(n_frames, n, 3)), axis=0) + rng.random(
-        (1, n, 3)
-    )
+    return np.cumsum(rng.normal(scale=0.04, size=(n_frames, n, 3)), axis=0) + rng.random((1, n, 3))
 
 
 def test_nojump_follows_a_breathing_box_and_matches_mdanalysis():

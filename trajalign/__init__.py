@@ -45,6 +45,7 @@ _LAZY = {
     "dihedrals_from_bonds": "internal",
     "read_tuples": "internal",
     "box_vectors": "internal",
+    "minimum_image": "box",
     "open_source": "io",
     "make_whole": "pbc",
     "cluster": "pbc",

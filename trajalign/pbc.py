@@ -87,9 +87,7 @@ class MoleculePlan:
         return 0.5 * (r.sum() ** 2 - (r * r).sum())
 
 
-def plan_molecules(
-    bonds: np.ndarray | None, n_atoms: int, needed: np.ndarray
-) -> MoleculePlan:
+def plan_molecules(bonds: np.ndarray | None, n_atoms: int, needed: np.ndarray) -> MoleculePlan:
     """The molecules holding the ``needed`` atoms, with their spanning trees.
 
     Parameters
@@ -191,7 +189,9 @@ def inverse_rows(h: np.ndarray) -> np.ndarray:
         )
     inv = np.zeros_like(h)
     for i in range(3):
-        inv[..., i, i] = np.where(d[..., i] > 1e-12, 1.0 / np.where(d[..., i] > 1e-12, d[..., i], 1.0), 0.0)
+        inv[..., i, i] = np.where(
+            d[..., i] > 1e-12, 1.0 / np.where(d[..., i] > 1e-12, d[..., i], 1.0), 0.0
+        )
     return inv
 
 
@@ -244,11 +244,15 @@ class Repair:
         tally = {}
         if plan.bonded:
             split = np.zeros(x0.shape[0], np.int64)
-            whole_kernel(x0, plan.order, plan.parent, plan.mol, p, 0 if p.shape[0] == 1 else 1, split)
+            whole_kernel(
+                x0, plan.order, plan.parent, plan.mol, p, 0 if p.shape[0] == 1 else 1, split
+            )
             tally["split_molecules"] = int(split.sum())
             tally["split_frames"] = int(np.count_nonzero(split))
-        if self.mode in ("cluster", "nojump") and plan.n_molecules > 1 and (
-            plan.bonded or self.mode == "cluster"
+        if (
+            self.mode in ("cluster", "nojump")
+            and plan.n_molecules > 1
+            and (plan.bonded or self.mode == "cluster")
         ):
             moved = np.zeros(x0.shape[0], np.int64)
             cluster_kernel(

@@ -106,12 +106,20 @@ class Source:
         x, times, box = self._read_raw(frames)
         h = self._box_rows(box, frames.size)
         block_repair = self._repair.apply(x, h, start, self._scan)
-        # C order: the kernels reshape rows (advanced indexing may return another layout)
-        coords = np.ascontiguousarray(x[:, self._sel_pos, : self.dim], dtype=np.float32)
-        aux = None
-        if self.aux_indices is not None:
-            aux = np.ascontiguousarray(x[:, self._aux_pos, : self.dim], dtype=np.float32)
+        coords = self._take(x, self._sel_pos)
+        aux = None if self.aux_indices is None else self._take(x, self._aux_pos)
         return Block(start, coords, times, frames, box=box, aux=aux, repair=block_repair)
+
+    def _take(self, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """The rows ``pos`` of repaired coordinates as a C-ordered float32 block."""
+        if (
+            x.shape[-1] == self.dim
+            and pos.size == x.shape[1]
+            and np.all(pos == np.arange(pos.size))
+        ):
+            return x  # the selection is every repaired atom (a protein, say): no copy
+        # C order: the kernels reshape rows (advanced indexing may return another layout)
+        return np.ascontiguousarray(x[:, pos, : self.dim], dtype=np.float32)
 
     def _read_plain(self, start: int, stop: int) -> Block:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -121,10 +129,11 @@ class Source:
         raise NotImplementedError
 
     def _read_raw(self, frames: np.ndarray):
+        """float32 positions of the repaired atoms (2D padded to 3D in float64)."""
         from ..pbc import _pad3
 
         pos, times, box = self._read_atoms(frames, self._repair.plan.atoms)
-        return _pad3(pos), times, box
+        return (pos if pos.shape[-1] == 3 else _pad3(pos)), times, box
 
     def _scan(self, a: int, b: int):
         """Raw (unrepaired) frames ``[a, b)`` and their box rows, for nojump's state."""
@@ -145,20 +154,16 @@ class Source:
     def _count_spread(self, block: Block) -> int:
         """Frames whose selection spans more than half the box, or has a bond longer
         than half the box: it may be split across the periodic boundary."""
-        from ..kernels.pbc import spread_kernel
+        from ..kernels.pbc import split_suspect_kernel
         from ..pbc import SPREAD_LIMIT, _pad3, inverse_rows
 
         n = block.coords.shape[0]
         h = np.broadcast_to(self._box_rows(block.box, n), (n, 3, 3))
-        x = _pad3(block.coords)
-        spread = np.zeros(n)
-        spread_kernel(x, np.ascontiguousarray(inverse_rows(h)), spread)
-        bad = spread > SPREAD_LIMIT
-        if self.bonds is not None and len(self.bonds):
-            d = np.linalg.norm(x[:, self.bonds[:, 0]] - x[:, self.bonds[:, 1]], axis=-1)
-            diag = np.diagonal(h, axis1=1, axis2=2)
-            half = 0.5 * np.where(diag > 0, diag, np.inf).min(axis=1)
-            bad |= (d > half[:, None]).any(axis=1)
+        x = block.coords if block.coords.shape[-1] == 3 else _pad3(block.coords)
+        bonds = self.bonds if self.bonds is not None else np.zeros((0, 2), np.int64)
+        bad = np.zeros(n, np.bool_)
+        hinv = np.ascontiguousarray(inverse_rows(h))
+        split_suspect_kernel(x, hinv, np.ascontiguousarray(bonds), SPREAD_LIMIT, bad)
         return int(np.count_nonzero(bad))
 
     def nojump_anchors(self, starts) -> dict:
@@ -778,8 +783,9 @@ class MDASource(Source):
             self.masses = all_masses[self.atom_indices]
         self._set_aux(all_masses)
         all_bonds = None
-        if hasattr(u, "bonds") and len(u.bonds):
-            all_bonds = np.asarray(u.bonds.indices, dtype=np.int64)
+        bonds = getattr(u, "bonds", None)  # a topology group built on each access: once
+        if bonds is not None and len(bonds):
+            all_bonds = np.asarray(bonds.indices, dtype=np.int64)
             self.bonds = _restrict_bonds(all_bonds, self.atom_indices)
         dims = u.trajectory.ts.dimensions
         self.has_box = dims is not None and bool(np.all(np.asarray(dims[:3]) > 0))

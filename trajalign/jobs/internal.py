@@ -444,7 +444,9 @@ class InternalJob(Job):
                 extra[f"{ROOT}/dihedrals_sincos/value"] = sc
         if "eigvals" in self.features:
             one = self._intra.get("eigvals")
-            ev, bad = _eigvals_raw(x, *((np.zeros((1, 3, 3)), 0) if one is not None and one[0] else (h, mode)))
+            ev, bad = _eigvals_raw(
+                x, *((np.zeros((1, 3, 3)), 0) if one is not None and one[0] else (h, mode))
+            )
             _check_eigvals(
                 ev, bad, x.shape[1], self.undefined, frames=block.frames, nan_option=_NAN_OPTION
             )

@@ -2,8 +2,10 @@
 
 Conventions:
 
-- ``x`` is (F, M, 3) float64, the coordinates of the atoms being repaired (every atom of
-  every molecule that holds a selected atom), modified in place.
+- ``x`` is (F, M, 3) float32 or float64, the coordinates of the atoms being repaired
+  (every atom of every molecule that holds a selected atom), modified in place. The
+  arithmetic is float64; a float32 coordinate is rounded once, when a lattice vector
+  computed in float64 is added to it (so float32 input costs no float64 copy).
 - ``p`` is a box table from :func:`trajalign.box.box_table` with one row per frame, or one
   row for every frame (``pstride`` 0); :func:`trajalign.kernels.box.mic` gives the exact
   minimum image with it.
@@ -75,18 +77,19 @@ def whole_kernel(x, order, parent, mol, p, pstride, split):
             if j < 0:  # a new molecule starts at its root, which stays where it is
                 moved = False
                 continue
-            dx = x[f, k, 0] - x[f, j, 0]
-            dy = x[f, k, 1] - x[f, j, 1]
-            dz = x[f, k, 2] - x[f, j, 2]
+            kx, ky, kz = np.float64(x[f, k, 0]), np.float64(x[f, k, 1]), np.float64(x[f, k, 2])
+            dx = kx - np.float64(x[f, j, 0])
+            dy = ky - np.float64(x[f, j, 1])
+            dz = kz - np.float64(x[f, j, 2])
             mx, my, mz = mic(dx, dy, dz, p, b)
             if mx != dx or my != dy or mz != dz:
                 if not moved:
                     count += 1
                     moved = True
                 # move by the lattice vector only, so the bond keeps the file's precision
-                x[f, k, 0] -= dx - mx
-                x[f, k, 1] -= dy - my
-                x[f, k, 2] -= dz - mz
+                x[f, k, 0] = kx - (dx - mx)
+                x[f, k, 1] = ky - (dy - my)
+                x[f, k, 2] = kz - (dz - mz)
         split[f] = count
 
 
@@ -119,14 +122,14 @@ def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
                     continue
                 for ia in range(rep_ptr[q], rep_ptr[q + 1]):
                     a = reps[ia]
-                    ax = x[f, a, 0] + shift[q, 0]
-                    ay = x[f, a, 1] + shift[q, 1]
-                    az = x[f, a, 2] + shift[q, 2]
+                    ax = np.float64(x[f, a, 0]) + shift[q, 0]
+                    ay = np.float64(x[f, a, 1]) + shift[q, 1]
+                    az = np.float64(x[f, a, 2]) + shift[q, 2]
                     for ib in range(rep_ptr[m], rep_ptr[m + 1]):
                         c = reps[ib]
-                        dx = x[f, c, 0] - ax
-                        dy = x[f, c, 1] - ay
-                        dz = x[f, c, 2] - az
+                        dx = np.float64(x[f, c, 0]) - ax
+                        dy = np.float64(x[f, c, 1]) - ay
+                        dz = np.float64(x[f, c, 2]) - az
                         mx, my, mz = mic(dx, dy, dz, p, b)
                         d2 = mx * mx + my * my + mz * mz
                         if d2 < best[m]:
@@ -146,9 +149,9 @@ def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
                 count += 1
                 for t in range(mol_ptr[q], mol_ptr[q + 1]):
                     k = order[t]
-                    x[f, k, 0] += shift[q, 0]
-                    x[f, k, 1] += shift[q, 1]
-                    x[f, k, 2] += shift[q, 2]
+                    x[f, k, 0] = np.float64(x[f, k, 0]) + shift[q, 0]
+                    x[f, k, 1] = np.float64(x[f, k, 1]) + shift[q, 1]
+                    x[f, k, 2] = np.float64(x[f, k, 2]) + shift[q, 2]
         moved[f] = count
 
 
@@ -170,9 +173,10 @@ def nojump_kernel(x, h, hinv, images, fprev, skip_first):
     crossings = 0
     for i in nb.prange(n_atoms):
         for t in range(n_frames):
-            f0 = x[t, i, 0] * hinv[t, 0, 0] + x[t, i, 1] * hinv[t, 1, 0] + x[t, i, 2] * hinv[t, 2, 0]
-            f1 = x[t, i, 1] * hinv[t, 1, 1] + x[t, i, 2] * hinv[t, 2, 1]
-            f2 = x[t, i, 2] * hinv[t, 2, 2]
+            x0, x1, x2 = np.float64(x[t, i, 0]), np.float64(x[t, i, 1]), np.float64(x[t, i, 2])
+            f0 = x0 * hinv[t, 0, 0] + x1 * hinv[t, 1, 0] + x2 * hinv[t, 2, 0]
+            f1 = x1 * hinv[t, 1, 1] + x2 * hinv[t, 2, 1]
+            f2 = x2 * hinv[t, 2, 2]
             if not (skip_first and t == 0):
                 s0 = np.floor(f0 - fprev[i, 0] + 0.5)
                 s1 = np.floor(f1 - fprev[i, 1] + 0.5)
@@ -189,25 +193,43 @@ def nojump_kernel(x, h, hinv, images, fprev, skip_first):
             n1 = np.float64(images[i, 1])
             n2 = np.float64(images[i, 2])
             # h is lower triangular: rows a = (ax, 0, 0), b = (bx, by, 0), c = (cx, cy, cz)
-            x[t, i, 0] += n0 * h[t, 0, 0] + n1 * h[t, 1, 0] + n2 * h[t, 2, 0]
-            x[t, i, 1] += n1 * h[t, 1, 1] + n2 * h[t, 2, 1]
-            x[t, i, 2] += n2 * h[t, 2, 2]
+            x[t, i, 0] = x0 + (n0 * h[t, 0, 0] + n1 * h[t, 1, 0] + n2 * h[t, 2, 0])
+            x[t, i, 1] = x1 + (n1 * h[t, 1, 1] + n2 * h[t, 2, 1])
+            x[t, i, 2] = x2 + n2 * h[t, 2, 2]
     return crossings
 
 
 @nb.njit(**PARALLEL_JIT)
-def spread_kernel(x, hinv, out):
-    """Largest extent of each frame's points along the box vectors, in box lengths
-    (fractional coordinates): above 0.5 a selection may be split or span images."""
+def split_suspect_kernel(x, hinv, bonds, limit, out):
+    """Flag frames whose points may be split across the periodic boundary: their extent
+    along a box vector passes ``limit`` box lengths (fractional coordinates), or a bond
+    is longer than ``limit`` times the smallest diagonal element of the frame's box rows
+    (a lower bound of the shortest lattice vector)."""
     n_frames, n_atoms = x.shape[0], x.shape[1]
     for t in nb.prange(n_frames):
         lo0, lo1, lo2 = np.inf, np.inf, np.inf
         hi0, hi1, hi2 = -np.inf, -np.inf, -np.inf
         for i in range(n_atoms):
-            f0 = x[t, i, 0] * hinv[t, 0, 0] + x[t, i, 1] * hinv[t, 1, 0] + x[t, i, 2] * hinv[t, 2, 0]
-            f1 = x[t, i, 1] * hinv[t, 1, 1] + x[t, i, 2] * hinv[t, 2, 1]
-            f2 = x[t, i, 2] * hinv[t, 2, 2]
+            x0, x1, x2 = np.float64(x[t, i, 0]), np.float64(x[t, i, 1]), np.float64(x[t, i, 2])
+            f0 = x0 * hinv[t, 0, 0] + x1 * hinv[t, 1, 0] + x2 * hinv[t, 2, 0]
+            f1 = x1 * hinv[t, 1, 1] + x2 * hinv[t, 2, 1]
+            f2 = x2 * hinv[t, 2, 2]
             lo0, hi0 = min(lo0, f0), max(hi0, f0)
             lo1, hi1 = min(lo1, f1), max(hi1, f1)
             lo2, hi2 = min(lo2, f2), max(hi2, f2)
-        out[t] = max(hi0 - lo0, max(hi1 - lo1, hi2 - lo2))
+        bad = max(hi0 - lo0, max(hi1 - lo1, hi2 - lo2)) > limit
+        # the box rows' diagonal from the inverse's (a zero there: not periodic)
+        edge = np.inf
+        for d in range(3):
+            if hinv[t, d, d] > 0.0:
+                edge = min(edge, 1.0 / hinv[t, d, d])
+        cut = (limit * edge) ** 2
+        for k in range(bonds.shape[0]):
+            if bad:
+                break
+            a, b = bonds[k, 0], bonds[k, 1]
+            dx = np.float64(x[t, a, 0]) - np.float64(x[t, b, 0])
+            dy = np.float64(x[t, a, 1]) - np.float64(x[t, b, 1])
+            dz = np.float64(x[t, a, 2]) - np.float64(x[t, b, 2])
+            bad = dx * dx + dy * dy + dz * dz > cut
+        out[t] = bad
