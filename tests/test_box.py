@@ -97,9 +97,10 @@ def test_table_row(dims):
     assert abs(round(np.linalg.det(np.rint(u)))) == 1
     np.testing.assert_allclose(r @ g, np.eye(3), atol=1e-9)
     np.testing.assert_allclose(row[kb.COLNORM : kb.COLNORM + 3], np.linalg.norm(g, axis=0))
-    # lambda_1 by brute force over the reduced basis (short, so reach 2 is plenty here;
-    # the property test above checks exactness independently of this)
-    n = np.stack(np.meshgrid(*[np.arange(-3, 4)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    # lambda_1 by brute force: lambda_1 <= |r_0|, so |n_i| <= |r_0| colnorm_i suffices
+    reach = int(np.linalg.norm(r[0]) * np.linalg.norm(g, axis=0).max()) + 1
+    n = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), -1)
+    n = n.reshape(-1, 3)
     lam = np.linalg.norm((n[np.any(n != 0, axis=1)] @ r), axis=1).min()
     assert row[kb.H2] <= (lam / 2) ** 2
     np.testing.assert_allclose(row[kb.H2], (lam / 2) ** 2, rtol=1e-9)

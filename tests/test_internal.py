@@ -254,7 +254,7 @@ def test_all_pairs_matches_pdist_order(chain2d):
     from trajalign.kernels.geometry import distances_kernel
 
     out = np.empty_like(d)
-    distances_kernel(ti._pad3(X), p, np.zeros((1, 3, 3)), 0, out)
+    distances_kernel(ti._pad3(X), p, ti._box_table(np.zeros((1, 3, 3)), 0), out)
     np.testing.assert_array_equal(d, out)
 
 

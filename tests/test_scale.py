@@ -16,7 +16,7 @@ from trajalign.io import open_source
 from trajalign.jobs.center import CenterJob
 from trajalign.pipeline import chunk_size, partial_path, run
 
-from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D
+from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D, SAMPLE
 from .test_h5md import datasets
 
 
@@ -146,6 +146,23 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
     summary = run(open_source(CHAIN2D), CenterJob("com"), str(out), chunk_frames=200, resume=True)
     assert "resumed: 5 of 11 blocks were done" in summary["warnings"]
     assert not part.exists()
+    assert_same_file(ref_out, out)
+
+
+def test_nojump_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
+    """A resumed nojump run rebuilds each atom's image at its first unfinished block."""
+    import trajalign.pipeline as pl
+
+    monkeypatch.setattr(pl, "FLUSH_SECONDS", 0.0)
+    src = dict(
+        paths=SAMPLE / "dimer.dcd", top=SAMPLE / "dimer.pdb", select="resname CHA", pbc="nojump"
+    )
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(**src), CenterJob("com"), str(ref_out), chunk_frames=60)
+    with pytest.raises(KeyboardInterrupt):
+        run(open_source(**src), Interrupting(at=240), str(out), chunk_frames=60)
+    summary = run(open_source(**src), CenterJob("com"), str(out), chunk_frames=60, resume=True)
+    assert "resumed: 4 of 9 blocks were done" in summary["warnings"]
     assert_same_file(ref_out, out)
 
 
@@ -294,6 +311,7 @@ def test_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_value):
 
 
 BUTANE = [BUTANE_DCD, "-t", BUTANE_PDB]
+DIMER = [SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
 
 
 @pytest.mark.parametrize(
@@ -305,6 +323,8 @@ BUTANE = [BUTANE_DCD, "-t", BUTANE_PDB]
         ["rotate", CHAIN2D, "--method", "point", "--points", "0,1"],
         ["internal", *BUTANE, "--transform", "inverse,rbf", "--dihedral-encoding", "sincos"],
         ["internal", CHAIN2D, "--pairs", "all", "--features", "distances,eigvals"],
+        ["rotate", *DIMER, "--pbc", "nojump"],
+        ["internal", *DIMER, "--pairs", "all", "--pbc", "cluster"],
     ],
     ids=[
         "kabsch-first",
@@ -313,6 +333,8 @@ BUTANE = [BUTANE_DCD, "-t", BUTANE_PDB]
         "point",
         "internal-3d",
         "internal-2d-all",
+        "kabsch-nojump",
+        "internal-cluster",
     ],
 )
 def test_every_command_on_a_cluster_equals_serial(tmp_path, cluster, args):

@@ -1017,6 +1017,36 @@ class JumpScan:
         return self
 
 
+class RepairEffect:
+    """RMSD to the first frame after a Kabsch fit, of the repaired frames and of the same
+    frames as read: what the periodic repair changed (``diagnose``).
+
+    :meth:`add` takes a block of each, in frame order; ``rmsd["repaired"]`` and
+    ``rmsd["as read"]`` are (F,) arrays after :meth:`finish`.
+    """
+
+    def __init__(self) -> None:
+        self._ref: dict = {}
+        self._parts: dict = {"repaired": [], "as read": []}
+        self.rmsd: dict = {}
+
+    def add(self, repaired: np.ndarray, as_read: np.ndarray) -> None:
+        import trajalign as ta
+
+        for name, x in (("repaired", repaired), ("as read", as_read)):
+            if name not in self._ref:
+                self._ref[name] = np.asarray(x[0], dtype=np.float64)
+            self._parts[name].append(_quiet(ta.superpose)(x, self._ref[name]).rmsd)
+
+    def finish(self) -> RepairEffect:
+        self.rmsd = {k: np.concatenate(v) for k, v in self._parts.items()}
+        return self
+
+    def medians(self) -> dict:
+        """Median RMSD of each series over the frames after the first."""
+        return {k: float(np.median(v[1:])) if v.size > 1 else 0.0 for k, v in self.rmsd.items()}
+
+
 # ------------------------------------------------------------- figures of an output
 
 

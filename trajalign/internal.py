@@ -128,6 +128,24 @@ def _as_box(box, n_frames: int, dim: int) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(h), mode
 
 
+def _box_table(h: np.ndarray, mode: int) -> np.ndarray:
+    """The kernels' box table (one row per box, :func:`trajalign.box.box_table`) for
+    ``(h, mode)`` from :func:`_as_box`; mode 0 gives one row that turns the minimum image
+    off. Costs microseconds per box.
+
+    Raises :class:`ParameterError` for a triclinic box with a zero edge or zero volume
+    (no lattice, so no minimum image)."""
+    from .kernels.box import MODE, TABLE_WIDTH
+
+    if mode == 0:
+        table = np.zeros((1, TABLE_WIDTH))
+        table[0, MODE] = 0.0  # explicit: mode 0 is "no periodicity"
+        return table
+    from .box import box_table
+
+    return box_table(h)
+
+
 def _pad3(x: np.ndarray) -> np.ndarray:
     """(F, N, 2) -> (F, N, 3) with z = 0, so one set of 3D kernels serves both."""
     if x.shape[2] == 3:
@@ -388,9 +406,9 @@ def _distances_raw(x: np.ndarray, pairs, h: np.ndarray, mode: int) -> np.ndarray
     if n_pairs == 0:
         return out
     if pairs is None or _is_all_pairs(pairs, n):
-        distances_all_kernel(x, h, mode, out)
+        distances_all_kernel(x, _box_table(h, mode), out)
     else:
-        distances_kernel(x, pairs, h, mode, out)
+        distances_kernel(x, pairs, _box_table(h, mode), out)
     return out
 
 
@@ -399,7 +417,7 @@ def _angles_raw(x, triplets, h, mode):
 
     out = np.empty((x.shape[0], triplets.shape[0]), dtype=x.dtype)
     if triplets.shape[0]:
-        angles_kernel(x, triplets, h, mode, out)
+        angles_kernel(x, triplets, _box_table(h, mode), out)
     return out
 
 
@@ -408,7 +426,7 @@ def _dihedrals_raw(x, quads, h, mode):
 
     out = np.empty((x.shape[0], quads.shape[0]), dtype=x.dtype)
     if quads.shape[0]:
-        dihedrals_kernel(x, quads, h, mode, out)
+        dihedrals_kernel(x, quads, _box_table(h, mode), out)
     return out
 
 
@@ -426,7 +444,10 @@ def distances(X: np.ndarray, pairs: np.ndarray | str, box: np.ndarray | None = N
         Periodic cell for the minimum image convention. 3D: ``[a, b, c, alpha, beta,
         gamma]`` (6,) or (F, 6) (the MDAnalysis convention, angles in degrees), or box
         vectors as lower-triangular rows (3, 3) or (F, 3, 3). 2D: edge lengths (2,) or
-        (F, 2). A zero edge is not periodic. ``None``: no periodicity.
+        (F, 2). A zero edge of a rectangular box is not periodic; a triclinic box needs
+        its a and b edges, and c unless the whole c row is zero (a 2D lattice). ``None``:
+        no periodicity. The minimum image is exact however skewed the box
+        (:func:`trajalign.minimum_image`).
 
     Returns
     -------
@@ -440,7 +461,7 @@ def distances(X: np.ndarray, pairs: np.ndarray | str, box: np.ndarray | None = N
     SelectionError
         ``pairs`` has the wrong shape, an index out of range, or a repeated point.
     ParameterError
-        A malformed box.
+        A malformed box, or a triclinic box with a zero edge or zero volume.
 
     See Also
     --------
@@ -547,7 +568,7 @@ def _eigvals_raw(x, h, mode):
 
     out = np.empty((x.shape[0], x.shape[1]), dtype=x.dtype)
     bad = np.empty(x.shape[0], dtype=np.int64)
-    inverse_eigvals_kernel(x, h, mode, out, bad)
+    inverse_eigvals_kernel(x, _box_table(h, mode), out, bad)
     return out, bad
 
 

@@ -193,6 +193,26 @@ def jump_figure(
     return fig
 
 
+def plot_repair_effect(
+    frames: np.ndarray,
+    rmsd: dict,
+    mode: str,
+    ax=None,
+    unit: str = "Angstrom",
+):
+    """RMSD to the first frame after a Kabsch fit, with the periodic repair and as read
+    (``rmsd`` maps ``"repaired"`` and ``"as read"`` to (F,) arrays)."""
+    ax = _ax(ax, figsize=(8, 3.6))
+    ax.plot(frames, rmsd["as read"], color="tab:red", lw=1.0, label="as read (--pbc none)")
+    ax.plot(frames, rmsd["repaired"], color="tab:blue", lw=1.2, label=f"repaired (--pbc {mode})")
+    ax.set_xlabel("frame")
+    ax.set_ylabel(f"RMSD to frame {int(frames[0])} ({unit})")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Kabsch fit onto the first frame, with and without the periodic repair")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
 # ------------------------------------------------------------------------- overlay
 
 

@@ -174,12 +174,31 @@ def diagnose(kw: dict) -> None:
         scan = dg.JumpScan(methods, n_frames, dim, masses, **params)
         frame_index = np.empty(n_frames, dtype=np.int64)
         times = np.empty(n_frames)
-        for start in range(0, n_frames, kw["chunk_frames"]):
-            block = source.read(start, min(start + kw["chunk_frames"], n_frames))
-            scan.add(block.coords)
-            frame_index[start : start + len(block.frames)] = block.frames
-            times[start : start + len(block.frames)] = block.times
+        # where a periodic repair runs, the same frames as read show what it changed
+        effect = raw = None
+        if source.pbc_mode != "none":
+            effect = dg.RepairEffect()
+            raw = open_source(**dict(src, pbc="none"))
+        repaired: dict[str, int] = {}
+        try:
+            for start in range(0, n_frames, kw["chunk_frames"]):
+                stop = min(start + kw["chunk_frames"], n_frames)
+                block = source.read(start, stop)
+                for key, value in (block.repair or {}).items():
+                    repaired[key] = repaired.get(key, 0) + value
+                scan.add(block.coords)
+                if effect is not None:
+                    effect.add(block.coords, raw.read(start, stop).coords)
+                frame_index[start : start + len(block.frames)] = block.frames
+                times[start : start + len(block.frames)] = block.times
+        finally:
+            if raw is not None:
+                raw.close()
         scan.finish(kw["jump_k"], kw["jump_window"])
+        pbc = {"mode": source.pbc_mode, **repaired}
+        if effect is not None:
+            effect.finish()
+            pbc["median_rmsd_to_first"] = {k: round(v, 4) for k, v in effect.medians().items()}
         unit, spec, inputs = source.length_unit, source.spec, list(source.spec.paths)
         if source.spec.top:
             inputs.append(source.spec.top)
@@ -198,6 +217,7 @@ def diagnose(kw: dict) -> None:
         "methods": methods,
         "jumps": {m: int(scan.flags[m].sum()) for m in methods},
         "jump_frames": {m: [int(f) for f in frame_index[scan.flags[m]][:20]] for m in methods},
+        "pbc": pbc,
     }
     if "principal" in scan.methods and scan.principal:
         summary["principal_axis_swaps"] = int(scan.principal["axis_swap"].sum())
@@ -213,12 +233,13 @@ def diagnose(kw: dict) -> None:
         if h5_path is not None:
             _write_h5(
                 h5_path, scan, matrix, aligned, methods, perturbed, frame_index, times,
-                atom_indices, unit, kw, spec, inputs, params,
+                atom_indices, unit, kw, spec, inputs, params, effect,
             )  # fmt: skip
         if kw["plot_dir"] is not None:
             summary["plots"] = _write_plots(
                 kw["plot_dir"], kw["plot_format"], scan, matrix, aligned, methods, perturbed,
                 frame_index, unit, pp, kw["perturb_amount"], pf, bonds, axis,
+                effect, pbc["mode"],
             )  # fmt: skip
 
     if kw["output"] is not None:
@@ -235,6 +256,12 @@ def diagnose(kw: dict) -> None:
     if "far_point_sensitivity" in summary:
         s = ", ".join(f"{m} {v:.3g}" for m, v in summary["far_point_sensitivity"].items())
         note(f"far points moved per unit move of point {pp} (frame {pf}): {s}")
+    if "median_rmsd_to_first" in pbc:
+        med = pbc["median_rmsd_to_first"]
+        note(
+            f"periodic repair ({pbc['mode']}): median RMSD to frame 0 after a Kabsch fit "
+            f"{med['repaired']:.3g} {unit} repaired, {med['as read']:.3g} {unit} as read"
+        )
     if summary["output"]:
         note(f"wrote {summary['output']}")
     if summary["plots"]:
@@ -269,7 +296,7 @@ def _perturbed_points(text: str | None, n_points: int, point: int) -> list[int]:
 
 def _write_h5(
     path, scan, matrix, aligned, methods, perturbed, frame_index, times, atom_indices,
-    unit, kw, spec, inputs, params,
+    unit, kw, spec, inputs, params, effect=None,
 ) -> None:  # fmt: skip
     import numpy as np
 
@@ -315,6 +342,14 @@ def _write_h5(
         for m in methods:
             a = s.create_dataset(f"aligned/{m}", data=aligned[m])
             a.attrs["unit"] = unit
+        if effect is not None:
+            r = g.create_group("pbc")
+            r.attrs["description"] = (
+                "RMSD to the first frame after a Kabsch fit of the selection, with the "
+                "periodic repair and as read"
+            )
+            for key, name in (("repaired", "rmsd_repaired"), ("as read", "rmsd_as_read")):
+                r.create_dataset(name, data=effect.rmsd[key]).attrs["unit"] = unit
         o = g.create_group("overlay")
         o.create_dataset("frames", data=frame_index[scan.overlay_frames])
         for m in methods:
@@ -332,7 +367,7 @@ def _write_h5(
 
 def _write_plots(
     plot_dir, fmt, scan, matrix, aligned, methods, perturbed, frame_index, unit, point,
-    amount, pframe, bonds, axis,
+    amount, pframe, bonds, axis, effect=None, mode="none",
 ) -> list[str]:  # fmt: skip
     from .. import plots
     from ..errors import OutputError
@@ -367,4 +402,7 @@ def _write_plots(
         scan.overlay, frame_index[scan.overlay_frames], len(frame_index), unit=unit, bonds=bonds
     )
     out.append(plots.save(fig, os.path.join(plot_dir, f"overlay.{fmt}")))
+    if effect is not None:
+        ax = plots.plot_repair_effect(frame_index, effect.rmsd, mode, unit=unit)
+        out.append(plots.save(ax.figure, os.path.join(plot_dir, f"pbc_rmsd.{fmt}")))
     return [os.path.abspath(p) for p in out]

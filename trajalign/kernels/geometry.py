@@ -5,10 +5,12 @@ Conventions shared by every kernel here:
 - ``x`` is (F, N, 3) float32 or float64 (2D input is padded with z = 0 by the caller);
   differences and products are formed in float64 and the result is stored in ``out``,
   whose dtype the caller chooses.
-- ``h`` is (F, 3, 3) or (1, 3, 3) float64: box vectors as rows, lower triangular
-  (a along x, b in the xy-plane), the MDAnalysis/GROMACS convention. A zero edge means
-  "not periodic along that vector". ``mode`` is 0 (no box), 1 (orthorhombic: only the
-  diagonal is used) or 2 (triclinic).
+- ``table`` is a box table, (F, TABLE_WIDTH) or (1, TABLE_WIDTH) float64, one row per box
+  (:func:`trajalign.box.box_table`; a single row serves every frame). Its column 0 is the
+  row's mode: 0 (no box), 1 (orthorhombic) or 2 (lattice). Every difference vector takes
+  the exact minimum image :func:`trajalign.kernels.box.mic`, the one home of the minimum
+  image; only the all-pairs kernel inlines the orthorhombic rounding so that loop
+  vectorises.
 - ``prange`` over frames; each frame writes only its own row of ``out``. Nothing is
   allocated per pair: difference vectors live in registers, never in an (F, P, 3) array.
 - An angle or dihedral that is undefined (a zero-length bond, three collinear atoms of a
@@ -20,13 +22,7 @@ import numpy as np
 from numba.extending import overload
 
 from ._config import JIT, PARALLEL_JIT
-
-
-@nb.njit(**JIT)
-def _inv(v):
-    # a zero edge turns the minimum image off along that vector (MDAnalysis skips edges
-    # <= FLT_EPSILON the same way)
-    return 1.0 / v if v > 1e-12 else 0.0
+from .box import BASIS, INVERSE, MODE, mic
 
 
 def _is_float32(a):  # pragma: no cover - replaced by the overload in compiled code
@@ -58,69 +54,6 @@ def _f32_sqrt_ok(x, f, out):
             if v != 0.0 and not (_F32_LO <= v <= _F32_HI):
                 return False
     return True
-
-
-@nb.njit(**JIT)
-def _frame_box(h, b):
-    """Scalars of box ``b``: edges, inverse diagonal, and h2 = (half the smallest
-    positive plane spacing)^2, below which a reduced vector is its own minimum image."""
-    ax, bx, by = h[b, 0, 0], h[b, 1, 0], h[b, 1, 1]
-    cx, cy, cz = h[b, 2, 0], h[b, 2, 1], h[b, 2, 2]
-    m = np.inf
-    if ax > 1e-12:
-        m = min(m, ax)
-    if by > 1e-12:
-        m = min(m, by)
-    if cz > 1e-12:
-        m = min(m, cz)
-    h2 = 0.25 * m * m if m < np.inf else 0.0
-    return ax, bx, by, cx, cy, cz, _inv(ax), _inv(by), _inv(cz), h2
-
-
-@nb.njit(**JIT)
-def _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2):
-    """Minimum image of one difference vector (scalars in, scalars out).
-
-    Orthorhombic: subtract the nearest lattice multiple per axis. Triclinic: reduce the
-    vector into the cell around the origin (c, then b, then a, exploiting the lower
-    triangular box), then search the 27 neighbouring images for the shortest, as
-    MDAnalysis' ``minimum_image_triclinic`` (after LAMMPS' ``domain.cpp``) does. Starting
-    from the reduced vector covers every case MDAnalysis' wrap-then-search covers.
-    """
-    if mode == 0:
-        return dx, dy, dz
-    if mode == 1:
-        dx -= ax * np.floor(dx * ia + 0.5)
-        dy -= by * np.floor(dy * ib + 0.5)
-        dz -= cz * np.floor(dz * ic + 0.5)
-        return dx, dy, dz
-    s = np.floor(dz * ic + 0.5)
-    dx -= s * cx
-    dy -= s * cy
-    dz -= s * cz
-    s = np.floor(dy * ib + 0.5)
-    dx -= s * bx
-    dy -= s * by
-    s = np.floor(dx * ia + 0.5)
-    dx -= s * ax
-    best = dx * dx + dy * dy + dz * dz
-    # every nonzero lattice vector is at least as long as the smallest positive diagonal
-    # element of the box (the plane spacings), so a vector shorter than half of it is
-    # already the minimum image and the 27-image search can be skipped
-    if best <= h2:
-        return dx, dy, dz
-    bx_, by_, bz_ = dx, dy, dz
-    for kz in range(-1, 2):
-        for ky in range(-1, 2):
-            for kx in range(-1, 2):
-                rx = dx + kx * ax + ky * bx + kz * cx
-                ry = dy + ky * by + kz * cy
-                rz = dz + kz * cz
-                d2 = rx * rx + ry * ry + rz * rz
-                if d2 < best:
-                    best = d2
-                    bx_, by_, bz_ = rx, ry, rz
-    return bx_, by_, bz_
 
 
 # Cephes' atan rational approximation (atan.c, S. L. Moshier): |error| below 2 ulp on
@@ -160,23 +93,22 @@ def _atan2(y, x):
 
 
 @nb.njit(**PARALLEL_JIT)
-def distances_kernel(x, pairs, h, mode, out):
-    """out[f, p] = |x[f, j] - x[f, i]| (minimum image per ``mode``) for pairs (P, 2)."""
+def distances_kernel(x, pairs, table, out):
+    """out[f, p] = |x[f, j] - x[f, i]| (minimum image in box ``table``) for pairs (P, 2)."""
     n_frames = x.shape[0]
     n_pairs = pairs.shape[0]
-    # a single box serves every frame: stride 0 over h's first axis
-    box_stride = 0 if h.shape[0] == 1 else 1
+    # a single box serves every frame: stride 0 over the table's rows
+    box_stride = 0 if table.shape[0] == 1 else 1
     for f in nb.prange(n_frames):
         b = f * box_stride
-        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
-        low = mode == 0 and _f32_sqrt_ok(x, f, out)
+        low = table[b, MODE] == 0.0 and _f32_sqrt_ok(x, f, out)
         for p in range(n_pairs):
             i = pairs[p, 0]
             j = pairs[p, 1]
             dx = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
             dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
             dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
-            dx, dy, dz = _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            dx, dy, dz = mic(dx, dy, dz, table, b)
             d2 = dx * dx + dy * dy + dz * dz
             # the same rounding as distances_all_kernel: the root in float32 where safe
             if low:
@@ -187,7 +119,7 @@ def distances_kernel(x, pairs, h, mode, out):
 
 
 @nb.njit(**PARALLEL_JIT)
-def distances_all_kernel(x, h, mode, out):
+def distances_all_kernel(x, table, out):
     """Every pair i < j in ``np.triu_indices(N, 1)`` order: out (F, N(N-1)/2).
 
     The all-pairs case without index loads: each frame is first copied into a small
@@ -202,11 +134,14 @@ def distances_all_kernel(x, h, mode, out):
     identical numbers.
     """
     n_frames, n = x.shape[0], x.shape[1]
-    box_stride = 0 if h.shape[0] == 1 else 1
+    box_stride = 0 if table.shape[0] == 1 else 1
     for f in nb.prange(n_frames):
         b = f * box_stride
-        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
-        low = mode == 0 and _f32_sqrt_ok(x, f, out)
+        mode = table[b, MODE]
+        # orthorhombic edges and their inverses (0 for a zero edge: no rounding there)
+        ax, by, cz = table[b, BASIS], table[b, BASIS + 4], table[b, BASIS + 8]
+        ia, ib, ic = table[b, INVERSE], table[b, INVERSE + 4], table[b, INVERSE + 8]
+        low = mode == 0.0 and _f32_sqrt_ok(x, f, out)
         buf = np.empty((3, n), dtype=np.float64)
         for i in range(n):
             buf[0, i] = x[f, i, 0]
@@ -225,11 +160,12 @@ def distances_all_kernel(x, h, mode, out):
                     o[j] = dx * dx + dy * dy + dz * dz
                 for j in range(m):
                     o[j] = np.sqrt(o[j])
-            elif mode == 0:
+            elif mode == 0.0:
                 for j in range(m):
                     dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
                     o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
-            elif mode == 1:
+            elif mode == 1.0:
+                # mic's orthorhombic branch, written out so that the loop vectorises
                 for j in range(m):
                     dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
                     dx -= ax * np.floor(dx * ia + 0.5)
@@ -238,37 +174,21 @@ def distances_all_kernel(x, h, mode, out):
                     o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
             else:
                 for j in range(m):
-                    dx, dy, dz = _mic(
-                        rx[j] - xi,
-                        ry[j] - yi,
-                        rz[j] - zi,
-                        2,
-                        ax,
-                        bx,
-                        by,
-                        cx,
-                        cy,
-                        cz,
-                        ia,
-                        ib,
-                        ic,
-                        h2,
-                    )
+                    dx, dy, dz = mic(rx[j] - xi, ry[j] - yi, rz[j] - zi, table, b)
                     o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
             p += m
 
 
 @nb.njit(**PARALLEL_JIT)
-def angles_kernel(x, triplets, h, mode, out):
+def angles_kernel(x, triplets, table, out):
     """out[f, a] = angle i-j-k in [0, pi] (vertex j) for triplets (A, 3); NaN if a bond
     has zero length. atan2(|u x v|, u . v) keeps precision near 0 and pi."""
     n_frames = x.shape[0]
     n_angles = triplets.shape[0]
-    # a single box serves every frame: stride 0 over h's first axis
-    box_stride = 0 if h.shape[0] == 1 else 1
+    # a single box serves every frame: stride 0 over the table's rows
+    box_stride = 0 if table.shape[0] == 1 else 1
     for f in nb.prange(n_frames):
         b = f * box_stride
-        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
         # pass 1 gathers the points and forms atan2's arguments; pass 2, contiguous,
         # vectorises the arctangent. xs is NaN where the angle is undefined.
         ys = np.empty(n_angles)
@@ -280,11 +200,11 @@ def angles_kernel(x, triplets, h, mode, out):
             ux = np.float64(x[f, i, 0]) - np.float64(x[f, j, 0])
             uy = np.float64(x[f, i, 1]) - np.float64(x[f, j, 1])
             uz = np.float64(x[f, i, 2]) - np.float64(x[f, j, 2])
-            ux, uy, uz = _mic(ux, uy, uz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            ux, uy, uz = mic(ux, uy, uz, table, b)
             vx = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
             vy = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
             vz = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
-            vx, vy, vz = _mic(vx, vy, vz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            vx, vy, vz = mic(vx, vy, vz, table, b)
             px = uy * vz - uz * vy
             py = uz * vx - ux * vz
             pz = ux * vy - uy * vx
@@ -298,18 +218,17 @@ def angles_kernel(x, triplets, h, mode, out):
 
 
 @nb.njit(**PARALLEL_JIT)
-def dihedrals_kernel(x, quads, h, mode, out):
+def dihedrals_kernel(x, quads, table, out):
     """out[f, q] = dihedral i-j-k-l in (-pi, pi], IUPAC sign (as MDAnalysis and MDTraj):
     with b1 = j - i, b2 = k - j, b3 = l - k,
     phi = atan2(|b2| b1 . (b2 x b3), (b1 x b2) . (b2 x b3)). NaN where a plane is
     undefined (b1 x b2 = 0 or b2 x b3 = 0: coincident or collinear atoms)."""
     n_frames = x.shape[0]
     n_quads = quads.shape[0]
-    # a single box serves every frame: stride 0 over h's first axis
-    box_stride = 0 if h.shape[0] == 1 else 1
+    # a single box serves every frame: stride 0 over the table's rows
+    box_stride = 0 if table.shape[0] == 1 else 1
     for f in nb.prange(n_frames):
         b = f * box_stride
-        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
         # two passes as in angles_kernel: gather, then a vectorised arctangent
         ys = np.empty(n_quads)
         xs = np.empty(n_quads)
@@ -321,15 +240,15 @@ def dihedrals_kernel(x, quads, h, mode, out):
             b1x = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
             b1y = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
             b1z = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
-            b1x, b1y, b1z = _mic(b1x, b1y, b1z, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            b1x, b1y, b1z = mic(b1x, b1y, b1z, table, b)
             b2x = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
             b2y = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
             b2z = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
-            b2x, b2y, b2z = _mic(b2x, b2y, b2z, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            b2x, b2y, b2z = mic(b2x, b2y, b2z, table, b)
             b3x = np.float64(x[f, m, 0]) - np.float64(x[f, k, 0])
             b3y = np.float64(x[f, m, 1]) - np.float64(x[f, k, 1])
             b3z = np.float64(x[f, m, 2]) - np.float64(x[f, k, 2])
-            b3x, b3y, b3z = _mic(b3x, b3y, b3z, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+            b3x, b3y, b3z = mic(b3x, b3y, b3z, table, b)
             # n1 = b1 x b2, n2 = b2 x b3
             n1x = b1y * b2z - b1z * b2y
             n1y = b1z * b2x - b1x * b2z
@@ -352,16 +271,15 @@ def dihedrals_kernel(x, quads, h, mode, out):
 
 
 @nb.njit(**PARALLEL_JIT)
-def inverse_eigvals_kernel(x, h, mode, out, bad):
+def inverse_eigvals_kernel(x, table, out, bad):
     """Eigenvalues, largest first, of the (N, N) matrix M[i, j] = 1 / r_ij (i != j),
     M[i, i] = 0, per frame into out (F, N). ``bad[f]`` is set to i * N + j for the first
     coincident pair (r = 0, where M is undefined) and that frame's row is left NaN."""
     n_frames, n = x.shape[0], x.shape[1]
-    # a single box serves every frame: stride 0 over h's first axis
-    box_stride = 0 if h.shape[0] == 1 else 1
+    # a single box serves every frame: stride 0 over the table's rows
+    box_stride = 0 if table.shape[0] == 1 else 1
     for f in nb.prange(n_frames):
         b = f * box_stride
-        ax, bx, by, cx, cy, cz, ia, ib, ic, h2 = _frame_box(h, b)
         m = np.zeros((n, n), dtype=np.float64)
         bad[f] = -1
         for i in range(n - 1):
@@ -369,7 +287,7 @@ def inverse_eigvals_kernel(x, h, mode, out, bad):
                 dx = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
                 dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
                 dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
-                dx, dy, dz = _mic(dx, dy, dz, mode, ax, bx, by, cx, cy, cz, ia, ib, ic, h2)
+                dx, dy, dz = mic(dx, dy, dz, table, b)
                 r2 = dx * dx + dy * dy + dz * dz
                 if r2 == 0.0 and bad[f] < 0:
                     bad[f] = i * n + j

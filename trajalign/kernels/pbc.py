@@ -17,11 +17,14 @@ Conventions:
 import numba as nb
 import numpy as np
 
-from ._config import JIT
+from ._config import EXACT_PARALLEL_JIT, JIT
 from .box import mic
 
 SERIAL_JIT = dict(JIT, parallel=False)
-PARALLEL_JIT = dict(JIT, parallel=True)
+# Arithmetic in written order (no contract/reassoc): with them LLVM may peel the first
+# frame of a loop and round it differently, and a frame's bits would then depend on
+# where a block starts (seen: one ulp in nojump at a block boundary).
+PARALLEL_JIT = EXACT_PARALLEL_JIT
 
 
 @nb.njit(**SERIAL_JIT)
