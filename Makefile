@@ -25,6 +25,10 @@ demo: $(STAMP)
 	$(BIN)/trajalign rotate sample_data/chain2d.npz --method principal -o $(DEMO)/chain2d_principal.h5 --plot $(DEMO)/figures/principal --force
 	$(BIN)/trajalign diagnose sample_data/chain2d.npz --perturb-axis y -o $(DEMO)/chain2d_diagnostics.h5 --plot $(DEMO)/figures/diagnose --force
 	$(BIN)/trajalign internal sample_data/butane.dcd -t sample_data/butane.pdb --dihedral-encoding sincos --transform inverse,rbf -o $(DEMO)/butane_internal.h5 --force
+	@echo "# a periodic system as production runs write it: a dimer split across a triclinic box"
+	$(BIN)/trajalign info sample_data/dimer.dcd -t sample_data/dimer.pdb -s "resname CHA" --pbc cluster
+	$(BIN)/trajalign rotate sample_data/dimer.dcd -t sample_data/dimer.pdb -s "resname CHA" --pbc cluster -o $(DEMO)/dimer_aligned.h5 --force
+	$(BIN)/trajalign diagnose sample_data/dimer.dcd -t sample_data/dimer.pdb -s "resname CHA" --pbc cluster --methods kabsch -o $(DEMO)/dimer_diagnostics.h5 --plot $(DEMO)/figures/dimer --force
 	@echo
 	@echo "demo outputs (HDF5 in the H5MD layout, XTC for viewers) are in $(DEMO)/,"
 	@echo "figures in $(DEMO)/figures/:"

@@ -387,3 +387,18 @@ def test_diagnose_shows_the_repair_with_numbers_and_a_figure(cli, tmp_path):
     np.testing.assert_allclose(rep, want, atol=2e-3)
     assert raw.shape == rep.shape
     assert (figs / "pbc_rmsd.png").stat().st_size > 10_000
+
+
+def test_whole_warns_when_a_complex_sits_in_two_images(cli, tmp_path):
+    from .conftest import SAMPLE
+
+    args = ["rotate", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
+    res = cli(*args, "-o", tmp_path / "w.h5", "--json")
+    assert res.code == 0
+    summary = json.loads(res.stdout)
+    assert summary["pbc"]["mode"] == "whole" and summary["pbc"]["apart_frames"] > 400
+    assert "sit in different periodic images" in res.stderr and "--pbc cluster" in res.stderr
+    res = cli(*args, "--pbc", "cluster", "-o", tmp_path / "c.h5")
+    assert res.code == 0 and "different periodic images" not in res.stderr
+    with h5py.File(tmp_path / "w.h5") as w, h5py.File(tmp_path / "c.h5") as c:
+        assert np.median(w["observables/rmsd/value"]) > 3 > 1 > c["observables/rmsd/value"][()].max()

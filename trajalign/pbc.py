@@ -35,6 +35,8 @@ __all__ = ["PBC_MODES", "cluster", "make_whole", "nojump", "plan_molecules", "Re
 CLUSTER_REPS = 128
 #: pair evaluations per frame above which a cluster is refused (a solvated system)
 CLUSTER_MAX_PAIRS = 2e8
+#: pair evaluations per frame up to which ``whole`` checks whether molecules sit apart
+CHECK_MAX_PAIRS = 1e6
 #: fraction of a box length a selection may span before it is reported as possibly split
 SPREAD_LIMIT = 0.5
 
@@ -268,6 +270,22 @@ class Repair:
             )
             tally["regrouped_frames"] = int(np.count_nonzero(moved))
         return tally
+
+    def count_apart(self, x: np.ndarray, h: np.ndarray) -> int:
+        """Frames of a whole-made block whose molecules a cluster pass would move: they
+        sit in different periodic images (``x`` is not changed)."""
+        from .box import box_table
+        from .kernels.pbc import cluster_kernel
+
+        plan = self.plan
+        y = np.array(x, dtype=np.float64)
+        p = box_table(h)
+        moved = np.zeros(x.shape[0], np.int64)
+        stride = 0 if p.shape[0] == 1 else 1
+        cluster_kernel(
+            y, plan.order, plan.mol_ptr, plan.reps, plan.rep_ptr, plan.first, p, stride, moved
+        )
+        return int(np.count_nonzero(moved))
 
     def apply(self, x: np.ndarray, h: np.ndarray, start: int, scan=None) -> dict:
         """Repair a block in place.

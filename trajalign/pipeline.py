@@ -507,6 +507,14 @@ def pbc_summary(source, counts: dict, resumed: bool = False) -> dict:
             f"half of it in {spread} of {source.n_frames} frames: it may be split across the "
             f"boundary, and fits and distances on it would be wrong ({fix})"
         )
+    apart = counts.get("apart_frames", 0)
+    if apart:
+        n_mol = int(np.unique(source.molecules).size)
+        warnings.append(
+            f"the selection's {n_mol} molecules, each made whole, sit in different periodic "
+            f"images in {apart} of {source.n_frames} frames (if they form one complex, "
+            "--pbc cluster or nojump keeps them together)"
+        )
     if resumed:
         out["note"] = "counts cover the blocks of this run only"
     out["warnings"] = warnings

@@ -90,6 +90,7 @@ class Source:
     molecules: np.ndarray | None = None
     _repair: object = None
     _check_split: bool = False
+    _several_molecules: bool = False
 
     @property
     def n_frames(self) -> int:
@@ -106,6 +107,9 @@ class Source:
         x, times, box = self._read_raw(frames)
         h = self._box_rows(box, frames.size)
         block_repair = self._repair.apply(x, h, start, self._scan)
+        if self._several_molecules and self.pbc_mode == "whole":
+            # whole molecules may still sit in different images: say so, cluster fixes it
+            block_repair["apart_frames"] = self._repair.count_apart(x, h)
         coords = self._take(x, self._sel_pos)
         aux = None if self.aux_indices is None else self._take(x, self._aux_pos)
         return Block(start, coords, times, frames, box=box, aux=aux, repair=block_repair)
@@ -160,10 +164,10 @@ class Source:
         n = block.coords.shape[0]
         h = np.broadcast_to(self._box_rows(block.box, n), (n, 3, 3))
         x = block.coords if block.coords.shape[-1] == 3 else _pad3(block.coords)
-        bonds = self.bonds if self.bonds is not None else np.zeros((0, 2), np.int64)
+        use = self.bonds if self.bonds is not None else np.zeros((0, 2), np.int64)
         bad = np.zeros(n, np.bool_)
         hinv = np.ascontiguousarray(inverse_rows(h))
-        split_suspect_kernel(x, hinv, np.ascontiguousarray(bonds), SPREAD_LIMIT, bad)
+        split_suspect_kernel(x, hinv, np.ascontiguousarray(use), SPREAD_LIMIT, bad)
         return int(np.count_nonzero(bad))
 
     def nojump_anchors(self, starts) -> dict:
@@ -188,7 +192,7 @@ class Source:
 
     def _setup_pbc(self, all_bonds: np.ndarray | None) -> None:
         """Choose the repair (``--pbc``) from the box and bonds the input has."""
-        from ..pbc import PBC_MODES, Repair, plan_molecules
+        from ..pbc import CHECK_MAX_PAIRS, PBC_MODES, Repair, plan_molecules
 
         mode = self.spec.pbc or "auto"
         if mode not in PBC_MODES:
@@ -223,6 +227,10 @@ class Source:
             self._aux_pos = plan.positions(self.aux_indices)
         if plan.bonded:
             self.molecules = plan.mol[self._sel_pos]
+            # the check of whole molecules in different images costs a cluster pass
+            self._several_molecules = (
+                np.unique(self.molecules).size > 1 and plan.cluster_pairs() <= CHECK_MAX_PAIRS
+            )
 
     def resolve(self, selection: str) -> np.ndarray:  # pragma: no cover - abstract
         """Indices (in the files' atom numbering) of the atoms ``selection`` picks."""

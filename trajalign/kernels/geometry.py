@@ -22,7 +22,7 @@ import numpy as np
 from numba.extending import overload
 
 from ._config import JIT, PARALLEL_JIT
-from .box import BASIS, INVERSE, MODE, mic
+from .box import BASIS, H2, INVERSE, MODE, mic
 
 
 def _is_float32(a):  # pragma: no cover - replaced by the overload in compiled code
@@ -141,8 +141,10 @@ def distances_all_kernel(x, table, out):
         # orthorhombic edges and their inverses (0 for a zero edge: no rounding there)
         ax, by, cz = table[b, BASIS], table[b, BASIS + 4], table[b, BASIS + 8]
         ia, ib, ic = table[b, INVERSE], table[b, INVERSE + 4], table[b, INVERSE + 8]
+        h2 = table[b, H2]
         low = mode == 0.0 and _f32_sqrt_ok(x, f, out)
         buf = np.empty((3, n), dtype=np.float64)
+        d2 = np.empty(n if mode == 2.0 else 0, dtype=np.float64)
         for i in range(n):
             buf[0, i] = x[f, i, 0]
             buf[1, i] = x[f, i, 1]
@@ -173,9 +175,17 @@ def distances_all_kernel(x, table, out):
                     dz -= cz * np.floor(dz * ic + 0.5)
                     o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
             else:
+                # a vector no longer than lambda_1 / 2 is its own minimum image (mic's
+                # first test): a vectorised pass for all, then mic for the longer ones
+                q = d2[:m]
                 for j in range(m):
-                    dx, dy, dz = mic(rx[j] - xi, ry[j] - yi, rz[j] - zi, table, b)
-                    o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
+                    dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
+                    q[j] = dx * dx + dy * dy + dz * dz
+                    o[j] = np.sqrt(q[j])
+                for j in range(m):
+                    if q[j] > h2:
+                        dx, dy, dz = mic(rx[j] - xi, ry[j] - yi, rz[j] - zi, table, b)
+                        o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
             p += m
 
 
