@@ -81,6 +81,19 @@ def test_make_whole_float32_and_2d():
     np.testing.assert_allclose(np.diff(out, axis=1), np.diff(truth, axis=1), atol=1e-4)
 
 
+def test_cluster_of_a_complex_longer_than_half_the_box_is_one_image():
+    """Molecules placed after the first are compared where they were moved to: the far
+    end of a 5-molecule stack longer than half the box is reached only through them."""
+    rng = np.random.default_rng(7)
+    a = stiff_chain(rng, n_frames=60, n=5, drift=1.5)
+    parts = [a + [0, 4.5 * i, 0.3 * i] for i in range(5)]
+    truth = np.concatenate(parts, axis=1)
+    bonds = np.concatenate([chain_bonds(5, 5 * i) for i in range(5)])
+    out = ta.cluster(wrap_atoms(truth, H), DIMS, bonds)
+    k = np.round(lattice_offsets(out, truth, H))
+    assert np.all(k == k[:, :1])
+
+
 def test_cluster_puts_a_split_dimer_into_one_image():
     rng = np.random.default_rng(3)
     a = stiff_chain(rng, n_frames=20, n=10, drift=1.5)
@@ -401,4 +414,6 @@ def test_whole_warns_when_a_complex_sits_in_two_images(cli, tmp_path):
     res = cli(*args, "--pbc", "cluster", "-o", tmp_path / "c.h5")
     assert res.code == 0 and "different periodic images" not in res.stderr
     with h5py.File(tmp_path / "w.h5") as w, h5py.File(tmp_path / "c.h5") as c:
-        assert np.median(w["observables/rmsd/value"]) > 3 > 1 > c["observables/rmsd/value"][()].max()
+        assert (
+            np.median(w["observables/rmsd/value"]) > 3 > 1 > c["observables/rmsd/value"][()].max()
+        )

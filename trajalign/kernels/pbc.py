@@ -113,7 +113,6 @@ def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
         b = f * pstride
         placed = np.zeros(n_mol, np.bool_)
         best = np.full(n_mol, np.inf)
-        shift = np.zeros((n_mol, 3))
         cand = np.zeros((n_mol, 3))
         q = first
         placed[q] = True
@@ -125,9 +124,10 @@ def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
                     continue
                 for ia in range(rep_ptr[q], rep_ptr[q + 1]):
                     a = reps[ia]
-                    ax = np.float64(x[f, a, 0]) + shift[q, 0]
-                    ay = np.float64(x[f, a, 1]) + shift[q, 1]
-                    az = np.float64(x[f, a, 2]) + shift[q, 2]
+                    # molecule q was moved in place when it was placed
+                    ax = np.float64(x[f, a, 0])
+                    ay = np.float64(x[f, a, 1])
+                    az = np.float64(x[f, a, 2])
                     for ib in range(rep_ptr[m], rep_ptr[m + 1]):
                         c = reps[ib]
                         dx = np.float64(x[f, c, 0]) - ax
@@ -145,16 +145,14 @@ def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
                 if not placed[m] and (q < 0 or best[m] < best[q]):
                     q = m
             placed[q] = True
-            shift[q, 0] = cand[q, 0]
-            shift[q, 1] = cand[q, 1]
-            shift[q, 2] = cand[q, 2]
-            if shift[q, 0] != 0.0 or shift[q, 1] != 0.0 or shift[q, 2] != 0.0:
+            sx, sy, sz = cand[q, 0], cand[q, 1], cand[q, 2]
+            if sx != 0.0 or sy != 0.0 or sz != 0.0:
                 count += 1
                 for t in range(mol_ptr[q], mol_ptr[q + 1]):
                     k = order[t]
-                    x[f, k, 0] = np.float64(x[f, k, 0]) + shift[q, 0]
-                    x[f, k, 1] = np.float64(x[f, k, 1]) + shift[q, 1]
-                    x[f, k, 2] = np.float64(x[f, k, 2]) + shift[q, 2]
+                    x[f, k, 0] = np.float64(x[f, k, 0]) + sx
+                    x[f, k, 1] = np.float64(x[f, k, 1]) + sy
+                    x[f, k, 2] = np.float64(x[f, k, 2]) + sz
         moved[f] = count
 
 
