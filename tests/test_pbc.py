@@ -417,3 +417,52 @@ def test_whole_warns_when_a_complex_sits_in_two_images(cli, tmp_path):
         assert (
             np.median(w["observables/rmsd/value"]) > 3 > 1 > c["observables/rmsd/value"][()].max()
         )
+
+
+def test_2d_array_with_box_and_chain_bonds_through_the_cli(cli, tmp_path):
+    rng = np.random.default_rng(8)
+    truth = stiff_chain(rng, n_frames=20, n=12)[..., :2]
+    edges = np.array([9.0, 11.0])
+    wrapped = truth - np.floor(truth / edges) * edges
+    path = _npz(tmp_path, wrapped, edges)
+    out = tmp_path / "i.h5"
+    res = cli("internal", path, "--bonds", "chain", "--pairs", "all", "-o", out, "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["pbc"]["mode"] == "whole"
+    with h5py.File(out) as f:
+        got = f["trajalign/features/distances/value"][()]
+    np.testing.assert_allclose(got, ta.distances(truth, "all"), atol=1e-4)
+    # --box on the command line instead of the array's
+    plain = tmp_path / "plain.npy"
+    np.save(plain, wrapped.astype(np.float32))
+    res = cli("internal", plain, "--box", "9,11", "--bonds", "chain", "--pairs", "all",
+              "-o", tmp_path / "j.h5")  # fmt: skip
+    assert res.code == 0, res.stderr
+    with h5py.File(tmp_path / "j.h5") as f:
+        np.testing.assert_array_equal(f["trajalign/features/distances/value"][()], got)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--box", "9,x"], "cannot read --box"),
+        (["--box", "9,11,12"], "the box from --box has shape"),
+        (["--bonds", "nofile.txt"], "nofile.txt: no such file"),
+    ],
+)
+def test_bad_box_and_bonds_options(cli, tmp_path, args, message):
+    from .conftest import CHAIN2D
+
+    line = only_error_line(cli("center", CHAIN2D, *args, "-o", tmp_path / "o.h5"))
+    assert message in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_names_the_repair(cli):
+    from .conftest import SAMPLE
+
+    res = cli("info", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "--json")
+    facts = json.loads(res.stdout)
+    assert facts["pbc"].startswith("whole (52 molecule(s)")
+    res = cli("info", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "--pbc", "none")
+    assert "may be split across the boundary in frame 0" in res.stdout

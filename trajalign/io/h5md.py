@@ -73,7 +73,13 @@ def dependency_versions() -> dict[str, str]:
 
 
 def triclinic_vectors(box: np.ndarray) -> np.ndarray:
-    """(b, 6) ``[a, b, c, alpha, beta, gamma]`` -> (b, 3, 3) box vectors as rows."""
+    """(b, 6) ``[a, b, c, alpha, beta, gamma]`` -> (b, 3, 3) box vectors as rows;
+    (b, 2) 2D edge lengths -> (b, 2, 2) diagonal."""
+    box = np.asarray(box)
+    if box.shape[-1] == 2:
+        out = np.zeros((box.shape[0], 2, 2), dtype=np.float32)
+        out[:, 0, 0], out[:, 1, 1] = box[:, 0], box[:, 1]
+        return out
     from MDAnalysis.lib.mdamath import triclinic_vectors as tv
 
     return np.stack([tv(b) for b in box]).astype(np.float32)
@@ -153,7 +159,10 @@ class H5MDWriter:
             edges["step"] = self.index
             edges["time"] = self.time
             self.edges = edges.create_dataset(
-                "value", (n_frames, 3, 3), dtype=np.float32, chunks=(min(n_frames, 1024), 3, 3)
+                "value",
+                (n_frames, dim, dim),
+                dtype=np.float32,
+                chunks=(min(n_frames, 1024), dim, dim),
             )
             self.edges.attrs["unit"] = length_unit
         self.position = None
