@@ -11,8 +11,9 @@ Every contender runs as its own child process; the wall time of the whole proces
 taken, best of ``--repeat``, the contenders interleaved within each repeat:
 
 - ``trajalign rotate -s protein`` with ``--pbc none`` and with ``--pbc whole`` (the
-  default, ``auto``, picks ``whole`` for this input). Without a ``--pbc`` option (before
-  issue 12) the plain command, which does no repair, is the ``none`` row;
+  default, ``auto``, picks ``whole`` for this input). On a trajalign without the
+  ``--pbc`` option (before issue 12) the plain command, which does no repair, is the
+  ``none`` row;
 - GROMACS two-step: ``trjconv -pbc mol`` (output group Protein) then ``trjconv -fit
   rot+trans`` on that (fit and output group Protein), the groups fed on stdin; skipped
   ("not installed") without ``gmx`` on the PATH;

@@ -266,9 +266,11 @@ def test_diagnose_3d_with_bonds_and_svg(cli, tmp_path):
         "--plot", figs, "--plot-format", "svg",
     )  # fmt: skip
     assert r.code == 0, r.stderr
+    # butane has a box and bonds, so the repair ran and its effect is drawn too
     assert sorted(p.name for p in figs.iterdir()) == [
         "jumps.svg",
         "overlay.svg",
+        "pbc_rmsd.svg",
         "perturbation.svg",
         "sensitivity.svg",
     ]

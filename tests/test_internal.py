@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.transform import Rotation
@@ -501,3 +501,155 @@ def test_default_gamma_that_underflows_is_a_parameter_error():
     # spacing 1e300: 1 / spacing^2 is 0
     with pytest.raises(ParameterError, match="rbf-gamma 0 is not positive"):
         ti.rbf(np.ones((1, 1)), -1e300, 0.0, 2)
+
+
+# --------------------------------------- exact minimum image in skewed boxes (issue 12)
+
+
+def _exact_images(d, h):
+    """Shortest lattice translate of each vector of ``d`` (..., 3) in the box rows ``h``,
+    and the gap to the next shortest image (0 for a tie), by brute force; None if the
+    search would be too large.
+
+    Exhaustive: start from a short translate ``m1`` (rounding in the unreduced box, then
+    the 125 nearest shifts). Every image ``m`` no longer than ``|m1| + 1`` differs from
+    ``m1`` by ``L = n h`` with ``|L| <= 2 |m1| + 1``, and ``n_i = L . col_i(h^-1)``, so
+    ``|n_i| <= (2 |m1| + 1) |col_i(h^-1)|`` bounds the search per axis (cf. test_box).
+    """
+    shape = d.shape
+    d = np.asarray(d, dtype=np.float64).reshape(-1, 3)
+    hinv = np.linalg.inv(h)
+    m1 = ref.ref_minimum_image(d - np.rint(d @ hinv) @ h, h, reach=2)
+    r = np.linalg.norm(m1, axis=1).max()
+    reach = np.ceil((2 * r + 1) * np.linalg.norm(hinv, axis=0)).astype(int)
+    if np.prod(2 * reach + 1) > 20000:
+        return None
+    grid = np.meshgrid(*[np.arange(-k, k + 1) for k in reach], indexing="ij")
+    cand = m1[:, None, :] + np.stack(grid, -1).reshape(-1, 3) @ h
+    q = np.linalg.norm(cand, axis=-1)
+    k = np.argsort(q, axis=1)[:, :2]
+    best = np.take_along_axis(cand, k[:, :1, None], axis=1)[:, 0]
+    gap = np.diff(np.take_along_axis(q, k, axis=1), axis=1)[:, 0]
+    return best.reshape(shape), gap.reshape(shape[:-1])
+
+
+def _unwrapped(X, t, h):
+    """Each tuple of ``t`` (K, w) laid out as its own chain of w points joined by the
+    exact minimum images: (F, K * w, 3), the (K, w) tuples into it, and the smallest
+    gap to a second image per tuple (F, K). The reference functions then need no box."""
+    steps = X[:, t[:, 1:]] - X[:, t[:, :-1]]  # (F, K, w - 1, 3)
+    found = _exact_images(steps, h)
+    if found is None:
+        return None
+    m, gap = found
+    Y = np.concatenate([X[:, t[:, :1]], X[:, t[:, :1]] + np.cumsum(m, axis=2)], axis=2)
+    idx = np.arange(t.size).reshape(t.shape)
+    return Y.reshape(X.shape[0], -1, 3), idx, gap.min(axis=2)
+
+
+skewed_boxes = st.tuples(*[st.floats(10.0, 60.0)] * 3, *[st.floats(40.0, 140.0)] * 3).map(np.array)
+far_coords = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 2), st.integers(4, 7), st.just(3)),
+    elements=st.floats(-1e3, 1e3, allow_nan=False, width=64),
+)
+
+
+@settings(max_examples=150)
+@given(dims=skewed_boxes, X=far_coords, seed=st.integers(0, 2**32 - 1))
+def test_skewed_triclinic_box_matches_brute_force(dims, X, seed):
+    """Distances, angles, dihedrals and eigvals in cells of any skew, with coordinates
+    far outside the box, against an exhaustive search over lattice translations."""
+    try:
+        h = ti.box_vectors(dims)
+    except ParameterError:
+        return  # the angles make no cell
+    if h[2, 2] < 1e-3 * dims[2]:
+        return  # nearly flat: only blows up the brute force
+    n = X.shape[1]
+    rng = np.random.default_rng(seed)
+    tuples = {w: np.stack([rng.permutation(n)[:w] for _ in range(6)]) for w in (2, 3, 4)}
+    ref_pairs = _unwrapped(X, tuples[2], h)
+    ref_all = _unwrapped(X, ti.all_pairs(n), h)
+    if ref_pairs is None or ref_all is None:
+        return
+
+    # distances: ties do not matter (equal lengths); the all-pairs and tuple kernels
+    Y, idx, _ = ref_all
+    want = ref.ref_distances(Y, idx)
+    np.testing.assert_allclose(ti.distances(X, "all", box=dims), want, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        ti.distances(X, ti.all_pairs(n)[:, ::-1], box=h), want, rtol=1e-12, atol=1e-9
+    )
+    Y, idx, _ = ref_pairs
+    np.testing.assert_allclose(
+        ti.distances(X, tuples[2], box=dims), ref.ref_distances(Y, idx), rtol=1e-12, atol=1e-9
+    )
+    if want.min() > 1e-3:
+        ev = ti.eigvals(X, box=dims)
+        for f in range(X.shape[0]):
+            m = np.zeros((n, n))
+            m[np.triu_indices(n, 1)] = 1.0 / want[f]
+            w = np.linalg.eigvalsh(m + m.T)[::-1]
+            np.testing.assert_allclose(ev[f], w, atol=1e-9 * np.abs(w).max())
+
+    # angles and dihedrals, of jittered points (hypothesis favours coincident ones): only
+    # where the nearest image is unique (a tie may pick either image) and the value is
+    # well conditioned
+    Xj = X + rng.uniform(-3.0, 3.0, X.shape)
+    for w, fn, rfn in ((3, ti.angles, ref.ref_angles), (4, ti.dihedrals, ref.ref_dihedrals)):
+        found = _unwrapped(Xj, tuples[w], h)
+        if found is None:
+            continue
+        Y, idx, gap = found
+        got = fn(Xj, tuples[w], box=dims, undefined="nan")
+        with np.errstate(invalid="ignore"):
+            want = rfn(Y, idx)
+        ok = gap > 1e-6
+        for k in range(len(idx)):
+            ok[:, k] &= _well_conditioned(Y, idx[k : k + 1], min_dist=1e-2, min_sin=1e-3)
+        assert np.all(_angle_diff(got, want)[ok] < 1e-6)
+
+
+def test_skewed_box_where_the_27_image_search_missed(readonly):
+    """The issue-12 case: v = (-16, 21, 13) in [30, 50, 70, 50, 105, 60] is 13.4488 A
+    long at its minimum image v - a + b - c; the reduce-then-27-images search gave
+    28.06 A. Both distance kernels, box forms, float32, per-frame boxes, angles, eigvals."""
+    dims = readonly([30.0, 50.0, 70.0, 50.0, 105.0, 60.0])
+    h = ti.box_vectors(dims)
+    v = np.array([-16.0, 21.0, 13.0])
+    r = 13.448785811026774
+    X = readonly(np.array([[[0.0, 0.0, 0.0], v, [1.0, 0.0, 0.0]]]))
+    for box in (dims, h, h[None], np.asarray(dims)[None]):
+        np.testing.assert_allclose(ti.distances(X[:, :2], "all", box=box), [[r]], rtol=1e-12)
+        np.testing.assert_allclose(ti.distances(X, [[1, 0]], box=box), [[r]], rtol=1e-12)
+    np.testing.assert_allclose(
+        ti.distances(X.astype(np.float32), [[0, 1], [1, 0]], box=dims), [[r, r]], rtol=1e-6
+    )
+    np.testing.assert_allclose(ti.eigvals(X[:, :2], box=dims), [[1 / r, -1 / r]], rtol=1e-12)
+    m = v - h[0] + h[1] - h[2]
+    np.testing.assert_allclose(
+        ti.angles(X, [[1, 0, 2]], box=dims), [[np.arccos(m[0] / r)]], rtol=1e-12
+    )
+    # per-frame boxes that mix an orthorhombic and the skewed cell: each frame its own
+    # box (the all-pairs kernel picks its loop per frame)
+    X2 = np.concatenate([X, X])
+    boxes = np.array([[20.0, 20.0, 20.0, 90.0, 90.0, 90.0], dims])
+    ortho = np.linalg.norm(v - 20.0 * np.rint(v / 20.0))
+    for pairs in ("all", [[1, 0], [2, 0], [2, 1]]):
+        d = ti.distances(X2, pairs, box=boxes)
+        np.testing.assert_allclose(d[0], ti.distances(X, pairs, box=boxes[0])[0])
+        np.testing.assert_allclose(d[1], ti.distances(X, pairs, box=dims)[0])
+        np.testing.assert_allclose(d[:, 0], [ortho, r], rtol=1e-12)
+
+
+def test_triclinic_box_without_a_lattice_is_refused():
+    """A triclinic box with a zero a edge spans no lattice (the minimum image is
+    undefined): refused, as by trajalign.minimum_image. A zero c row is a 2D lattice."""
+    X = np.array([[[0.0, 0.0, 0.0], [9.0, 11.0, 0.0], [1.0, 2.0, 0.5]]])
+    with pytest.raises(ParameterError, match="no lattice"):
+        ti.distances(X, "all", box=[0.0, 10.0, 10.0, 60.0, 90.0, 90.0])
+    h = ti.box_vectors([10.0, 12.0, 0.0, 90.0, 90.0, 60.0])
+    assert np.all(h[2] == 0)
+    want = np.linalg.norm(ref.ref_minimum_image(X[0, 1] - X[0, 0], h, reach=3))
+    np.testing.assert_allclose(ti.distances(X[:, :2], "all", box=h), [[want]], rtol=1e-12)

@@ -15,7 +15,7 @@ from .internal import _as_box
 
 __all__ = ["box_table", "minimum_image"]
 
-_ZERO_EDGE = 1e-12  # as trajalign.kernels.box._ZERO_EDGE and geometry._inv
+_ZERO_EDGE = 1e-12  # as trajalign.kernels.box._ZERO_EDGE
 
 
 def box_table(h) -> np.ndarray:

@@ -67,7 +67,8 @@ TABLE_WIDTH = 51
 MODE, H2, BASIS, INVERSE, COLNORM, SLICE = 0, 1, 2, 11, 20, 23
 N_SLICE = 7
 
-# an edge this short counts as zero (not periodic along it), as in geometry._inv
+# an edge this short counts as zero (not periodic along it), as MDAnalysis skips edges
+# <= FLT_EPSILON
 _ZERO_EDGE = 1e-12
 # slicer passes before the proven enumeration takes over; from a reduced basis the
 # slicer needs one or two (measured), so this only guards against a rounding cycle

@@ -9,8 +9,8 @@ Conventions shared by every kernel here:
   (:func:`trajalign.box.box_table`; a single row serves every frame). Its column 0 is the
   row's mode: 0 (no box), 1 (orthorhombic) or 2 (lattice). Every difference vector takes
   the exact minimum image :func:`trajalign.kernels.box.mic`, the one home of the minimum
-  image; only the all-pairs kernel inlines the orthorhombic rounding so that loop
-  vectorises.
+  image. Only the all-pairs kernel writes out the orthorhombic rounding and mic's first
+  test (a vector no longer than lambda_1 / 2 is its own image), so its loops vectorise.
 - ``prange`` over frames; each frame writes only its own row of ``out``. Nothing is
   allocated per pair: difference vectors live in registers, never in an (F, P, 3) array.
 - An angle or dihedral that is undefined (a zero-length bond, three collinear atoms of a
@@ -178,14 +178,18 @@ def distances_all_kernel(x, table, out):
                 # a vector no longer than lambda_1 / 2 is its own minimum image (mic's
                 # first test): a vectorised pass for all, then mic for the longer ones
                 q = d2[:m]
+                n_long = 0
                 for j in range(m):
                     dx, dy, dz = rx[j] - xi, ry[j] - yi, rz[j] - zi
                     q[j] = dx * dx + dy * dy + dz * dz
                     o[j] = np.sqrt(q[j])
-                for j in range(m):
-                    if q[j] > h2:
-                        dx, dy, dz = mic(rx[j] - xi, ry[j] - yi, rz[j] - zi, table, b)
-                        o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
+                    n_long += q[j] > h2
+                # (the vectorised count spares rows without a long vector the scalar scan)
+                if n_long:
+                    for j in range(m):
+                        if q[j] > h2:
+                            dx, dy, dz = mic(rx[j] - xi, ry[j] - yi, rz[j] - zi, table, b)
+                            o[j] = np.sqrt(dx * dx + dy * dy + dz * dz)
             p += m
 
 
