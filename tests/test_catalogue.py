@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from MDAnalysisTests.datafiles import DCD, GRO, PSF, XTC
+from MDAnalysisTests.datafiles import DCD, GRO, PSF, TPR, XTC
 
 from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D, ROOT, invoke
 
@@ -48,6 +48,12 @@ def raw(tmp, name, data: bytes):
 def npz(tmp, name, **arrays):
     p = tmp / name
     np.savez(p, **arrays)
+    return p
+
+
+def txt(tmp, name, text: str):
+    p = tmp / name
+    p.write_text(text)
     return p
 
 
@@ -467,6 +473,54 @@ CASES = [
         "Missing option '-o'",
         code=2,
         add_output=False,
+    ),
+    Case(
+        "pbc-without-box",
+        "--pbc whole/cluster/nojump on an input without a periodic box",
+        lambda t: [C, CHAIN2D, "--pbc", "whole"],
+        "needs a periodic box",
+    ),
+    Case(
+        "pbc-without-bonds",
+        "--pbc whole or cluster on an input without bonds",
+        lambda t: (
+            [C, npz(t, "b.npz", arr=GOOD, box=np.array([9.0, 9, 9, 90, 90, 90]))]
+            + ["--pbc", "cluster"]
+        ),
+        "needs bonds",
+    ),
+    Case(
+        "pbc-cluster-too-big",
+        "--pbc cluster over a whole solvated system",
+        lambda t: [C, XTC, "-t", TPR, "--pbc", "cluster", "--stop", 1],
+        "select the complex to keep together",
+    ),
+    Case(
+        "bad-box-option",
+        "--box that is not numbers, or of the wrong length",
+        lambda t: [C, CHAIN2D, "--box", "9,11,12"],
+        "has 3 numbers, a 2D input needs 2",
+    ),
+    Case(
+        "bad-box-array",
+        "a box array in the .npz that makes no cell",
+        lambda t: [C, npz(t, "c.npz", arr=GOOD, box=np.array([9.0, 9, 9, 10, 10, 170]))],
+        "box angles do not make a cell",
+    ),
+    Case(
+        "bonds-out-of-range",
+        "--bonds naming a point that does not exist",
+        lambda t: [C, CHAIN2D, "--bonds", txt(t, "bonds.txt", "0 1\n1 99\n")],
+        "names point 99, outside 0..11",
+    ),
+    Case(
+        "triclinic-zero-edge",
+        "a triclinic box with an edge of length zero",
+        lambda t: (
+            [C, npz(t, "z.npz", arr=GOOD, box=np.array([9.0, 0, 9, 90, 60, 90]))]
+            + ["--bonds", "chain"]
+        ),
+        "edge",
     ),
 ]
 

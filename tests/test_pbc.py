@@ -446,7 +446,7 @@ def test_2d_array_with_box_and_chain_bonds_through_the_cli(cli, tmp_path):
     ("args", "message"),
     [
         (["--box", "9,x"], "cannot read --box"),
-        (["--box", "9,11,12"], "the box from --box has shape"),
+        (["--box", "9,11,12"], "has 3 numbers, a 2D input needs 2"),
         (["--bonds", "nofile.txt"], "nofile.txt: no such file"),
     ],
 )

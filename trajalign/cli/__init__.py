@@ -198,11 +198,13 @@ def repair_line(pbc: dict | None, frames: int) -> str | None:
     if not pbc or pbc.get("mode", "none") == "none":
         return None
     parts = []
-    if "split_molecules" in pbc:
+    if pbc.get("split_frames"):
         parts.append(
             f"molecules split across the boundary made whole in {pbc['split_frames']} of "
             f"{frames} frames ({pbc['split_molecules']} in all)"
         )
+    elif "split_frames" in pbc:
+        parts.append("no molecule was split across the boundary")
     if "regrouped_frames" in pbc:
         parts.append(f"molecules regrouped into one image in {pbc['regrouped_frames']} frames")
     if "crossings" in pbc:

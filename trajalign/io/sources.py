@@ -673,14 +673,22 @@ class ArraySource(Source):
                 return None
             if box.ndim == 1:
                 box = box[None]
+        if spec.box is not None and box.shape[1] != width:
+            raise ParameterError(
+                f"--box {spec.box} has {box.shape[1]} numbers, a {self.dim}D input needs "
+                f"{width if self.dim == 2 else '3 or 6'}",
+                f"give {what}",
+            )
         if box.ndim != 2 or box.shape[1] != width or box.shape[0] not in (1, self.total_frames):
             raise ParameterError(
                 f"the box from {where} has shape {box.shape}",
                 f"give {what} once, or one row per frame ({self.total_frames} frames)",
             )
+        from ..box import box_table
         from ..pbc import box_rows
 
-        box_rows(box, box.shape[0], self.dim)  # the same checks as the kernels' boxes
+        # the kernels' checks, once, before any block: a cell, a lattice
+        box_table(box_rows(box, box.shape[0], self.dim))
         return box
 
     def _load_bonds(self) -> np.ndarray | None:
@@ -700,9 +708,15 @@ class ArraySource(Source):
             ) from None
         if b.size == 0:
             return None
-        if b.shape[1] != 2 or b.min() < 0 or b.max() >= n:
+        if b.shape[1] != 2:
             raise ParameterError(
-                f"{spec.bonds} holds {b.shape[1]} columns or indices outside 0..{n - 1}",
+                f"{spec.bonds} has {b.shape[1]} numbers per line, not 2",
+                "give one pair of 0-based point indices per line",
+            )
+        if b.min() < 0 or b.max() >= n:
+            bad = int(b.max()) if b.max() >= n else int(b.min())
+            raise ParameterError(
+                f"{spec.bonds} names point {bad}, outside 0..{n - 1}",
                 "give one pair of 0-based point indices per line",
             )
         return b
@@ -822,15 +836,16 @@ class MDASource(Source):
     def resolve(self, selection: str) -> np.ndarray:
         return self._select(selection).indices.astype(np.int64)
 
-    def _read_atoms(self, frames: np.ndarray, idx: np.ndarray):
+    def _each_frame(self, frames: np.ndarray, take) -> tuple[np.ndarray, np.ndarray | None]:
+        """Call ``take(i, positions)`` for every frame; returns (times, box or None). A
+        reader error is named, and a reader that stops early (a truncated file) refused."""
         n = frames.size
-        out = np.empty((n, idx.size, 3), dtype=np.float32)
         times = np.empty(n, dtype=np.float64)
         box = np.zeros((n, 6), dtype=np.float64) if self.has_box else None
         i = -1
         try:
             for i, ts in enumerate(self._iterate(frames)):
-                out[i] = ts.positions[idx]
+                take(i, ts.positions)
                 times[i] = ts.time
                 if box is not None and ts.dimensions is not None:
                     box[i] = ts.dimensions
@@ -839,8 +854,12 @@ class MDASource(Source):
                 f"reading frames {frames[0]}-{frames[-1]} failed: {exc}",
                 "the trajectory may be truncated; limit the frames with --stop",
             ) from None
-        self._check_count(frames, i)
-        return out, times, box
+        if i + 1 != n:
+            raise InputError(
+                f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
+                "the file may be truncated; limit the frames with --stop",
+            )
+        return times, box
 
     def _iterate(self, frames: np.ndarray):
         traj = self.universe.trajectory
@@ -848,12 +867,14 @@ class MDASource(Source):
         contiguous = n > 0 and frames[-1] - frames[0] == n - 1
         return traj[int(frames[0]) : int(frames[-1]) + 1] if contiguous else traj[frames]
 
-    def _check_count(self, frames: np.ndarray, i: int) -> None:
-        if i + 1 != frames.size:  # a reader that stops early has a truncated file
-            raise InputError(
-                f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
-                "the file may be truncated; limit the frames with --stop",
-            )
+    def _read_atoms(self, frames: np.ndarray, idx: np.ndarray):
+        out = np.empty((frames.size, idx.size, 3), dtype=np.float32)
+
+        def take(i, pos):
+            out[i] = pos[idx]
+
+        times, box = self._each_frame(frames, take)
+        return out, times, box
 
     def _read_plain(self, start: int, stop: int) -> Block:
         frames = self._check_block(start, stop)
@@ -862,31 +883,13 @@ class MDASource(Source):
         aux = None
         if self.aux_indices is not None:
             aux = np.empty((n, self.aux_indices.size, 3), dtype=np.float32)
-        times = np.empty(n, dtype=np.float64)
-        box = np.zeros((n, 6), dtype=np.float64) if self.has_box else None
-        traj = self.universe.trajectory
-        contiguous = n > 0 and frames[-1] - frames[0] == n - 1
-        it = traj[int(frames[0]) : int(frames[-1]) + 1] if contiguous else traj[frames]
-        i = -1
-        try:
-            for i, ts in enumerate(it):
-                pos = ts.positions
-                out[i] = pos if self._all_atoms else pos[self.atom_indices]
-                if aux is not None:
-                    aux[i] = pos[self.aux_indices]
-                times[i] = ts.time
-                if box is not None and ts.dimensions is not None:
-                    box[i] = ts.dimensions
-        except Exception as exc:
-            raise InputError(
-                f"reading frames {frames[0]}-{frames[-1]} failed: {exc}",
-                "the trajectory may be truncated; limit the frames with --stop",
-            ) from None
-        if i + 1 != n:  # a reader that stops early has a truncated file
-            raise InputError(
-                f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
-                "the file may be truncated; limit the frames with --stop",
-            )
+
+        def take(i, pos):
+            out[i] = pos if self._all_atoms else pos[self.atom_indices]
+            if aux is not None:
+                aux[i] = pos[self.aux_indices]
+
+        times, box = self._each_frame(frames, take)
         return Block(start=start, coords=out, times=times, frames=frames, box=box, aux=aux)
 
     def close(self) -> None:
