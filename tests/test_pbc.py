@@ -466,3 +466,13 @@ def test_info_names_the_repair(cli):
     assert facts["pbc"].startswith("whole (52 molecule(s)")
     res = cli("info", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "--pbc", "none")
     assert "may be split across the boundary in frame 0" in res.stdout
+
+
+def test_nojump_with_a_frame_step_warns(cli, tmp_path):
+    from .conftest import SAMPLE
+
+    args = ["center", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
+    res = cli(*args, "--pbc", "nojump", "--step", 5, "-o", tmp_path / "a.h5")
+    assert res.code == 0 and "--pbc nojump with --step 5" in res.stderr
+    res = cli(*args, "--pbc", "nojump", "-o", tmp_path / "b.h5")
+    assert res.code == 0 and "--step" not in res.stderr

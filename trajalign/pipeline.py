@@ -515,6 +515,13 @@ def pbc_summary(source, counts: dict, resumed: bool = False) -> dict:
             f"images in {apart} of {source.n_frames} frames (if they form one complex, "
             "--pbc cluster or nojump keeps them together)"
         )
+    step = source.spec.step or 1
+    if out["mode"] == "nojump" and step > 1:
+        warnings.append(
+            f"--pbc nojump with --step {step} follows each atom from one kept frame to the "
+            "next: an atom that moves more than half the box in between is put in the "
+            "wrong image (use --step 1, or --pbc cluster, which needs no history)"
+        )
     if resumed:
         out["note"] = "counts cover the blocks of this run only"
     out["warnings"] = warnings
