@@ -163,3 +163,22 @@ def test_check_command_bad_input(cli, args, message):
     r = cli("check", CHAIN2D, "--frames", "10", *args)
     assert r.code == 1
     assert r.stderr.startswith("Error: ") and message in r.stderr, r.stderr
+
+
+def test_check_periodic_images_holds_and_catches_a_repair_that_does_nothing(cli, monkeypatch):
+    """The repair makes outputs independent of the images atoms were written in; with the
+    repair switched off (planted failure) the check reports the broken promise."""
+    from trajalign.pbc import Repair
+
+    from .conftest import SAMPLE
+
+    args = ["check", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
+    args += ["--pbc", "cluster", "--method", "kabsch,distances", "--frames", 50]
+    res = cli(*args, "--transform", "periodic-images", "--json")
+    assert res.code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["transformation"] for r in rows] == ["periodic images"] * 2
+    assert all(r["ok"] for r in rows)
+    monkeypatch.setattr(Repair, "apply", lambda self, x, h, start, scan=None: {})
+    res = cli(*args, "--transform", "periodic-images")
+    assert res.code == 1 and "not invariant under periodic images" in res.stderr

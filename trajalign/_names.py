@@ -16,5 +16,9 @@ TRANSFORMATIONS = (
     "permutation",
 )
 
+#: the check's transformation for inputs with a periodic repair: every atom moved by
+#: random lattice vectors before the repair (trajalign.diagnostics.check_periodic_images)
+PERIODIC_IMAGES = "periodic images"
+
 #: --pbc modes (trajalign.pbc), in help order
 PBC_MODES = ("auto", "whole", "cluster", "nojump", "none")

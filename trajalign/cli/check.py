@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .._names import METHOD_NAMES, TRANSFORMATIONS
+from .._names import METHOD_NAMES, PERIODIC_IMAGES, TRANSFORMATIONS
 from . import cli, note
 from .options import pass_kwargs, source_kwargs, with_input, with_method_options
 
@@ -56,8 +56,8 @@ def parse_points_opt(text: str | None) -> tuple[int, ...] | None:
     default=None,
     metavar="LIST",
     help="Comma list of transformations: "
-    + ", ".join(t.replace(" ", "-") for t in TRANSFORMATIONS)
-    + " [default: all].",
+    + ", ".join(t.replace(" ", "-") for t in (*TRANSFORMATIONS, PERIODIC_IMAGES))
+    + " [default: all; periodic-images where the input is repaired (--pbc)].",
 )
 @click.option(
     "--frames",
@@ -99,6 +99,7 @@ def check(kw: dict) -> None:
     from ..diagnostics import (
         InvarianceError,
         check_invariance,
+        check_periodic_images,
         format_table,
         methods_for,
         rows_json,
@@ -110,7 +111,7 @@ def check(kw: dict) -> None:
     methods = parse_list(kw["methods"], METHOD_NAMES, "--method")
     transforms = parse_list(
         kw["transforms"].replace("-", " ") if kw["transforms"] else None,
-        TRANSFORMATIONS,
+        (*TRANSFORMATIONS, PERIODIC_IMAGES),
         "--transform",
     )
     points = parse_points_opt(kw["points"])
@@ -127,21 +128,37 @@ def check(kw: dict) -> None:
         x = source.read(0, n).coords
         masses = source.masses
         dim, n_points = source.dim, source.n_points
-    methods = methods or list(methods_for(dim, n_points))
-    rows = []
-    for m in methods:
-        rows += check_invariance(
-            x,
-            m,
-            masses=masses,
-            transformations=transforms or TRANSFORMATIONS,
-            trials=kw["trials"],
-            tol=kw["tol"],
-            seed=kw["seed"],
-            point=kw["point"],
-            points=points,
-            sign=kw["sign"],
-        )
+        methods = methods or list(methods_for(dim, n_points))
+        motions = [t for t in (transforms or TRANSFORMATIONS) if t != PERIODIC_IMAGES]
+        rows = []
+        for m in methods:
+            if motions:
+                rows += check_invariance(
+                    x,
+                    m,
+                    masses=masses,
+                    transformations=motions,
+                    trials=kw["trials"],
+                    tol=kw["tol"],
+                    seed=kw["seed"],
+                    point=kw["point"],
+                    points=points,
+                    sign=kw["sign"],
+                )
+        asked = transforms is not None and PERIODIC_IMAGES in transforms
+        if asked or (transforms is None and source.pbc_mode != "none"):
+            rows += check_periodic_images(
+                source,
+                n,
+                methods,
+                masses=masses,
+                trials=kw["trials"],
+                tol=kw["tol"],
+                seed=kw["seed"],
+                point=kw["point"],
+                points=points,
+                sign=kw["sign"],
+            )
     if kw["as_json"]:
         click.echo(rows_json(rows))
     else:
