@@ -514,6 +514,12 @@ CASES = [
         "names point 99, outside 0..11",
     ),
     Case(
+        "guess-bonds-fails",
+        "--guess-bonds on a topology whose atom types have no known radius",
+        lambda t: [C, XTC, "-t", GRO, "--guess-bonds", "--stop", 1],
+        "--guess-bonds cannot guess bonds",
+    ),
+    Case(
         "triclinic-zero-edge",
         "a triclinic box with an edge of length zero",
         lambda t: (

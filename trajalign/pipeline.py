@@ -499,8 +499,8 @@ def pbc_summary(source, counts: dict, resumed: bool = False) -> dict:
         fix = (
             "--pbc whole makes its molecules whole"
             if has_bonds
-            else "give a topology with bonds, --guess-bonds, or for arrays --bonds, "
-            "and use --pbc whole"
+            else "give a topology with bonds or --guess-bonds (arrays: --bonds FILE|chain), "
+            "and the default --pbc auto makes its molecules whole"
         )
         warnings.append(
             f"the selection spans more than half the periodic box or has a bond longer than "

@@ -755,6 +755,11 @@ def _mda_error(exc: Exception, spec: SourceSpec) -> InputError:
             f"topology and trajectory do not match: {msg}",
             "use the topology the trajectory was written with",
         )
+    if "vdw radii" in low:
+        return InputError(
+            f"--guess-bonds cannot guess bonds for {files}: {msg}",
+            "use a topology that has bonds (TPR, PSF, PDB with CONECT records)",
+        )
     hint = "check that the files are complete and of the format their extension says"
     if spec.top is None:
         hint = "give a topology with -t/--top, or " + hint
