@@ -476,3 +476,38 @@ def test_nojump_with_a_frame_step_warns(cli, tmp_path):
     assert res.code == 0 and "--pbc nojump with --step 5" in res.stderr
     res = cli(*args, "--pbc", "nojump", "-o", tmp_path / "b.h5")
     assert res.code == 0 and "--step" not in res.stderr
+
+
+def test_whole_agrees_with_mdtraj_make_molecules_whole_on_the_sample_dimer():
+    import mdtraj as md
+
+    from .conftest import SAMPLE
+
+    t = md.load(str(SAMPLE / "dimer.dcd"), top=str(SAMPLE / "dimer.pdb"))
+    theirs = t.make_molecules_whole(inplace=False).xyz[:, :24] * 10.0  # nm -> A
+    src = open_source(SAMPLE / "dimer.dcd", top=SAMPLE / "dimer.pdb", pbc="whole")
+    ours = src.read(0, src.n_frames).coords[:, :24]
+    for chain in (slice(0, 12), slice(12, 24)):
+        d_ours = ta.distances(ours[:, chain], "all")
+        d_theirs = ta.distances(theirs[:, chain], "all")
+        np.testing.assert_allclose(d_ours, d_theirs, atol=1e-4)
+        assert d_ours.max() > 15  # longer than half the 30 A box's shortest height
+
+
+def test_write_traj_holds_the_repaired_aligned_frames(cli, tmp_path):
+    from .conftest import SAMPLE
+
+    out, xtc = tmp_path / "c.h5", tmp_path / "c.xtc"
+    res = cli(
+        "rotate", SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA",
+        "--pbc", "cluster", "-o", out, "--write-traj", xtc,
+    )  # fmt: skip
+    assert res.code == 0, res.stderr
+    from MDAnalysis.coordinates.XTC import XTCReader
+
+    with XTCReader(str(xtc)) as r:  # the selection's 24 atoms
+        written = np.array([ts.positions.copy() for ts in r])
+    with h5py.File(out) as f:
+        # XTC keeps 0.001 nm: rounding up to 0.005 A
+        want = f["particles/trajectory/position/value"][()]
+        np.testing.assert_allclose(written, want, atol=5.1e-3)
