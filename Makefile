@@ -1,11 +1,12 @@
 # Two commands do everything on a fresh machine with Python 3.11:
-#   make demo   set up .venv, install trajalign, run the main job on sample_data/
+#   make demo   set up .venv, install trajalign (no test extras), run the main job on sample_data/
 #   make test   set up .venv, install trajalign with its test extras, run the suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO   ?= demo_output
 STAMP   = $(VENV)/.installed-test
+BASE    = $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
@@ -13,11 +14,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# the demo needs trajalign and its dependencies only (not MDAnalysisTests, mdtraj, ...)
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	touch $(STAMP) $(BASE)
 
-demo: $(STAMP)
+demo: $(BASE)
 	mkdir -p $(DEMO)
 	$(BIN)/trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
 	$(BIN)/trajalign center sample_data/butane.dcd -t sample_data/butane.pdb -o $(DEMO)/butane_centered.h5 --force

@@ -327,3 +327,36 @@ def test_interrupt_keeps_target_and_resume_finishes(tmp_path, sig, code):
             f["particles/trajectory/position/value"][()], ref.center_com(X)[0], atol=1e-5
         )
         assert "resume" not in f["trajalign"]
+
+
+@pytest.mark.parametrize("command", ["center", "rotate", "internal", "diagnose", "check", "info"])
+def test_quiet_and_verbose_after_the_command(cli, tmp_path, command):
+    extra = {"diagnose": ["--methods", "kabsch"], "check": ["--method", "kabsch", "--trials", "1"]}
+    out = [] if command in ("info", "check", "diagnose") else ["-o", tmp_path / "o.h5"]
+    res = cli(command, CHAIN2D, "--stop", "60", *extra.get(command, []), *out, "-q")
+    assert res.code == 0, res.stderr
+    assert res.stderr == ""
+    # -v after the command: the traceback of an error, as -v before it
+    res = cli(command, tmp_path / "missing.npz", *out, "-v")
+    assert res.code == 1 and "Traceback" in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_info_lists_residue_atom_and_segment_names(cli):
+    res = cli("info", BUTANE_DCD, "-t", BUTANE_PDB, "--json")
+    facts = json.loads(res.stdout)
+    assert facts["residues"] == "BUT x1"
+    assert facts["atom_names"].startswith("C1 x1, C2 x1") and facts["atom_names"].endswith(
+        "and 2 more"
+    )
+    assert facts["segments"].startswith("BUT x14")
+    assert "residues" not in json.loads(cli("info", CHAIN2D, "--json").stdout)
+
+
+def test_progress_bar_shows_frames_per_second_and_time_left():
+    from trajalign.cli import _DelayedBar
+
+    bar = _DelayedBar(1000, "rotate")
+    bar.done = 400
+    assert bar._rate_and_eta(100.0) == "100 frames/s, 0:00:06 left"
+    assert bar._rate_and_eta(0.0) is None

@@ -279,7 +279,6 @@ def test_diagnose_3d_with_bonds_and_svg(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((), "nowhere to write"),
         (("-o", "{tmp}/o.h5", "--perturb-point", "12"), "--perturb-point 12 is outside"),
         (("-o", "{tmp}/o.h5", "--perturb-axis", "z"), "needs 3D"),
         (("-o", "{tmp}/o.h5", "--methods", "kabsch,spin"), "--methods"),
@@ -293,6 +292,19 @@ def test_diagnose_bad_input_writes_nothing(cli, tmp_path, args, message):
     assert r.code == 1
     assert r.stderr.startswith("Error: ") and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_diagnose_results_on_stdout_without_output(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = cli("-q", "diagnose", CHAIN2D, "--stop", "200", "--methods", "kabsch,principal")
+    assert r.code == 0 and r.stderr == ""
+    assert r.stdout.startswith("jumps (frames flagged): kabsch 0, principal ")
+    assert "far points moved per unit move of point 1" in r.stdout
+    r = cli("diagnose", CHAIN2D, "--stop", "200", "--methods", "kabsch", "--json")
+    assert r.code == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["output"] is None and summary["jumps"] == {"kabsch": 0}
     assert list(tmp_path.iterdir()) == []
 
 

@@ -481,3 +481,12 @@ def test_reported_rmsd_is_that_of_the_returned_rotation(seed):
     assert abs(res.rmsd[0] - achieved) < 1e-9
     _, _, _, best = ref.ref_kabsch(x[None], res.reference)
     assert abs(res.rmsd[0] - best[0]) < 1e-6
+
+
+def test_api_warnings_speak_api_language(chain2d):
+    with pytest.warns(RuntimeWarning) as record:
+        res = ta.align_principal(chain2d[:100])
+    texts = [str(w.message) for w in record]
+    assert any("consider ta.superpose (see result.diagnostics['gap'])" in t for t in texts)
+    assert not any("--" in t or "/trajalign/" in t for t in texts)
+    assert res.warnings == texts

@@ -314,3 +314,31 @@ def test_continuity_stitch_makes_out_of_order_blocks_equal_in_order(tmp_path):
         np.testing.assert_array_equal(r.coords, one.coords[s : s + 25])
         for name in (ROT, f"{DIAG}/skewness", f"{DIAG}/sign_flip", f"{DIAG}/axis_swap"):
             np.testing.assert_array_equal(r.extra[name], one.extra[name][s : s + 25])
+
+
+def test_rotated_output_keeps_the_input_box_as_provenance_only(cli, tmp_path):
+    """Rotated frames no longer lie in the input's box: no periodic box on the positions
+    (MDAnalysis sees none), the input's boxes under /trajalign/input_box."""
+    out = tmp_path / "r.h5"
+    res = cli("rotate", *BUTANE, "--stop", 20, "-o", out)
+    assert res.code == 0, res.stderr
+    with h5py.File(out) as f:
+        box = f["particles/trajectory/box"]
+        assert [b.decode() for b in box.attrs["boundary"]] == ["none"] * 3
+        assert "edges" not in box
+        np.testing.assert_allclose(
+            f["trajalign/input_box"][()], np.tile(np.eye(3) * 40, (20, 1, 1))
+        )
+        assert f["trajalign/input_box"].attrs["unit"] == "Angstrom"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(BUTANE_PDB, str(out), format="H5MD")
+    assert u.dimensions is None
+
+
+def test_write_traj_refusal_names_write_traj(cli, tmp_path):
+    traj = tmp_path / "b.xtc"
+    traj.write_bytes(b"keep")
+    res = cli("rotate", *BUTANE, "--stop", 5, "-o", tmp_path / "b.h5", "--write-traj", traj)
+    assert res.code == 1 and "choose another --write-traj" in res.stderr, res.stderr
+    assert traj.read_bytes() == b"keep" and not (tmp_path / "b.h5").exists()

@@ -180,7 +180,39 @@ def frame_list(frames, limit: int = 8) -> str:
     return head + (f" and {len(frames) - limit} more" if len(frames) > limit else "")
 
 
+#: command-line words in the shared warning texts -> the Python API's words
+_API_WORDS = (
+    ("consider --method kabsch", "consider ta.superpose"),
+    ("(see /trajalign/diagnostics/", "(see result.diagnostics['"),
+)
+
+
+def api_message(message: str) -> str:
+    """A warning written for the command line, in the Python API's words: functions
+    instead of options, ``result.diagnostics[...]`` instead of HDF5 datasets.
+
+    Parameters
+    ----------
+    message : str
+        The command-line text (as :func:`principal_warnings` returns it).
+
+    Returns
+    -------
+    str
+        The same message naming API functions and result fields.
+    """
+    for cli_words, api_words in _API_WORDS:
+        if cli_words in message:
+            message = message.replace(cli_words, api_words)
+            if api_words.endswith("['"):  # close the key: (see result.diagnostics['gap'])
+                head, _, tail = message.partition(api_words)
+                key, _, rest = tail.partition(")")
+                message = f"{head}{api_words}{key}']){rest}"
+    return message
+
+
 def _issue(result: AlignResult, messages: list[str]) -> AlignResult:
+    messages = [api_message(m) for m in messages]
     for m in messages:
         warnings.warn(m, RuntimeWarning, stacklevel=3)
     result.warnings.extend(messages)

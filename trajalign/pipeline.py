@@ -66,6 +66,9 @@ class Job:
 
     method: str = ""
     writes_positions: bool = True
+    #: False where the written positions no longer lie in the input's periodic box
+    #: (rotated frames): the box is then kept as provenance, not as the output's cell
+    positions_in_input_box: bool = True
 
     def __init__(self) -> None:
         self.warnings: list[str] = []
@@ -365,6 +368,7 @@ def run(
                 dim=dim_out,
                 length_unit=source.length_unit,
                 has_box=source.has_box,
+                box_is_provenance=not job.positions_in_input_box,
                 atom_indices=job.output_atom_indices(source),
                 positions=job.writes_positions,
                 locking=hdf5_locking,

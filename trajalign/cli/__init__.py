@@ -19,7 +19,7 @@ from .. import _signals
 from .._version import __version__
 from ..errors import TrajalignError
 
-_STATE = {"verbose": 0, "quiet": False}
+_STATE = {"verbose": 0, "quiet": False, "silenced": False}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,13 +34,38 @@ def cli(verbose: int, quiet: bool) -> None:
     """
     _STATE["verbose"] = verbose
     _STATE["quiet"] = quiet
-    if not verbose:
+    _STATE["silenced"] = False
+    set_verbosity()
+
+
+def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
+    """Add the -v/-q of a command (given after it) to those given before it, and silence
+    third-party warnings unless verbose.
+
+    Parameters
+    ----------
+    verbose : int
+        Number of ``-v`` flags given after the command.
+    quiet : bool
+        ``-q`` was given after the command.
+    """
+    _STATE["verbose"] += verbose
+    _STATE["quiet"] = _STATE["quiet"] or quiet
+    if not _STATE["verbose"] and not _STATE.get("silenced"):
+        _STATE["silenced"] = True
+        _STATE["filters"] = list(warnings.filters)
         # third-party notices (MDAnalysis' "no dt information", ...) would add lines
         # around our one-line messages; -v shows them
         warnings.simplefilter("ignore")
         # and so would tracebacks that third-party destructors print while a bad file is
         # closed ("Exception ignored in: DCDReader.__del__"), after our own Error: line
         sys.unraisablehook = lambda unraisable: None
+    elif _STATE["verbose"] and _STATE.get("silenced"):  # -v after the command
+        _STATE["silenced"] = False
+        warnings.filters[:] = _STATE["filters"]
+        # Python's implicit last rule, added through the API so its cache is refreshed
+        warnings.simplefilter("default", append=True)
+        sys.unraisablehook = sys.__unraisablehook__
 
 
 def note(message: str) -> None:
@@ -64,12 +89,29 @@ class _DelayedBar:
 
     def update(self, n: int) -> None:
         self.done += n
-        if self.bar is None and time.perf_counter() - self.t0 > self.delay:
-            self.bar = click.progressbar(length=self.total, label=self.label, file=sys.stderr)
+        elapsed = time.perf_counter() - self.t0
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self.bar is None and elapsed > self.delay:
+            # frames done/total, percentage, frames per second and the time left (from
+            # the rate since the start, not since the bar appeared)
+            self.bar = click.progressbar(
+                length=self.total,
+                label=self.label,
+                file=sys.stderr,
+                show_pos=True,
+                show_eta=False,
+                item_show_func=self._rate_and_eta,
+            )
             self.bar.__enter__()
-            self.bar.update(self.done)
+            self.bar.update(self.done, current_item=rate)
         elif self.bar is not None:
-            self.bar.update(n)
+            self.bar.update(n, current_item=rate)
+
+    def _rate_and_eta(self, rate: float | None) -> str | None:
+        if not rate:
+            return None
+        left = int(round(max(self.total - self.done, 0) / rate))
+        return f"{rate:,.0f} frames/s, {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
@@ -170,9 +212,10 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
     if out_kw.get("plot_dir"):
         from ..diagnostics import write_rotate_plots
 
-        summary["figures"] = write_rotate_plots(
+        figures = write_rotate_plots(
             summary["output"], out_kw["plot_dir"], fmt=out_kw["plot_format"]
         )
+        summary["figures"] = [os.path.abspath(p) for p in figures]
     report(summary, out_kw["as_json"])
 
 

@@ -104,7 +104,8 @@ def diagnose(kw: dict) -> None:
       aligned, and every point's displacement per unit move is measured (the chapter's
       perturb_paths), for every perturbed point;
     - overlay: up to 128 aligned frames drawn over each other, coloured by time.
-    Numbers go to -o (HDF5, /trajalign/diagnostics/...), figures to --plot DIR.
+    The results are printed on stdout (--json: as one JSON object); the numbers in
+    full go to -o (HDF5, /trajalign/diagnostics/...), figures to --plot DIR.
 
     \b
     Example:
@@ -121,10 +122,6 @@ def diagnose(kw: dict) -> None:
     src = source_kwargs(kw)
     methods = parse_list(kw["methods"], COORD_METHODS, "--methods")
     points = parse_points_opt(kw["points"])
-    if kw["output"] is None and kw["plot_dir"] is None:
-        raise ParameterError(
-            "diagnose has nowhere to write", "give -o FILE.h5, --plot DIR, or both"
-        )
     if kw["chunk_frames"] < 1:
         raise ParameterError(f"--chunk-frames {kw['chunk_frames']} is not positive", "give 1+")
     if kw["perturb_steps"] < 2 or not kw["perturb_amount"] > 0:
@@ -237,7 +234,8 @@ def diagnose(kw: dict) -> None:
             )  # fmt: skip
         if kw["plot_dir"] is not None:
             summary["plots"] = _write_plots(
-                kw["plot_dir"], kw["plot_format"], scan, matrix, aligned, methods, perturbed,
+                os.path.abspath(kw["plot_dir"]),
+                kw["plot_format"], scan, matrix, aligned, methods, perturbed,
                 frame_index, unit, pp, kw["perturb_amount"], pf, bonds, axis,
                 effect, pbc["mode"],
             )  # fmt: skip
@@ -251,14 +249,15 @@ def diagnose(kw: dict) -> None:
     if kw["as_json"]:
         click.echo(json.dumps(summary))
         return
+    # the results go to stdout (also with -q); what was written, as every command, to stderr
     jumps = ", ".join(f"{m} {summary['jumps'][m]}" for m in methods)
-    note(f"jumps (frames flagged): {jumps}")
+    click.echo(f"jumps (frames flagged): {jumps}")
     if "far_point_sensitivity" in summary:
         s = ", ".join(f"{m} {v:.3g}" for m, v in summary["far_point_sensitivity"].items())
-        note(f"far points moved per unit move of point {pp} (frame {pf}): {s}")
+        click.echo(f"far points moved per unit move of point {pp} (frame {pf}): {s}")
     if "median_rmsd_to_first" in pbc:
         med = pbc["median_rmsd_to_first"]
-        note(
+        click.echo(
             f"periodic repair ({pbc['mode']}): median RMSD to frame 0 after a Kabsch fit "
             f"{med['repaired']:.3g} {unit} repaired, {med['as read']:.3g} {unit} as read"
         )

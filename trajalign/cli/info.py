@@ -62,7 +62,53 @@ def describe(src) -> dict:
         "masses": masses,
         "bonds": 0 if src.bonds is None else int(len(src.bonds)),
         "pbc": pbc_facts(src, first),
+        **name_facts(getattr(src, "universe", None)),
     }
+
+
+def _counted(values, limit: int) -> str:
+    """``NAME xCOUNT`` for the most frequent of ``values`` (first seen first on ties),
+    at most ``limit`` of them, then how many more there are."""
+    import numpy as np
+
+    names, first, counts = np.unique(
+        np.asarray(values).astype(str), return_index=True, return_counts=True
+    )
+    order = np.lexsort((first, -counts))  # most frequent first, file order on ties
+    ranked = [(str(names[i]), int(counts[i])) for i in order]
+    text = ", ".join(f"{k} x{n}" for k, n in ranked[:limit])
+    if len(ranked) > limit:
+        text += f" and {len(ranked) - limit} more"
+    return text
+
+
+def name_facts(universe, limit: int = 12) -> dict:
+    """Residue names (counted per residue), atom names (counted per atom) and segments
+    (counted per atom) of the whole topology, for writing selections; empty for arrays.
+
+    Parameters
+    ----------
+    universe : MDAnalysis.Universe or None
+        The source's universe (None for array inputs).
+    limit : int
+        Most frequent names shown per row; the rest are counted.
+
+    Returns
+    -------
+    dict
+        ``residues``, ``atom_names`` and ``segments`` as one-line strings.
+    """
+    if universe is None:
+        return {}
+    atoms = universe.atoms
+    facts = {}
+    if hasattr(atoms, "resnames"):
+        facts["residues"] = _counted(universe.residues.resnames, limit)
+    if hasattr(atoms, "names"):
+        facts["atom_names"] = _counted(atoms.names, limit)
+    if hasattr(atoms, "segids"):
+        facts["segments"] = _counted(atoms.segids, limit) + " (atoms per segid)"
+    return facts
 
 
 def pbc_facts(src, first) -> str:

@@ -10,7 +10,14 @@ import click
 from .._names import PBC_MODES
 from ..errors import ParameterError
 
+#: -v/-q also after the command (``trajalign rotate ... -q``), as before it
+verbosity_options = [
+    click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr."),
+]
+
 input_options = [
+    *verbosity_options,
     click.argument("traj", nargs=-1, required=True, type=click.Path(dir_okay=True)),
     click.option("-t", "--top", type=click.Path(), help="Topology file for MDAnalysis inputs."),
     click.option("--key", help="Array name inside an .npz (default: its only array, else 'arr')."),
@@ -206,8 +213,14 @@ def source_kwargs(kw: dict) -> dict:
 
 
 def pass_kwargs(f):
+    """Call ``f(kw)`` with the command's options as one dict, after applying the -v/-q
+    given after the command (added to those given before it)."""
+
     @functools.wraps(f)
     def wrapper(**kw):
+        from . import set_verbosity
+
+        set_verbosity(kw.pop("verbose", 0), kw.pop("quiet", False))
         return f(kw)
 
     return wrapper

@@ -123,7 +123,7 @@ def rotate(kw: dict) -> None:
         from ..io.output import prepare_output
         from ..jobs.rotate import trajectory_format
 
-        prepare_output(traj, force=kw["force"])  # refuse before any work
+        prepare_output(traj, force=kw["force"], option="--write-traj")  # before any work
         trajectory_format(traj)
         if os.path.abspath(traj) == os.path.abspath(kw["output"]):
             raise ParameterError("--write-traj names the -o file", "give two different files")

@@ -98,6 +98,10 @@ class H5MDWriter:
         ``unit`` attribute of lengths.
     has_box : bool
         Write ``/particles/trajectory/box/edges`` (periodic boundary) from each block's box.
+    box_is_provenance : bool
+        With ``has_box``: the written positions no longer lie in the input's box (rotated
+        frames), so the box is not their periodic cell. The boundary is ``"none"`` and each
+        frame's input box vectors go to ``/trajalign/input_box`` (F, D, D) instead.
     atom_indices : (N,) int
         Source indices of the written points.
     positions : bool
@@ -117,6 +121,7 @@ class H5MDWriter:
         dim: int,
         length_unit: str = "Angstrom",
         has_box: bool = False,
+        box_is_provenance: bool = False,
         atom_indices: np.ndarray | None = None,
         time_unit: str = "ps",
         positions: bool = True,
@@ -152,9 +157,22 @@ class H5MDWriter:
         traj = f.create_group("particles/trajectory")
         box = traj.create_group("box")
         box.attrs["dimension"] = np.int32(dim)
-        boundary = "periodic" if has_box else "none"
+        periodic = has_box and not box_is_provenance
+        boundary = "periodic" if periodic else "none"
         box.attrs["boundary"] = np.array([boundary.encode()] * dim, dtype="S8")
-        if has_box:
+        if has_box and box_is_provenance:
+            self.edges = f.create_dataset(
+                "trajalign/input_box",
+                (n_frames, dim, dim),
+                dtype=np.float32,
+                chunks=(min(n_frames, 1024), dim, dim),
+            )
+            self.edges.attrs["unit"] = length_unit
+            self.edges.attrs["description"] = (
+                "the input's box vectors (rows) per frame; the positions were rotated "
+                "and do not lie in this box"
+            )
+        elif has_box:
             edges = box.create_group("edges")
             edges["step"] = self.index
             edges["time"] = self.time
@@ -188,6 +206,8 @@ class H5MDWriter:
         self.n_frames = self.index.shape[0]
         self.position = f.get("particles/trajectory/position/value")
         self.edges = f.get("particles/trajectory/box/edges/value")
+        if self.edges is None:
+            self.edges = f.get("trajalign/input_box")
         self.has_box = self.edges is not None
         self._extra = {}
 

@@ -15,8 +15,10 @@ from pathlib import Path
 from ..errors import OutputError
 
 
-def prepare_output(path: str | os.PathLike, force: bool = False) -> Path:
-    """Check that ``path`` can be written; return it as an absolute :class:`Path`."""
+def prepare_output(path: str | os.PathLike, force: bool = False, option: str = "-o") -> Path:
+    """Check that ``path`` can be written; return it as an absolute :class:`Path`.
+
+    ``option`` is the command-line option that named ``path``, for the messages."""
     target = Path(path).expanduser()
     if target.is_dir():
         raise OutputError(f"output {target} is a folder", "give a file name such as out.h5")
@@ -26,10 +28,13 @@ def prepare_output(path: str | os.PathLike, force: bool = False) -> Path:
             f"output folder {parent} does not exist", f"create it first (mkdir -p {parent})"
         )
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder {parent} is not writable", "choose another -o path")
+        raise OutputError(
+            f"output folder {parent} is not writable", f"choose another {option} path"
+        )
     if target.exists() and not force:
         raise OutputError(
-            f"output {target} already exists", "pass --force to replace it, or choose another -o"
+            f"output {target} already exists",
+            f"pass --force to replace it, or choose another {option}",
         )
     return target.absolute()
 
@@ -42,8 +47,8 @@ class AtomicOutput:
     with an exception, Ctrl-C included, deletes it.
     """
 
-    def __init__(self, target: str | os.PathLike, force: bool = False) -> None:
-        self.target = prepare_output(target, force=force)
+    def __init__(self, target: str | os.PathLike, force: bool = False, option: str = "-o") -> None:
+        self.target = prepare_output(target, force=force, option=option)
         self.tmp: Path | None = None
 
     def __enter__(self) -> Path:

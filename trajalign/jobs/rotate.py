@@ -104,6 +104,9 @@ class RotateJob(Job):
         Block size of the average reference's passes (as the run's).
     """
 
+    # rotated frames no longer lie in the input's box: it is kept as /trajalign/input_box
+    positions_in_input_box = False
+
     def __init__(
         self,
         method: str = "kabsch",
@@ -468,7 +471,8 @@ class RotateJob(Job):
             more = f" and {n - 8} more" if n > 8 else ""
             self.warnings.append(
                 f"the aligned frames jump in {n} frame(s) ({shown}{more}): "
-                "consecutive-frame RMSD above its running median + 10 MAD "
+                "consecutive-frame RMSD more than 10 robust standard deviations above its "
+                "running median "
                 "(see /trajalign/diagnostics/jump_flag; draw it with --plot DIR)"
             )
 
@@ -576,7 +580,10 @@ def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> 
         else:
             u = mda.Universe.empty(source.n_points, trajectory=True)
             u.add_TopologyAttr("names", ["X"] * source.n_points)
-        with AtomicOutput(target, force=force) as tmp, h5py.File(h5_path, "r") as f:
+        with (
+            AtomicOutput(target, force=force, option="--write-traj") as tmp,
+            h5py.File(h5_path, "r") as f,
+        ):
             pos = f["particles/trajectory/position/value"]
             times = f["trajalign/frames/time"]
             n = pos.shape[0]
