@@ -645,6 +645,16 @@ def default_tol(dtype, scale: float) -> float:
     return 1000.0 * eps * max(float(scale), 1e-300)
 
 
+def _reference_values(ref: MethodOutput, m: Method, dtype, tol: float | None):
+    """(the method's output on the untouched input as float64, the tolerance: ``tol`` or
+    :func:`default_tol` of the output's scale, at least pi for angles)."""
+    vals = np.asarray(ref.values, dtype=np.float64)
+    scale = float(np.max(np.abs(vals))) if vals.size else 0.0
+    if m.periodic:
+        scale = max(scale, np.pi)
+    return vals, default_tol(dtype, scale) if tol is None else float(tol)
+
+
 def check_invariance(
     X: np.ndarray,
     method: str | Method | Callable,
@@ -703,11 +713,7 @@ def check_invariance(
         raise ParameterError(f"masses has {w.size} values for {n_points} points", "one per point")
     rng = np.random.default_rng(seed)
     ref = m(x, w)
-    vals = np.asarray(ref.values, dtype=np.float64)
-    scale = float(np.max(np.abs(vals))) if vals.size else 0.0
-    if m.periodic:
-        scale = max(scale, np.pi)
-    tol_used = default_tol(x.dtype, scale) if tol is None else float(tol)
+    vals, tol_used = _reference_values(ref, m, x.dtype, tol)
     xc = x.astype(np.float64)
     # motions of the size of the data: larger translations only add float32 rounding
     spread = float(np.sqrt(np.mean(np.sum((xc - xc.mean(axis=1, keepdims=True)) ** 2, -1))))
@@ -813,11 +819,7 @@ def check_periodic_images(
     for name in methods:
         m = resolve_method(name, dim, **params)
         ref = m(base, masses)
-        vals = np.asarray(ref.values, dtype=np.float64)
-        scale = float(np.max(np.abs(vals))) if vals.size else 0.0
-        if m.periodic:
-            scale = max(scale, np.pi)
-        tol_used = default_tol(base.dtype, scale) if tol is None else float(tol)
+        vals, tol_used = _reference_values(ref, m, base.dtype, tol)
         promise = "invariant" if m.promises.get("translation") == "invariant" else None
         if not one_body:
             promise = None

@@ -130,35 +130,22 @@ def check(kw: dict) -> None:
         dim, n_points = source.dim, source.n_points
         methods = methods or list(methods_for(dim, n_points))
         motions = [t for t in (transforms or TRANSFORMATIONS) if t != PERIODIC_IMAGES]
+        common = dict(
+            masses=masses,
+            trials=kw["trials"],
+            tol=kw["tol"],
+            seed=kw["seed"],
+            point=kw["point"],
+            points=points,
+            sign=kw["sign"],
+        )
         rows = []
         for m in methods:
             if motions:
-                rows += check_invariance(
-                    x,
-                    m,
-                    masses=masses,
-                    transformations=motions,
-                    trials=kw["trials"],
-                    tol=kw["tol"],
-                    seed=kw["seed"],
-                    point=kw["point"],
-                    points=points,
-                    sign=kw["sign"],
-                )
+                rows += check_invariance(x, m, transformations=motions, **common)
         asked = transforms is not None and PERIODIC_IMAGES in transforms
         if asked or (transforms is None and source.pbc_mode != "none"):
-            rows += check_periodic_images(
-                source,
-                n,
-                methods,
-                masses=masses,
-                trials=kw["trials"],
-                tol=kw["tol"],
-                seed=kw["seed"],
-                point=kw["point"],
-                points=points,
-                sign=kw["sign"],
-            )
+            rows += check_periodic_images(source, n, methods, **common)
     if kw["as_json"]:
         click.echo(rows_json(rows))
     else:
