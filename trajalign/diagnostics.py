@@ -645,6 +645,15 @@ def default_tol(dtype, scale: float) -> float:
     return 1000.0 * eps * max(float(scale), 1e-300)
 
 
+def _largest(per_frame: np.ndarray) -> tuple[float, int]:
+    """(largest per-frame change, its frame); NaN counts as infinite, no frames as 0."""
+    if not per_frame.size:
+        return 0.0, 0
+    f = int(np.argmax(per_frame))
+    val = float(per_frame[f])
+    return (val if np.isfinite(val) else float("inf")), f
+
+
 def _reference_values(ref: MethodOutput, m: Method, dtype, tol: float | None):
     """(the method's output on the untouched input as float64, the tolerance: ``tol`` or
     :func:`default_tol` of the output's scale, at least pi for angles)."""
@@ -730,10 +739,7 @@ def check_invariance(
             expected = _expected(vals, promise or "invariant", motion, m.kind)
             per_frame, flipped = _change(new, ref, expected, m)
             used_sign |= flipped
-            f = int(np.argmax(per_frame)) if per_frame.size else 0
-            val = float(per_frame[f]) if per_frame.size else 0.0
-            if not np.isfinite(val):
-                val = float("inf")
+            val, f = _largest(per_frame)
             if val > worst:
                 worst, worst_frame = val, f
         note = ""
@@ -826,10 +832,7 @@ def check_periodic_images(
         worst, worst_frame = -1.0, 0
         for coords in moved_sets:
             per_frame, _ = _change(m(coords, masses), ref, vals, m)
-            f = int(np.argmax(per_frame)) if per_frame.size else 0
-            val = float(per_frame[f]) if per_frame.size else 0.0
-            if not np.isfinite(val):
-                val = float("inf")
+            val, f = _largest(per_frame)
             if val > worst:
                 worst, worst_frame = val, f
         rows.append(

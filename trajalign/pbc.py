@@ -376,7 +376,9 @@ def _bond_array(bonds, n: int) -> np.ndarray | None:
     if isinstance(bonds, str):
         if bonds != "chain":
             raise ParameterError(f"bonds {bonds!r} is not 'chain'", "give index pairs or 'chain'")
-        return np.stack([np.arange(n - 1), np.arange(1, n)], axis=1).astype(np.int64)
+        from .internal import chain_tuples
+
+        return chain_tuples(n, 2)
     b = np.asarray(bonds)
     if b.size == 0:
         return np.zeros((0, 2), np.int64)

@@ -160,29 +160,25 @@ class H5MDWriter:
         periodic = has_box and not box_is_provenance
         boundary = "periodic" if periodic else "none"
         box.attrs["boundary"] = np.array([boundary.encode()] * dim, dtype="S8")
-        if has_box and box_is_provenance:
-            self.edges = f.create_dataset(
-                "trajalign/input_box",
+        if has_box:
+            if box_is_provenance:
+                where, name = f.require_group("trajalign"), "input_box"
+            else:
+                where, name = box.create_group("edges"), "value"
+                where["step"] = self.index
+                where["time"] = self.time
+            self.edges = where.create_dataset(
+                name,
                 (n_frames, dim, dim),
                 dtype=np.float32,
                 chunks=(min(n_frames, 1024), dim, dim),
             )
             self.edges.attrs["unit"] = length_unit
-            self.edges.attrs["description"] = (
-                "the input's box vectors (rows) per frame; the positions were rotated "
-                "and do not lie in this box"
-            )
-        elif has_box:
-            edges = box.create_group("edges")
-            edges["step"] = self.index
-            edges["time"] = self.time
-            self.edges = edges.create_dataset(
-                "value",
-                (n_frames, dim, dim),
-                dtype=np.float32,
-                chunks=(min(n_frames, 1024), dim, dim),
-            )
-            self.edges.attrs["unit"] = length_unit
+            if box_is_provenance:
+                self.edges.attrs["description"] = (
+                    "the input's box vectors (rows) per frame; the positions were rotated "
+                    "and do not lie in this box"
+                )
         self.position = None
         if positions:
             pos = traj.create_group("position")

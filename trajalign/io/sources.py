@@ -178,16 +178,11 @@ class Source:
         if self._repair is None or self._repair.mode != "nojump":
             return {}
         rep = Repair("nojump", self._repair.plan)
-        anchors, ends = {}, sorted(set(int(s) for s in starts if s > 0))
-        pos = 0
-        for end in ends:
-            while pos < end:
-                stop = min(end, pos + 1024)
-                xs, hs = self._scan(pos, stop)
-                rep.apply(xs, hs, pos, self._scan)
-                pos = stop
-            images, fprev = rep.anchors[end]
+        anchors = {}
+        for end in sorted({int(s) for s in starts if s > 0}):
+            images, fprev = rep._state_at(end, self._scan)
             anchors[end] = (images.copy(), fprev.copy())
+            rep.set_anchor(end, anchors[end])  # the next end replays from here
         return anchors
 
     def _setup_pbc(self, all_bonds: np.ndarray | None) -> None:
@@ -697,7 +692,9 @@ class ArraySource(Source):
             return None
         n = self.n_atoms_total
         if spec.bonds == "chain":
-            return np.stack([np.arange(n - 1), np.arange(1, n)], axis=1).astype(np.int64)
+            from ..internal import chain_tuples
+
+            return chain_tuples(n, 2)
         _check_readable(spec.bonds)
         try:
             b = np.loadtxt(spec.bonds, dtype=np.int64, ndmin=2, comments="#")
