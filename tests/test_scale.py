@@ -496,9 +496,9 @@ class WherePid(CenterJob):
         return result
 
 
-def test_driver_works_while_local_workers_start(tmp_path, picklable_by_value):
-    """With a local cluster (--workers), the driver processes blocks until the workers'
-    first results arrive, then the workers the rest: both kinds land in one equal file."""
+def test_local_workers_do_the_blocks_and_equal_serial(tmp_path, picklable_by_value):
+    """--workers N: the worker processes, not the driver, process the blocks (on 2 cores
+    a driver decoding beside two workers slowed the run), and the file equals serial."""
     import os
 
     ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
@@ -506,14 +506,78 @@ def test_driver_works_while_local_workers_start(tmp_path, picklable_by_value):
     exe = make_executor(workers=2)
     exe.start()
     try:
-        run(open_source(CHAIN2D), WherePid("com"), str(out), chunk_frames=16, executor=exe)
+        summary = run(
+            open_source(CHAIN2D), WherePid("com"), str(out), chunk_frames=16, executor=exe
+        )
     finally:
         exe.close()
+    assert summary["executor"] == "local"
     with h5py.File(out, "r+") as f:
         pids = f["trajalign/pid"][()]
         del f["trajalign/pid"]
-    assert os.getpid() in pids and len(set(pids.tolist())) >= 2, np.unique(pids)
+    assert os.getpid() not in pids and len(set(pids.tolist())) == 2, np.unique(pids)
     assert_same_file(ref_out, out)
+
+
+def test_local_worker_death_block_is_retried(tmp_path, picklable_by_value):
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(CHAIN2D), CenterJob("com"), str(ref_out), chunk_frames=256)
+    exe = make_executor(workers=2)
+    try:
+        run(
+            open_source(CHAIN2D),
+            DiesOnce(512, tmp_path / "died"),
+            str(out),
+            chunk_frames=256,
+            executor=exe,
+        )
+        assert len(exe.pool.workers) == 2  # the dead one was replaced
+    finally:
+        exe.close()
+    assert (tmp_path / "died").exists()  # a worker really died
+    assert_same_file(ref_out, out)
+
+
+def test_local_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_value):
+    out = tmp_path / "out.h5"
+    exe = make_executor(workers=2)
+    try:
+        with pytest.raises(ClusterError, match=r"died 3 times .* frames 512-767 \(exit status 1\)"):
+            run(
+                open_source(CHAIN2D),
+                DiesOnce(512, tmp_path / "died", always=True),
+                str(out),
+                chunk_frames=256,
+                executor=exe,
+            )
+    finally:
+        exe.close()
+    assert not out.exists() and not partial_path(out).exists()
+    assert exe.pool.workers == []
+
+
+def test_local_worker_error_reaches_the_driver_whole(tmp_path):
+    """A block's own error (NaN in the input) comes back with its message and hint."""
+    from trajalign.errors import DataError
+
+    X = np.random.default_rng(5).normal(size=(400, 6, 3)).astype(np.float32)
+    X[390, 2, 0] = np.nan
+    data = tmp_path / "x.npy"
+    np.save(data, X)
+    exe = make_executor(workers=2)
+    try:
+        with pytest.raises(DataError, match="frame 390") as err:
+            run(
+                open_source(data),
+                CenterJob("com"),
+                str(tmp_path / "o.h5"),
+                chunk_frames=10,
+                executor=exe,
+            )
+    finally:
+        exe.close()
+    assert err.value.hint
+    assert not (tmp_path / "o.h5").exists() and not partial_path(tmp_path / "o.h5").exists()
 
 
 def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, cli):

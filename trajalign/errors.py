@@ -24,6 +24,10 @@ class TrajalignError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self):
+        # a worker's error reaches the driver pickled: keep the hint and any attributes
+        return (type(self), (self.message, self.hint), self.__dict__)
+
     def __str__(self) -> str:
         if self.hint:
             return f"{self.message} ({self.hint})"

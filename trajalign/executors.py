@@ -1,11 +1,12 @@
-"""Where blocks are processed: in this process (serial) or on a Dask cluster.
+"""Where blocks are processed: in this process (serial), in worker processes on this
+machine (``--workers``, :mod:`trajalign.pool`) or on a Dask cluster (``--scheduler``).
 
 Tasks carry the source's :class:`~trajalign.io.SourceSpec` (paths and options), the job
 and a frame range, never open files or Universes: each worker reopens the input once and
 keeps it for its later blocks. Results come back per block; the driver in
 :mod:`trajalign.pipeline` is the only writer of the output.
 
-A worker on the driver's own machine (every worker of a local cluster) hands the large
+A worker on the driver's own machine (every ``--workers`` process) hands the large
 arrays of a block over as files in ``/dev/shm`` instead of sending them through Dask: the
 driver maps them and removes the names at once. Sending tens of MB per block through the
 scheduler's TCP connection made the driver, not the workers, the bottleneck.
@@ -17,7 +18,6 @@ import mmap
 import os
 import secrets
 import socket
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -189,19 +189,20 @@ def _sweep(prefix: str) -> None:
 _WORKER_SOURCES: dict = {}
 
 
-def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
-    """Runs on a worker: reopen the source by path (once per worker) and process a block.
+def _run_task(spec, job, index, start, stop, shm=None, anchor=None) -> BlockOutput:
+    """Runs in a worker process: reopen the source by its spec (once per worker) and
+    process a block.
 
     ``shm`` is (host token, file prefix, minimum bytes) of the driver: a worker on the
     same machine hands the block's large arrays over as files (see :func:`_export`).
     """
-    import numba
-
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     source = _WORKER_SOURCES.get(spec)
     if source is None:
         from .io import open_source
 
+        for old in _WORKER_SOURCES.values():  # a new run's input: close the last one's
+            old.close()
+        _WORKER_SOURCES.clear()
         source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
     out = process_block(source, job, index, start, stop, {start: anchor} if anchor else None)
     if shm is not None and shm[0] == host_token():
@@ -209,105 +210,146 @@ def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
     return out
 
 
-def _warm_worker() -> None:
-    """Import what every task needs while the driver is still opening its input."""
-    import MDAnalysis  # noqa: F401
-    import numba  # noqa: F401
+def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
+    """A block on a Dask worker (:func:`_run_task` with the worker's thread count set)."""
+    import numba
 
-    from . import align, internal  # noqa: F401
-    from .io import sources  # noqa: F401
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return _run_task(spec, job, index, start, stop, shm, anchor)
+
+
+class LocalExecutor:
+    """Process blocks in ``workers`` processes on this machine (:class:`trajalign.pool.Pool`).
+
+    :meth:`start` only starts the fork server, whose imports overlap the driver's; the
+    workers themselves start when the run begins (:meth:`__enter__`), after the input
+    was opened and checked, so a bad input is reported before any worker exists.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int) -> None:
+        from .pool import Pool
+
+        cores = os.cpu_count() or 1
+        self.workers = workers
+        self.pool = Pool(workers, threads=max(1, cores // workers))
+        self._prefixes: list[str] = []
+
+    def start(self) -> None:
+        self.pool.prepare()
+
+    def __enter__(self):
+        self.pool.fill()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            self.pool.forget()  # a failed or stopped run: its blocks in flight are dropped
+        return False
+
+    def close(self) -> None:
+        self.pool.close()
+        for prefix in self._prefixes:
+            _sweep(prefix)
+        self._prefixes.clear()
+
+    def map_blocks(self, source, job, blocks: Iterable[tuple[int, int, int]]) -> Iterator:
+        from .pool import WorkerDied
+
+        blocks = list(blocks)
+        anchors = source.nojump_anchors([start for _, start, _ in blocks])
+        token = host_token()
+        shm = None
+        if token is not None:
+            shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", _SHM_MIN_BYTES)
+            self._prefixes.append(shm[1])
+        try:
+            for out in self.pool.map(source.spec, job, blocks, anchors, shm):
+                yield _import(out)
+        except WorkerDied as died:
+            _, start, stop = died.block
+            raise ClusterError(
+                f"worker processes died {_tries()} times while processing frames "
+                f"{start}-{stop - 1} ({_exit_reason(died.exitcode)})",
+                "check the memory available per worker (fewer --workers or a smaller "
+                "--memory), then rerun with --resume",
+            ) from None
+        finally:
+            if shm is not None:
+                _sweep(shm[1])
+
+
+def _tries() -> int:
+    from .pool import MAX_TRIES
+
+    return MAX_TRIES
+
+
+def _exit_reason(code: int | None) -> str:
+    """A worker's exit code in words (negative: the signal that ended it)."""
+    import signal
+
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = ", often the kernel's out-of-memory killer" if -code == signal.SIGKILL else ""
+        return f"ended by {name}{hint}"
+    return f"exit status {code}"
 
 
 class DaskExecutor:
-    """Process blocks on Dask workers.
+    """Process blocks on the workers of a running Dask cluster.
 
     Parameters
     ----------
-    workers : int, optional
-        Start a ``distributed.LocalCluster`` with this many single-threaded worker
-        processes on this machine.
     scheduler : str, optional
         Address of a running scheduler (``tcp://host:8786``), e.g. from dask-jobqueue.
     scheduler_file : str, optional
         Scheduler file written by ``dask scheduler --scheduler-file`` or dask-mpi.
     timeout : float
         Seconds to wait for the scheduler before giving up.
+
+    The connection is made when the run starts (:meth:`__enter__`), after the input was
+    opened and checked: a bad input is reported without touching the cluster.
     """
 
     name = "dask"
 
-    def __init__(self, workers=None, scheduler=None, scheduler_file=None, timeout=10.0):
-        self.workers, self.scheduler, self.scheduler_file = workers, scheduler, scheduler_file
+    def __init__(self, scheduler=None, scheduler_file=None, timeout=10.0):
+        self.scheduler, self.scheduler_file = scheduler, scheduler_file
         self.timeout = timeout
         self.client = None
-        self.cluster = None
-        self._starting: threading.Thread | None = None
-        self._start_error: BaseException | None = None
         self._prefixes: list[str] = []
 
     def start(self) -> None:
-        """Begin connecting (or starting the local cluster) in the background.
-
-        Called before the input is opened, so the cluster's start-up and the workers'
-        imports overlap the driver's own. Until a local cluster is up, :meth:`map_blocks`
-        processes blocks in this process instead of waiting for it.
-        """
-        if self._starting is None and self.client is None:
-            self._starting = threading.Thread(target=self._start_bg, daemon=True)
-            self._starting.start()
-
-    def _start_bg(self) -> None:
-        try:
-            self._connect()
-            if self.cluster is not None:
-                self.client.run(_warm_worker)
-        except BaseException as exc:  # re-raised in the main thread by _wait_started
-            self._start_error = exc
-
-    def _wait_started(self) -> None:
-        if self._starting is not None:
-            self._starting.join()
-            self._starting = None
-        if self._start_error is not None:
-            err, self._start_error = self._start_error, None
-            raise err
+        """Nothing to start ahead: the cluster runs already."""
 
     def __enter__(self):
-        if self._starting is None and self.client is None:
+        if self.client is None:
             self._connect()
         return self
 
     def _connect(self) -> None:
-        import logging
-
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         where = self.scheduler or self.scheduler_file
+        if self.scheduler_file and not os.path.exists(self.scheduler_file):
+            raise ClusterError(
+                f"scheduler file {self.scheduler_file} does not exist",
+                "start the scheduler first (dask scheduler --scheduler-file FILE)",
+            )
         try:
-            if self.scheduler or self.scheduler_file:
-                if self.scheduler_file and not os.path.exists(self.scheduler_file):
-                    raise ClusterError(
-                        f"scheduler file {self.scheduler_file} does not exist",
-                        "start the scheduler first (dask scheduler --scheduler-file FILE)",
-                    )
-                self.client = Client(
-                    self.scheduler,
-                    scheduler_file=self.scheduler_file,
-                    timeout=f"{self.timeout}s",
-                    set_as_default=False,
-                )
-            else:
-                where = f"a local cluster of {self.workers} workers"
-                self.cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
-                self.client = Client(self.cluster, set_as_default=False)
-        except ClusterError:
-            raise
+            self.client = Client(
+                self.scheduler,
+                scheduler_file=self.scheduler_file,
+                timeout=f"{self.timeout}s",
+                set_as_default=False,
+            )
         except (OSError, TimeoutError, ValueError) as exc:
             self._disconnect()
             raise ClusterError(
@@ -321,11 +363,7 @@ class DaskExecutor:
         return False
 
     def close(self) -> None:
-        """Stop the local cluster / disconnect; safe to call more than once."""
-        if self._starting is not None:
-            self._starting.join()
-            self._starting = None
-        self._start_error = None
+        """Disconnect; safe to call more than once."""
         self._disconnect()
         # a block that finished after its run was cancelled may have left a file
         for prefix in self._prefixes:
@@ -333,19 +371,12 @@ class DaskExecutor:
         self._prefixes.clear()
 
     def _disconnect(self) -> None:
-        for obj in (self.client, self.cluster):
-            try:
-                if obj is not None:
-                    obj.close()
-            except Exception:
-                pass
-        self.client = self.cluster = None
-
-    def _threads_per_task(self) -> int:
-        info = self.client.scheduler_info(n_workers=-1) if self.client else {}
-        workers = info.get("workers", {}) or {1: {}}
-        cores = os.cpu_count() or 1
-        return max(1, cores // max(1, len(workers))) if self.cluster else 1
+        try:
+            if self.client is not None:
+                self.client.close()
+        except Exception:
+            pass
+        self.client = None
 
     def map_blocks(self, source, job, blocks: Iterable[tuple[int, int, int]]) -> Iterator:
         from distributed import as_completed
@@ -354,20 +385,11 @@ class DaskExecutor:
         # nojump's state at each block start, found by one pass in frame order: blocks
         # then run anywhere, in any order, with identical results
         anchors = source.nojump_anchors([start for _, start, _ in pending])
-        # Starting local workers takes seconds (a Python process each, importing Dask,
-        # MDAnalysis, Numba): the driver works through the first blocks meanwhile. A
-        # remote cluster is not raced: its blocks are meant to run on its nodes.
-        while pending and self.workers and self._starting is not None:
-            if not self._starting.is_alive():
-                break
-            yield process_block(source, job, *pending.pop(), anchors)
-        self._wait_started()
         if pending:
             with self.client.as_current():
                 yield from self._map_blocks(source, job, pending, as_completed, anchors)
 
     def _map_blocks(self, source, job, pending, as_completed, anchors) -> Iterator:
-        threads = self._threads_per_task()
         job_f = self.client.scatter(job, broadcast=True, hash=False)
         token = host_token()
         shm = None
@@ -390,7 +412,7 @@ class DaskExecutor:
                 index,
                 start,
                 stop,
-                threads,
+                1,
                 shm,
                 anchors.get(start),
                 pure=False,
@@ -399,19 +421,8 @@ class DaskExecutor:
             return fut
 
         running = as_completed([submit() for _ in range(min(window, len(pending)))])
-        # a local worker's first task opens the input and loads the kernels (~0.5 s);
-        # until its first block arrives, the driver goes on processing blocks itself
-        local = bool(self.workers)
         try:
-            while True:
-                if local and pending and not running.has_ready():
-                    yield process_block(source, job, *pending.pop(), anchors)
-                    continue
-                try:
-                    fut = next(running)
-                except StopIteration:
-                    break
-                local = False
+            for fut in running:
                 try:
                     out = _import(fut.result())
                 except Exception as exc:
@@ -451,4 +462,6 @@ def make_executor(workers=None, scheduler=None, scheduler_file=None):
         from .errors import ParameterError
 
         raise ParameterError(f"--workers {workers} is not positive", "use 1 or more workers")
-    return DaskExecutor(workers=workers, scheduler=scheduler, scheduler_file=scheduler_file)
+    if scheduler is None and scheduler_file is None:
+        return LocalExecutor(workers)
+    return DaskExecutor(scheduler=scheduler, scheduler_file=scheduler_file)

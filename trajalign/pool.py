@@ -1,0 +1,237 @@
+"""A pool of worker processes on this machine for ``--workers N``.
+
+Why not a Dask ``LocalCluster``: on a decode-bound run its costs were the run's costs.
+Each Dask worker is a fresh interpreter importing Dask, MDAnalysis and Numba; the
+scheduler, the nannies and their heartbeats share the same cores; and the driver decoded
+blocks itself while the workers started, one process more than cores. Measured on 2
+cores, ``--workers 2`` took longer than a serial run (see the README's scaling section).
+
+Here the workers are forked from a :mod:`multiprocessing` fork server that imported
+everything once (in parallel with the driver's own imports); each worker then reopens
+the input by its spec, keeps it, and answers blocks sent over its own pipe. The driver
+keeps two blocks queued at every worker, so a worker never waits for its next task, and
+at most ``2 x workers`` blocks are in flight (bounded memory). Large arrays come back as
+files in ``/dev/shm`` (see :mod:`trajalign.executors`). A worker that dies (killed, out
+of memory) is replaced and its blocks are sent again, up to :data:`MAX_TRIES` times each.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+#: times a block is sent before a worker dying on it fails the run (Dask's default, 3
+#: allowed failures, means 4 tries; a block that kills every worker it meets is a bug)
+MAX_TRIES = 3
+
+#: what every worker needs, imported once by the fork server
+_PRELOAD = ["numpy", "numba", "MDAnalysis", "trajalign.executors", "trajalign.jobs"]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent (the fork server) exits, so no
+    worker outlives a driver killed with SIGKILL (the fork server leaves when it does)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_main(conn, threads: int) -> None:
+    """A worker's life: take messages from the driver until it says stop or goes away."""
+    # Ctrl-C and a batch system's SIGTERM reach the whole process group: the driver
+    # decides what to keep and stops the workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    import numba
+
+    from .executors import _run_task
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    jobs: dict = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        tag, payload = msg
+        if tag == "job":
+            token, blob = payload
+            jobs.clear()  # one job at a time: the previous run's is done
+            jobs[token] = pickle.loads(blob)
+            continue
+        token, spec, index, start, stop, anchor, shm = payload
+        try:
+            out = _run_task(spec, jobs[token], index, start, stop, shm, anchor)
+            conn.send(("ok", index, out))
+        except BaseException as exc:  # the driver decides; the worker stays for the next
+            conn.send(("error", index, _portable(exc)))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: object
+    conn: object
+    tasks: deque = field(default_factory=deque)  # blocks sent, in the order sent
+    job: str | None = None  # token of the job it holds
+
+
+class WorkerDied(Exception):
+    """A worker process ended while it held blocks (killed, out of memory)."""
+
+    def __init__(self, exitcode, block) -> None:
+        super().__init__(exitcode, block)
+        self.exitcode, self.block = exitcode, block
+
+
+class Pool:
+    """``n`` worker processes; see the module's docstring."""
+
+    def __init__(self, n: int, threads: int = 1) -> None:
+        self.n, self.threads = n, threads
+        self.workers: list[_Worker] = []
+        self._ctx = None
+
+    def prepare(self) -> None:
+        """Start the fork server (its imports run beside the driver's); no worker yet."""
+        import multiprocessing as mp
+
+        if self._ctx is not None:
+            return
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(_PRELOAD)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+    def _spawn(self) -> _Worker:
+        self.prepare()
+        here, there = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(there, self.threads), daemon=True, name="trajalign-worker"
+        )
+        proc.start()
+        there.close()
+        return _Worker(proc, here)
+
+    def fill(self) -> None:
+        """Start workers up to ``n`` (after :meth:`prepare`)."""
+        while len(self.workers) < self.n:
+            self.workers.append(self._spawn())
+
+    def map(self, spec, job, blocks, anchors: dict, shm) -> object:
+        """Yield each block's result as it arrives (a generator of BlockOutput).
+
+        Raises the worker's own exception for a block that failed, and
+        :class:`WorkerDied` for a block whose workers died :data:`MAX_TRIES` times.
+        """
+        from multiprocessing.connection import wait
+
+        self.fill()
+        token = f"{os.getpid()}-{time.monotonic_ns()}"
+        blob = _dumps(job)
+        pending = deque(blocks)
+        tries: dict[int, int] = {}
+
+        def feed(w: _Worker) -> None:
+            while len(w.tasks) < 2 and pending:
+                index, start, stop = block = pending.popleft()
+                if w.job != token:
+                    w.conn.send(("job", (token, blob)))
+                    w.job = token
+                task = (token, spec, index, start, stop, anchors.get(start), shm)
+                w.conn.send(("block", task))
+                w.tasks.append(block)
+                tries[index] = tries.get(index, 0) + 1
+
+        for w in self.workers:
+            feed(w)
+        while any(w.tasks for w in self.workers):
+            by_handle = {}
+            for w in self.workers:
+                if w.tasks:
+                    by_handle[w.conn] = by_handle[w.proc.sentinel] = w
+            for handle in wait(list(by_handle)):
+                w = by_handle[handle]
+                if w not in self.workers or not w.tasks:
+                    continue  # replaced, or its result was taken through the other handle
+                try:
+                    msg = w.conn.recv() if w.conn.poll() else None
+                except (EOFError, OSError):
+                    msg = None
+                if msg is None:
+                    if w.proc.is_alive():
+                        continue  # woken by the pipe, data not complete yet
+                    self._replace(w, pending, tries)
+                    feed(self.workers[-1])
+                    continue
+                tag, index, payload = msg
+                w.tasks.popleft()
+                if tag == "error":
+                    raise payload
+                feed(w)
+                yield payload
+
+    def _replace(self, w: _Worker, pending: deque, tries: dict) -> None:
+        """A worker died: its blocks go back to the front of the queue, a new one starts."""
+        w.proc.join(timeout=1)
+        for block in w.tasks:
+            if tries[block[0]] >= MAX_TRIES:
+                raise WorkerDied(w.proc.exitcode, block)
+        pending.extendleft(reversed(w.tasks))
+        w.tasks.clear()
+        self.workers.remove(w)
+        w.conn.close()
+        self.workers.append(self._spawn())
+
+    def forget(self) -> None:
+        """Drop what the workers were doing (after an error or a stop): they are stopped,
+        since a result still on its way would otherwise arrive in the next run."""
+        if any(w.tasks for w in self.workers):
+            self.close()
+
+    def close(self, grace: float = 2.0) -> None:
+        """Stop every worker: ask, wait up to ``grace`` seconds, then kill."""
+        for w in self.workers:
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + grace
+        for w in self.workers:
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join()
+            w.conn.close()
+        self.workers = []
+
+
+def _dumps(job) -> bytes:
+    """The job for the workers: cloudpickle where installed (Dask brings it), so jobs
+    defined interactively or in a script travel too."""
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(job)
+    except ImportError:
+        return pickle.dumps(job)
