@@ -616,3 +616,80 @@ def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, 
     assert not out.exists()
     # once that run is gone, its leftover is a killed run's partial file: started over
     assert cli("center", CHAIN2D, "-o", out).code == 0 and not part.exists()
+
+
+# ------------------------------------------------------------- one run per output
+
+
+def test_run_lock_refuses_a_second_writer_without_hdf5_locks(tmp_path, cli):
+    """With --hdf5-locking false HDF5 cannot see another writer; the lock file can."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.h5"
+    holder = subprocess.Popen(  # stands for a first run that holds the lock
+        [
+            sys.executable,
+            "-c",
+            "import sys; from trajalign.io.output import RunLock; l = RunLock(sys.argv[1]);"
+            " l.__enter__(); print('held', flush=True); sys.stdin.read(); l.__exit__()",
+            str(out),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for more in ([], ["--resume"]):
+            res = cli("center", CHAIN2D, "-o", out, "--hdf5-locking", "false", *more)
+            assert res.code == 1, res.stderr
+            (line,) = res.stderr.strip().splitlines()
+            assert line.startswith(f"Error: process {holder.pid} on ") and "is writing" in line
+            assert f"if that run is gone, delete {tmp_path / '.o.h5.lock'}" in line
+    finally:
+        holder.communicate("")
+    assert not out.exists() and not partial_path(out).exists()
+    assert cli("center", CHAIN2D, "-o", out, "--hdf5-locking", "false").code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5"]  # lock gone too
+
+
+def test_run_lock_of_a_killed_run_is_taken_over(tmp_path, cli):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    out = tmp_path / "o.h5"
+    lock = tmp_path / ".o.h5.lock"
+    lock.write_text(
+        json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "started": 1})
+    )
+    res = cli("center", CHAIN2D, "-o", out, "--hdf5-locking", "false")
+    assert res.code == 0, res.stderr
+    assert not lock.exists() and out.exists()
+    # a lock from another host cannot be checked: refused, and the message says what to do
+    lock.write_text(json.dumps({"host": "node-elsewhere", "pid": 1, "started": 1}))
+    res = cli("center", CHAIN2D, "-o", out, "--force")
+    assert res.code == 1 and "process 1 on node-elsewhere" in res.stderr
+    assert lock.exists()
+
+
+def test_errors_in_the_input_come_before_any_worker(tmp_path, cli, monkeypatch):
+    """A selection that matches nothing: reported with no worker started, and with an
+    unreachable scheduler, without waiting for it."""
+    from trajalign import pool
+
+    started = []
+    monkeypatch.setattr(pool.Pool, "fill", lambda self: started.append(1))
+    args = ["rotate", *BUTANE, "-s", "name XX", "-o", tmp_path / "o.h5"]
+    res = cli(*args, "--workers", 2)
+    assert res.code == 1 and "name XX" in res.stderr and started == []
+    t0 = time.perf_counter()
+    res = cli(*args, "--scheduler", "tcp://127.0.0.1:9")
+    assert res.code == 1 and "name XX" in res.stderr
+    assert time.perf_counter() - t0 < 5  # the scheduler's timeout is 10 s
+    assert list(tmp_path.iterdir()) == []

@@ -274,6 +274,194 @@ def _checkpoint(writer, done_ds, behind: _WriteBehind, check: bool = True) -> fl
     return time.perf_counter()
 
 
+class _Run:
+    """One run of a job into one output, in the stages :func:`run` calls in order.
+
+    :meth:`open_output` (a new partial output, or the one ``--resume`` continues),
+    :meth:`stream` (blocks through the executor into the writer, with checkpoints),
+    :meth:`finalize` (post-passes and provenance), :meth:`commit` (rename into place).
+    :meth:`stop_kept` and :meth:`close` are the ways out.
+    """
+
+    def __init__(self, source, job: Job, target: Path, chunk: int, locking) -> None:
+        self.source, self.job, self.target, self.chunk = source, job, target, chunk
+        self.locking = locking
+        self.partial = partial_path(target)
+        starts = list(range(0, source.n_frames, chunk))
+        self.blocks = [(i, s, min(s + chunk, source.n_frames)) for i, s in enumerate(starts)]
+        self.key = run_key(source, job, chunk)
+        self.writer = None
+        self.done = np.zeros(len(self.blocks), dtype=bool)
+        self.done_ds = None
+        self.behind: _WriteBehind | None = None
+        self.resumed = False
+        self.repaired: dict[str, int] = {}
+        self.pbc: dict = {}
+
+    # ------------------------------------------------------------------ open
+
+    def open_output(self, resume: bool) -> None:
+        """Reopen the partial output (``resume``) or create a new one."""
+        from .io.h5md import H5MDWriter
+
+        opened = None
+        if resume and self.partial.exists():
+            opened = _open_partial(self.partial, self.key, len(self.blocks), self.locking)
+        if opened is not None:
+            self.writer, self.done = opened
+            self.resumed = True
+            self.job.warnings.append(
+                f"resumed: {int(self.done.sum())} of {len(self.blocks)} blocks were done"
+            )
+        else:
+            if resume:
+                why = (
+                    "is unreadable (killed mid-write)"
+                    if self.partial.exists()
+                    else "does not exist"
+                )
+                self.job.warnings.append(f"--resume: the partial output {why}; starting over")
+            if self.partial.exists():  # a killed run's (one being written now is refused)
+                _refuse_if_busy(self.partial, self.locking)
+                self.partial.unlink(missing_ok=True)
+            source, job = self.source, self.job
+            n_out, dim_out = job.output_shape(source)
+            try:
+                self.writer = H5MDWriter(
+                    str(self.partial),
+                    n_frames=source.n_frames,
+                    n_points=n_out,
+                    dim=dim_out,
+                    length_unit=source.length_unit,
+                    has_box=source.has_box,
+                    box_is_provenance=not job.positions_in_input_box,
+                    atom_indices=job.output_atom_indices(source),
+                    positions=job.writes_positions,
+                    locking=self.locking,
+                    exclusive=True,
+                )
+            except FileExistsError:  # another run created it since the check above
+                raise _busy(self.partial) from None
+            try:
+                job.declare(self.writer, source)
+                g = self.writer.f.create_group("trajalign/resume")
+                g.attrs["key"] = self.key
+                g.create_dataset("done", data=self.done.astype(np.uint8))
+                self.writer.flush()
+            except BaseException:
+                self.close(discard=True)
+                raise
+        self.done_ds = self.writer.f["trajalign/resume/done"]
+
+    # ---------------------------------------------------------------- stream
+
+    def stream(self, executor, progress) -> None:
+        """Process the blocks not done yet and write each at its offset."""
+        job, blocks, done = self.job, self.blocks, self.done
+        todo = [b for b in blocks if not done[b[0]]]
+        if progress is not None and done.any():
+            progress(int(sum(stop - start for i, start, stop in blocks if done[i])))
+        waiting: dict[int, object] = {}
+        order = [b[0] for b in todo]
+        last_flush = time.perf_counter()
+        self.behind = behind = _WriteBehind(self.writer)
+        with executor:
+            for out in executor.map_blocks(self.source, job, todo):
+                waiting[out.index] = out
+                # ordered jobs write strictly in frame order; others as blocks arrive
+                ready = []
+                if job.ordered:
+                    while order and order[0] in waiting:
+                        ready.append(waiting.pop(order.pop(0)))
+                else:
+                    ready.append(waiting.pop(out.index))
+                for o in ready:
+                    if job.ordered:  # stitching reads the frames written before
+                        behind.drain()
+                        result = job.stitch(o.result, self.writer, o.start)
+                    else:
+                        result = o.result
+                    behind.submit(
+                        o.index, o.start, o.frames, o.times, result.coords, o.box, **result.extra
+                    )
+                    job.collect(result)
+                    for k, v in (o.repair or {}).items():
+                        self.repaired[k] = self.repaired.get(k, 0) + v
+                    if progress is not None:
+                        progress(len(o.frames))
+                if time.perf_counter() - last_flush > FLUSH_SECONDS:
+                    last_flush = self.checkpoint()
+                _signals.check()
+        behind.drain()
+
+    def checkpoint(self, check: bool = True) -> float:
+        """Flush the written blocks to disk, then mark them done (and flush that)."""
+        return _checkpoint(self.writer, self.done_ds, self.behind, check)
+
+    # --------------------------------------------------------------- finish
+
+    def finalize(self, argv, hashes) -> None:
+        """The job's post-passes, the provenance; the output is no longer resumable."""
+        source, job = self.source, self.job
+        job.finalize(self.writer)
+        params = {"source": source.spec.as_dict(), "chunk_frames": self.chunk}
+        params.update(job.parameters())
+        self.pbc = pbc_summary(source, self.repaired, resumed=self.resumed)
+        job.warnings.extend(self.pbc.pop("warnings"))
+        params["pbc"] = self.pbc
+        self.writer.write_provenance(
+            argv=list(argv if argv is not None else sys.argv),
+            inputs=_inputs(source),
+            parameters=params,
+            hashes=hashes,
+        )
+        del self.writer.f["trajalign/resume"]
+
+    def stop_kept(self, stop: BaseException) -> None:
+        """Ctrl-C/SIGTERM: checkpoint what is written and note it on the exception."""
+        if self.behind is not None:
+            self.checkpoint(check=False)  # what is written is kept
+        stop.partial = str(self.partial)
+        done = self.done_ds[()] if self.done_ds is not None else self.done
+        stop.blocks_done = int(np.asarray(done).sum())
+        stop.blocks_total = len(self.blocks)
+
+    def close(self, discard: bool) -> None:
+        """Stop the writer thread, close the file; ``discard`` deletes the partial output."""
+        if self.behind is not None:
+            self.behind.drain(check=False)
+            self.behind.close()
+            self.behind = None
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        except OSError:
+            pass
+        if discard:
+            self.partial.unlink(missing_ok=True)
+
+    def commit(self, before_commit) -> None:
+        """Outputs made from the finished file, then rename it to the target."""
+        if before_commit is not None:
+            try:
+                before_commit(str(self.partial))
+            except BaseException:
+                self.partial.unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(self.partial, self.target)
+        except OSError as err:
+            self.partial.unlink(missing_ok=True)
+            raise OutputError(
+                f"cannot move the finished output to {self.target}: {err}",
+                "check the folder's permissions and free space",
+            ) from None
+
+
+def _inputs(source) -> list[str]:
+    return [*source.spec.paths, *([source.spec.top] if source.spec.top else [])]
+
+
 def run(
     source,
     job: Job,
@@ -293,7 +481,9 @@ def run(
     The output is built in ``.<name>.partial`` beside the target, block by block, each
     block marked done after it is flushed. On success the partial file is renamed to
     the target; on an error it is deleted; on Ctrl-C/SIGTERM it is kept, and the same
-    command with ``resume=True`` continues from the finished blocks.
+    command with ``resume=True`` continues from the finished blocks. One run at a time
+    builds a given output: a lock file ``.<name>.lock`` beside it (see
+    :class:`trajalign.io.output.RunLock`) refuses a second, whatever the filesystem.
 
     Parameters
     ----------
@@ -309,7 +499,7 @@ def run(
         Recorded in the provenance (default ``sys.argv``).
     progress : callable, optional
         Called with the number of frames of each written block.
-    executor : SerialExecutor or DaskExecutor, optional
+    executor : SerialExecutor, LocalExecutor or DaskExecutor, optional
         Where blocks are processed (default: serially, in this process).
     resume : bool
         Continue a partial output left by an interrupted run of the same command.
@@ -327,157 +517,40 @@ def run(
         The run summary: output, frames, atoms, dim, method, seconds, warnings.
     """
     from .executors import SerialExecutor
-    from .io.h5md import BackgroundHashes, H5MDWriter
+    from .io.h5md import BackgroundHashes
+    from .io.output import RunLock
 
     t0 = time.perf_counter()
     chunk = chunk_size(source.n_points, source.dim, chunk_frames, memory_mb)
     target = prepare_output(output, force=force)
-    inputs = [*source.spec.paths, *([source.spec.top] if source.spec.top else [])]
-    hashes = BackgroundHashes(inputs)  # the provenance's checksums, beside the work
+    hashes = BackgroundHashes(_inputs(source))  # the provenance's checksums, beside the work
     job.prepare(source)
     extra = job.frame_bytes(source)
     if extra and chunk_frames is None:  # size blocks for what the job holds per frame
         chunk = chunk_size(source.n_points, source.dim, None, memory_mb, extra)
-    n_out, dim_out = job.output_shape(source)
-    starts = list(range(0, source.n_frames, chunk))
-    blocks = [(i, s, min(s + chunk, source.n_frames)) for i, s in enumerate(starts)]
-    key = run_key(source, job, chunk)
-    partial = partial_path(target)
     executor = executor or SerialExecutor()
-
-    opened = (
-        _open_partial(partial, key, len(blocks), hdf5_locking)
-        if resume and partial.exists()
-        else None
-    )
-    if opened is not None:
-        writer, done = opened
-        job.warnings.append(f"resumed: {int(done.sum())} of {len(blocks)} blocks were done")
-    else:
-        if resume:
-            why = "is unreadable (killed mid-write)" if partial.exists() else "does not exist"
-            job.warnings.append(f"--resume: the partial output {why}; starting over")
-        if partial.exists():  # a killed run's (if being written now, that run's: refused)
-            _refuse_if_busy(partial, hdf5_locking)
-            partial.unlink(missing_ok=True)
+    r = _Run(source, job, target, chunk, hdf5_locking)
+    with RunLock(target):
+        r.open_output(resume)  # a refused resume leaves the partial output as it was
+        discard = True
         try:
-            writer = H5MDWriter(
-                str(partial),
-                n_frames=source.n_frames,
-                n_points=n_out,
-                dim=dim_out,
-                length_unit=source.length_unit,
-                has_box=source.has_box,
-                box_is_provenance=not job.positions_in_input_box,
-                atom_indices=job.output_atom_indices(source),
-                positions=job.writes_positions,
-                locking=hdf5_locking,
-                exclusive=True,
-            )
-        except FileExistsError:  # another run created it since the check above
-            raise _busy(partial) from None
-        done = np.zeros(len(blocks), dtype=bool)
-    keep_partial = False
-    failed: BaseException | None = None
-    try:
-        if opened is None:
-            job.declare(writer, source)
-            g = writer.f.create_group("trajalign/resume")
-            g.attrs["key"] = key
-            g.create_dataset("done", data=done.astype(np.uint8))
-            writer.flush()
-        done_ds = writer.f["trajalign/resume/done"]
-        todo = [b for b in blocks if not done[b[0]]]
-        if progress is not None and done.any():
-            progress(int(sum(stop - start for i, start, stop in blocks if done[i])))
-        waiting: dict[int, object] = {}
-        repaired: dict[str, int] = {}
-        last_flush = time.perf_counter()
-        order = [b[0] for b in todo]
-        behind = _WriteBehind(writer)
-        with executor:
-            for out in executor.map_blocks(source, job, todo):
-                waiting[out.index] = out
-                # ordered jobs write strictly in frame order; others as blocks arrive
-                ready = []
-                if job.ordered:
-                    while order and order[0] in waiting:
-                        ready.append(waiting.pop(order.pop(0)))
-                else:
-                    ready.append(waiting.pop(out.index))
-                for o in ready:
-                    if job.ordered:  # stitching reads the frames written before
-                        behind.drain()
-                        result = job.stitch(o.result, writer, o.start)
-                    else:
-                        result = o.result
-                    behind.submit(
-                        o.index, o.start, o.frames, o.times, result.coords, o.box, **result.extra
-                    )
-                    job.collect(result)
-                    for k, v in (o.repair or {}).items():
-                        repaired[k] = repaired.get(k, 0) + v
-                    if progress is not None:
-                        progress(len(o.frames))
-                if time.perf_counter() - last_flush > FLUSH_SECONDS:
-                    last_flush = _checkpoint(writer, done_ds, behind)
-                _signals.check()
-        behind.drain()
-        job.finalize(writer)
-        params = {"source": source.spec.as_dict(), "chunk_frames": chunk}
-        params.update(job.parameters())
-        pbc = pbc_summary(source, repaired, resumed=opened is not None)
-        job.warnings.extend(pbc.pop("warnings"))
-        params["pbc"] = pbc
-        writer.write_provenance(
-            argv=list(argv if argv is not None else sys.argv),
-            inputs=inputs,
-            parameters=params,
-            hashes=hashes,
-        )
-        del writer.f["trajalign/resume"]
-    except (KeyboardInterrupt, _signals.Terminated) as stop:
-        keep_partial = True
-        if "behind" in locals():
-            _checkpoint(writer, done_ds, behind, check=False)  # what is written is kept
-        stop.partial = str(partial)
-        stop.blocks_done = int(np.asarray(done_ds[()] if "done_ds" in locals() else done).sum())
-        stop.blocks_total = len(blocks)
-        raise
-    except OSError as err:
-        # h5py reports a full disk or a failing device as OSError while writing
-        failed = err
-        raise OutputError(
-            f"writing the output failed: {err}",
-            f"check free space and permissions in {target.parent}",
-        ) from None
-    except BaseException as err:
-        failed = err
-        raise
-    finally:
-        if "behind" in locals():
-            behind.drain(check=False)
-            behind.close()
-        try:
-            writer.close()
-        except OSError:
-            pass
-        if failed is not None and not keep_partial:
-            partial.unlink(missing_ok=True)
-    if before_commit is not None:
-        try:
-            before_commit(str(partial))
-        except BaseException:
-            partial.unlink(missing_ok=True)
+            r.stream(executor, progress)
+            r.finalize(argv, hashes)
+            discard = False
+        except (KeyboardInterrupt, _signals.Terminated) as stop:
+            discard = False
+            r.stop_kept(stop)
             raise
-    try:
-        os.replace(partial, target)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot move the finished output to {target}: {err}",
-            "check the folder's permissions and free space",
-        ) from None
+        except OSError as err:
+            # h5py reports a full disk or a failing device as OSError while writing
+            raise OutputError(
+                f"writing the output failed: {err}",
+                f"check free space and permissions in {target.parent}",
+            ) from None
+        finally:
+            r.close(discard)
+        r.commit(before_commit)
+    n_out, dim_out = job.output_shape(source)
     return {
         "output": str(target),
         "frames": source.n_frames,
@@ -487,7 +560,7 @@ def run(
         "seconds": round(time.perf_counter() - t0, 3),
         "warnings": list(job.warnings),
         "executor": executor.name,
-        "pbc": pbc,
+        "pbc": r.pbc,
     }
 
 

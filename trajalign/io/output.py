@@ -84,3 +84,134 @@ class AtomicOutput:
                 self.tmp.unlink()
         except FileNotFoundError:
             pass
+
+
+class RunLock:
+    """Context manager: hold ``.<name>.lock`` beside ``target`` while a run builds it.
+
+    HDF5's own file locks are off with ``--hdf5-locking false`` and do not work on every
+    cluster filesystem, so two runs (or two ``--resume`` runs) could write one partial
+    output. The lock file is created with ``O_EXCL``, which is atomic on local disks,
+    NFS and Lustre alike. It holds the host and process id of its run: a lock left by a
+    run killed on this host is recognised (no such process) and taken over; one from
+    another host cannot be checked, and the message says how to remove it.
+    """
+
+    def __init__(self, target: str | os.PathLike) -> None:
+        target = Path(target)
+        self.target = target
+        self.path = target.parent / f".{target.name}.lock"
+        self._mine: str | None = None
+
+    def __enter__(self) -> RunLock:
+        import json
+        import socket
+
+        me = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
+        )
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if not self._take_stale():
+                    raise self._busy() from None
+                continue
+            except OSError as err:
+                raise OutputError(
+                    f"cannot create the lock file {self.path}: {err.strerror}",
+                    "check the output folder's permissions",
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self._mine = me
+            return self
+        raise self._busy()
+
+    def __exit__(self, *exc) -> bool:
+        try:
+            if self._mine is not None and self.path.read_text() == self._mine:
+                self.path.unlink()
+        except OSError:
+            pass
+        self._mine = None
+        return False
+
+    def _holder(self) -> dict | None:
+        import json
+
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None  # being written this instant, or gone: treated as held
+
+    def _take_stale(self) -> bool:
+        """Remove the lock if its run is dead on this host; True if it is gone now."""
+        import socket
+
+        held = self._holder()
+        if held is None:
+            return not self.path.exists()
+        if held.get("host") != socket.gethostname() or _alive(held.get("pid"), held.get("started")):
+            return False
+        # another run may be taking it over at the same moment: only the one whose
+        # rename moves the stale lock itself (not a new one) goes on
+        aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return True
+        try:
+            moved = aside.read_text()
+        except OSError:
+            moved = None
+        if moved is not None and not _encodes(moved, held):
+            os.rename(aside, self.path)  # it was a live run's new lock: put it back
+            return False
+        aside.unlink(missing_ok=True)
+        return True
+
+    def _busy(self) -> OutputError:
+        held = self._holder() or {}
+        who = (
+            f"process {held['pid']} on {held['host']}"
+            if "pid" in held and "host" in held
+            else "another run"
+        )
+        return OutputError(
+            f"{who} is writing {self.target} now (it holds {self.path.name})",
+            f"wait for it to finish or give another -o; if that run is gone, delete {self.path}",
+        )
+
+
+def _encodes(text: str, held: dict) -> bool:
+    """Does ``text`` hold the stale lock ``held`` read before?"""
+    import json
+
+    try:
+        return json.loads(text) == held
+    except ValueError:
+        return False
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, started) -> bool:
+    """Is process ``pid`` (started at ``started``) running on this host?"""
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unreadable lock: do not take it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    now = _start_time(pid)
+    return started is None or now is None or now == started
