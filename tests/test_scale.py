@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trajalign import executors as ex
-from trajalign.errors import ClusterError, ResumeError
+from trajalign.errors import ClusterError, ClusterLost, ResumeError
 from trajalign.executors import DaskExecutor, make_executor
 from trajalign.io import open_source
 from trajalign.jobs.center import CenterJob
@@ -538,11 +538,14 @@ def test_local_worker_death_block_is_retried(tmp_path, picklable_by_value):
     assert_same_file(ref_out, out)
 
 
-def test_local_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_value):
-    out = tmp_path / "out.h5"
+def test_local_worker_death_every_time_keeps_what_is_done(tmp_path, picklable_by_value):
+    """A block that kills every worker it meets: an error naming its frames, the blocks
+    finished before kept for --resume, which then gives the serial file."""
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(CHAIN2D), CenterJob("com"), str(ref_out), chunk_frames=256)
     exe = make_executor(workers=2)
     try:
-        with pytest.raises(ClusterError, match=r"died 3 times .* frames 512-767 \(exit status 1\)"):
+        with pytest.raises(ClusterLost, match=r"died 3 times .* frames 512-767") as err:
             run(
                 open_source(CHAIN2D),
                 DiesOnce(512, tmp_path / "died", always=True),
@@ -552,8 +555,11 @@ def test_local_worker_death_every_time_fails_cleanly(tmp_path, picklable_by_valu
             )
     finally:
         exe.close()
-    assert not out.exists() and not partial_path(out).exists()
+    assert "(exit status 1)" in str(err.value) and "--resume" in str(err.value)
+    assert not out.exists() and partial_path(out).exists()
     assert exe.pool.workers == []
+    run(open_source(CHAIN2D), CenterJob("com"), str(out), chunk_frames=256, resume=True)
+    assert_same_file(ref_out, out)
 
 
 def test_local_worker_error_reaches_the_driver_whole(tmp_path):

@@ -11,8 +11,11 @@ from __future__ import annotations
 import signal
 
 
-class Terminated(Exception):
-    """The process received SIGTERM (a scheduler's preemption, ``kill``)."""
+class Terminated(BaseException):
+    """The process received SIGTERM (a scheduler's preemption, ``kill``).
+
+    A BaseException, like KeyboardInterrupt: code that handles ``Exception`` (a cluster
+    client waiting for a result, a retry loop) must not turn a stop into an error."""
 
 
 _received: list[int] = []

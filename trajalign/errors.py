@@ -62,5 +62,12 @@ class ClusterError(TrajalignError):
     """The Dask cluster cannot be reached, or its workers failed a block."""
 
 
+class ClusterLost(ClusterError):
+    """The cluster failed mid-run (workers or scheduler gone): the finished blocks are
+    kept in the partial output for ``--resume``, and the hint says how many."""
+
+    keeps_partial = True
+
+
 class ResumeError(TrajalignError):
     """``--resume`` found a partial output made with other parameters or inputs."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import nonfinite_error
-from .errors import ClusterError, DataError
+from .errors import ClusterError, ClusterLost, DataError
 
 
 @dataclass
@@ -211,11 +211,18 @@ def _run_task(spec, job, index, start, stop, shm=None, anchor=None) -> BlockOutp
 
 
 def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
-    """A block on a Dask worker (:func:`_run_task` with the worker's thread count set)."""
+    """A block on a Dask worker (:func:`_run_task` with the worker's thread count set);
+    an error names the worker, which may be another machine than the driver's."""
     import numba
 
+    from .errors import TrajalignError
+
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    return _run_task(spec, job, index, start, stop, shm, anchor)
+    try:
+        return _run_task(spec, job, index, start, stop, shm, anchor)
+    except TrajalignError as err:
+        err.message = f"on worker {_worker_name()}: {err.message}"
+        raise
 
 
 class LocalExecutor:
@@ -269,11 +276,11 @@ class LocalExecutor:
                 yield _import(out)
         except WorkerDied as died:
             _, start, stop = died.block
-            raise ClusterError(
+            raise ClusterLost(
                 f"worker processes died {_tries()} times while processing frames "
                 f"{start}-{stop - 1} ({_exit_reason(died.exitcode)})",
                 "check the memory available per worker (fewer --workers or a smaller "
-                "--memory), then rerun with --resume",
+                "--memory) and run trajalign info --check on the input",
             ) from None
         finally:
             if shm is not None:
@@ -312,50 +319,106 @@ class DaskExecutor:
     scheduler_file : str, optional
         Scheduler file written by ``dask scheduler --scheduler-file`` or dask-mpi.
     timeout : float
-        Seconds to wait for the scheduler before giving up.
+        Seconds to wait for the scheduler to answer.
+    wait_workers : float
+        Seconds to wait for a first worker to join, and for one to come back when every
+        worker has left mid-run.
+    quiet : bool
+        Keep Dask's own log lines and tracebacks off stderr (the command line's default;
+        ``-v`` shows them).
 
     The connection is made when the run starts (:meth:`__enter__`), after the input was
-    opened and checked: a bad input is reported without touching the cluster.
+    opened and checked: a bad input is reported without touching the cluster. Every
+    wait has a deadline. A cluster that fails mid-run (workers or scheduler gone) raises
+    :class:`~trajalign.errors.ClusterLost`, and the pipeline keeps the finished blocks.
     """
 
     name = "dask"
 
-    def __init__(self, scheduler=None, scheduler_file=None, timeout=10.0):
+    #: seconds between checks that the cluster is still there while blocks are out
+    POLL = 1.0
+
+    def __init__(
+        self, scheduler=None, scheduler_file=None, timeout=10.0, wait_workers=120.0, quiet=True
+    ):
         self.scheduler, self.scheduler_file = scheduler, scheduler_file
-        self.timeout = timeout
+        self.where = scheduler or scheduler_file
+        self.timeout, self.wait_workers, self.quiet = timeout, wait_workers, quiet
         self.client = None
         self._prefixes: list[str] = []
+        self._log_levels: dict[str, int] = {}
 
     def start(self) -> None:
         """Nothing to start ahead: the cluster runs already."""
 
     def __enter__(self):
         if self.client is None:
+            self._silence()
             self._connect()
+            self._wait_for_workers()
         return self
 
-    def _connect(self) -> None:
-        from distributed import Client
+    def _silence(self) -> None:
+        import logging
 
-        where = self.scheduler or self.scheduler_file
+        if not self.quiet:
+            return
+        for name in ("distributed", "tornado", "asyncio"):
+            logger = logging.getLogger(name)
+            self._log_levels.setdefault(name, logger.level)
+            logger.setLevel(logging.CRITICAL + 1)
+
+    def _connect(self) -> None:
+        import threading
+
         if self.scheduler_file and not os.path.exists(self.scheduler_file):
             raise ClusterError(
                 f"scheduler file {self.scheduler_file} does not exist",
                 "start the scheduler first (dask scheduler --scheduler-file FILE)",
             )
-        try:
-            self.client = Client(
-                self.scheduler,
-                scheduler_file=self.scheduler_file,
-                timeout=f"{self.timeout}s",
-                set_as_default=False,
-            )
-        except (OSError, TimeoutError, ValueError) as exc:
-            self._disconnect()
+        got: dict = {}
+
+        def connect():
+            from distributed import Client
+
+            try:
+                got["client"] = Client(
+                    self.scheduler,
+                    scheduler_file=self.scheduler_file,
+                    timeout=f"{self.timeout}s",
+                    set_as_default=False,
+                )
+            except BaseException as exc:
+                got["error"] = exc
+
+        # Client() waits forever on a listener that accepts and never answers (another
+        # service, the dashboard's port): it runs in a thread the run does not wait for
+        t = threading.Thread(target=connect, name="trajalign-connect", daemon=True)
+        t.start()
+        t.join(self.timeout + 5)
+        if t.is_alive():
             raise ClusterError(
-                f"cannot reach the Dask scheduler at {where} within {self.timeout:g} s "
+                f"no Dask scheduler answered at {self.where} within {self.timeout + 5:g} s",
+                "check that this is the scheduler's address (port 8786 unless set otherwise; "
+                "8787 is its dashboard) and that the scheduler is running",
+            )
+        if "error" in got:
+            exc = got["error"]
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {self.where} within {self.timeout:g} s "
                 f"({type(exc).__name__}: {exc})",
                 "check the address or scheduler file and that the scheduler is running",
+            ) from None
+        self.client = got["client"]
+
+    def _wait_for_workers(self) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=self.wait_workers)
+        except (TimeoutError, OSError):
+            raise ClusterError(
+                f"no worker joined the scheduler at {self.where} within {self.wait_workers:g} s",
+                "start workers (dask worker --scheduler-file FILE), or wait longer with "
+                "--wait-workers SECONDS",
             ) from None
 
     def __exit__(self, *exc):
@@ -363,34 +426,127 @@ class DaskExecutor:
         return False
 
     def close(self) -> None:
-        """Disconnect; safe to call more than once."""
-        self._disconnect()
+        """Disconnect (never waiting long for a scheduler that is gone); safe to repeat."""
+        import logging
+
+        client, self.client = self.client, None
+        try:
+            if client is not None:
+                client.close(timeout=2)
+        except BaseException:
+            pass
         # a block that finished after its run was cancelled may have left a file
         for prefix in self._prefixes:
             _sweep(prefix)
         self._prefixes.clear()
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._log_levels.clear()
 
-    def _disconnect(self) -> None:
-        try:
-            if self.client is not None:
-                self.client.close()
-        except Exception:
-            pass
-        self.client = None
+    # ------------------------------------------------------------------ blocks
 
     def map_blocks(self, source, job, blocks: Iterable[tuple[int, int, int]]) -> Iterator:
-        from distributed import as_completed
-
         pending = list(blocks)[::-1]  # popped from the end: frame order
         # nojump's state at each block start, found by one pass in frame order: blocks
         # then run anywhere, in any order, with identical results
         anchors = source.nojump_anchors([start for _, start, _ in pending])
+        spec = _absolute(source.spec)
+        self._probe(spec, source)
         if pending:
-            with self.client.as_current():
-                yield from self._map_blocks(source, job, pending, as_completed, anchors)
+            yield from self._map_blocks(spec, job, pending, anchors)
 
-    def _map_blocks(self, source, job, pending, as_completed, anchors) -> Iterator:
-        job_f = self.client.scatter(job, broadcast=True, hash=False)
+    def _probe(self, spec, source) -> None:
+        """Once, before any block: can a worker open the input as the driver did?"""
+        fut = self.client.submit(_probe_task, spec, pure=False)
+        try:
+            status, host, detail = self._result(fut, "opening the input on a worker")
+        finally:
+            fut.release()
+        if status == "error":
+            raise ClusterError(
+                f"a worker on {host} cannot open the input: {detail}",
+                "workers open the input by its path, so it must be on a filesystem they "
+                "see, at the same path as on this machine",
+            )
+        if detail != (source.n_frames, source.n_points):
+            raise ClusterError(
+                f"a worker on {host} sees another input: {detail[0]} frames x {detail[1]} "
+                f"atoms where this machine sees {source.n_frames} x {source.n_points}",
+                "the workers must see the same files as this machine (same paths, same copy)",
+            )
+
+    def _result(self, fut, doing: str):
+        """``fut``'s result, waiting while the cluster is there; ClusterLost when not."""
+        from distributed import wait
+
+        alone_since = None
+        while True:
+            try:
+                with self.client.as_current():  # wait() takes the default client
+                    wait([fut], timeout=self.POLL)
+                return fut.result(timeout=self.wait_workers)
+            except TimeoutError:
+                pass
+            except Exception as exc:
+                raise self._translate(exc, doing) from None
+            alone_since = self._check_cluster(alone_since, doing)
+
+    def _check_cluster(self, alone_since, doing: str):
+        """Raise ClusterLost when the scheduler or every worker has been gone too long."""
+        import time
+
+        if self.client.status not in ("running", "connecting"):
+            raise ClusterLost(
+                f"the connection to the Dask scheduler at {self.where} was lost while {doing}"
+            )
+        try:
+            n = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception:
+            n = 0
+        if n:
+            return None
+        now = time.monotonic()
+        if alone_since is None:
+            return now
+        if now - alone_since > self.wait_workers:
+            raise ClusterLost(
+                f"every worker left the Dask cluster at {self.where} while {doing}, and none "
+                f"came back within {self.wait_workers:g} s"
+            )
+        return alone_since
+
+    def _translate(self, exc: BaseException, doing: str) -> BaseException:
+        """A task's failure in the user's terms: the data's error as it is, the cluster's
+        as ClusterLost (finished blocks kept), anything else named with its worker."""
+        from asyncio import CancelledError
+
+        from distributed import KilledWorker
+
+        if _is_trajalign(exc):
+            return exc
+        if isinstance(exc, KilledWorker):
+            return ClusterLost(
+                f"Dask workers died while {doing}, as many times as the scheduler allows "
+                "(out of memory, or a crash in the trajectory reader)",
+                "check the workers' memory and run trajalign info --check on the input",
+            )
+        if isinstance(exc, CancelledError | OSError | TimeoutError) or "cancelled" in repr(exc):
+            return ClusterLost(
+                f"the Dask cluster at {self.where} failed while {doing} "
+                f"({type(exc).__name__}: {exc})"
+            )
+        return ClusterError(
+            f"a Dask task failed while {doing} ({type(exc).__name__}: {exc})",
+            "fix the cause (rerun with -v for details)",
+        )
+
+    def _map_blocks(self, spec, job, pending, anchors) -> Iterator:
+        from distributed import wait
+
+        try:
+            job_f = self.client.scatter(job, broadcast=True, hash=False)
+        except Exception as exc:
+            raise self._translate(exc, "sending the job to the workers") from None
         token = host_token()
         shm = None
         if token is not None:
@@ -400,14 +556,13 @@ class DaskExecutor:
         # the driver has written them, so submitting everything at once would hold the
         # whole trajectory there when the writer is the slower side
         window = max(4, 2 * self._n_workers())
-
-        in_flight = set()
+        in_flight: dict = {}  # future -> (index, start, stop)
 
         def submit():
-            index, start, stop = pending.pop()
+            index, start, stop = block = pending.pop()
             fut = self.client.submit(
                 _dask_task,
-                source.spec,
+                spec,
                 job_f,
                 index,
                 start,
@@ -417,29 +572,39 @@ class DaskExecutor:
                 anchors.get(start),
                 pure=False,
             )
-            in_flight.add(fut)
+            in_flight[fut] = block
             return fut
 
-        running = as_completed([submit() for _ in range(min(window, len(pending)))])
+        for _ in range(min(window, len(pending))):
+            submit()
+        alone_since = None
         try:
-            for fut in running:
+            while in_flight:
                 try:
-                    out = _import(fut.result())
+                    with self.client.as_current():
+                        done, _ = wait(
+                            list(in_flight), timeout=self.POLL, return_when="FIRST_COMPLETED"
+                        )
+                except TimeoutError:
+                    done = ()
                 except Exception as exc:
-                    if isinstance(exc, DataError | ClusterError) or _is_trajalign(exc):
-                        raise
-                    raise ClusterError(
-                        f"a Dask task failed ({type(exc).__name__}: {exc})",
-                        "no partial block was written; fix the cause and rerun with --resume",
-                    ) from None
-                in_flight.discard(fut)
-                fut.release()  # let the worker drop the result
-                if pending:
-                    running.add(submit())
-                yield out
+                    raise self._translate(exc, "waiting for blocks") from None
+                if not done:
+                    alone_since = self._check_cluster(alone_since, "blocks were out")
+                    continue
+                alone_since = None
+                for fut in sorted(done, key=lambda f: in_flight[f][0]):
+                    _, start, stop = in_flight[fut]
+                    doing = f"processing frames {start}-{stop - 1}"
+                    out = _import(self._result(fut, doing))
+                    del in_flight[fut]
+                    fut.release()  # let the worker drop the result
+                    if pending:
+                        submit()
+                    yield out
         finally:
             for fut in in_flight:
-                fut.cancel()
+                fut.release()  # the scheduler forgets tasks no one holds
             if shm is not None:
                 _sweep(shm[1])
 
@@ -448,14 +613,58 @@ class DaskExecutor:
         return max(1, len(info.get("workers", {})))
 
 
+def _absolute(spec):
+    """The spec with every file it names made absolute: workers started in another
+    folder open the same files."""
+    from dataclasses import replace
+
+    def fix(p):
+        return os.path.abspath(p) if isinstance(p, str) and os.path.exists(p) else p
+
+    return replace(
+        spec,
+        paths=tuple(fix(p) for p in spec.paths),
+        top=fix(spec.top),
+        masses=fix(spec.masses),
+        box=fix(spec.box),
+        bonds=fix(spec.bonds),
+    )
+
+
+def _probe_task(spec):
+    """On a worker: open the input as a block task would; (status, host, detail)."""
+    host = _worker_name()
+    try:
+        source = _WORKER_SOURCES.get(spec)
+        if source is None:
+            from .io import open_source
+
+            source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
+        return "ok", host, (source.n_frames, source.n_points)
+    except Exception as exc:
+        return "error", host, str(exc)
+
+
+def _worker_name() -> str:
+    """This worker's host name and Dask address, for messages."""
+    try:
+        from distributed import get_worker
+
+        return f"{socket.gethostname()} ({get_worker().address})"
+    except Exception:
+        return socket.gethostname()
+
+
 def _is_trajalign(exc: BaseException) -> bool:
     from .errors import TrajalignError
 
     return isinstance(exc, TrajalignError)
 
 
-def make_executor(workers=None, scheduler=None, scheduler_file=None):
-    """The serial executor, or a Dask one when any cluster option is given."""
+def make_executor(
+    workers=None, scheduler=None, scheduler_file=None, wait_workers=120.0, quiet=True
+):
+    """The serial executor, a local pool for ``workers``, or a Dask one for a cluster."""
     if workers is None and scheduler is None and scheduler_file is None:
         return SerialExecutor()
     if workers is not None and workers < 1:
@@ -464,4 +673,6 @@ def make_executor(workers=None, scheduler=None, scheduler_file=None):
         raise ParameterError(f"--workers {workers} is not positive", "use 1 or more workers")
     if scheduler is None and scheduler_file is None:
         return LocalExecutor(workers)
-    return DaskExecutor(scheduler=scheduler, scheduler_file=scheduler_file)
+    return DaskExecutor(
+        scheduler=scheduler, scheduler_file=scheduler_file, wait_workers=wait_workers, quiet=quiet
+    )

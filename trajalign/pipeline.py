@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _signals
 from ._version import __version__
-from .errors import OutputError, ParameterError, ResumeError
+from .errors import ClusterLost, OutputError, ParameterError, ResumeError
 from .io.output import prepare_output
 
 DEFAULT_MEMORY_MB = 256
@@ -540,6 +540,16 @@ def run(
         except (KeyboardInterrupt, _signals.Terminated) as stop:
             discard = False
             r.stop_kept(stop)
+            raise
+        except ClusterLost as lost:
+            # the cluster, not the data, failed: what is written stays for --resume
+            discard = False
+            r.stop_kept(lost)
+            kept = (
+                f"{lost.blocks_done} of {lost.blocks_total} blocks are kept in {lost.partial}; "
+                "rerun the same command with --resume"
+            )
+            lost.hint = f"{lost.hint}; {kept}" if lost.hint else kept
             raise
         except OSError as err:
             # h5py reports a full disk or a failing device as OSError while writing

@@ -177,6 +177,8 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
         workers=out_kw["workers"],
         scheduler=out_kw["scheduler"],
         scheduler_file=out_kw["scheduler_file"],
+        wait_workers=out_kw["wait_workers"],
+        quiet=not _STATE["verbose"],
     )
     executor.start()  # a cluster starts while the input is opened
     try:

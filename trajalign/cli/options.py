@@ -90,7 +90,7 @@ output_options = [
         "--workers",
         type=int,
         default=None,
-        help="Process blocks on a local Dask cluster of N worker processes.",
+        help="Process blocks in N worker processes on this machine.",
     ),
     click.option("--scheduler", default=None, help="Address of a running Dask scheduler."),
     click.option(
@@ -98,6 +98,15 @@ output_options = [
         type=click.Path(),
         default=None,
         help="Dask scheduler file (dask-jobqueue, dask-mpi, dask scheduler --scheduler-file).",
+    ),
+    click.option(
+        "--wait-workers",
+        type=float,
+        default=120.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --scheduler/--scheduler-file: how long to wait for a first worker to join, "
+        "and for one to come back if all leave mid-run.",
     ),
     click.option(
         "--threads",
