@@ -499,11 +499,7 @@ class DaskExecutor:
             raise ClusterLost(
                 f"the connection to the Dask scheduler at {self.where} was lost while {doing}"
             )
-        try:
-            n = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        except Exception:
-            n = 0
-        if n:
+        if self._workers_now():
             return None
         now = time.monotonic()
         if alone_since is None:
@@ -530,14 +526,21 @@ class DaskExecutor:
                 "(out of memory, or a crash in the trajectory reader)",
                 "check the workers' memory and run trajalign info --check on the input",
             )
-        if isinstance(exc, CancelledError | OSError | TimeoutError) or "cancelled" in repr(exc):
+        what = _first_line(exc)
+        if "Cancelled" in type(exc).__name__ or isinstance(exc, CancelledError):
+            # what the scheduler does with tasks when it loses every worker or restarts
+            if self._workers_now() == 0:
+                return ClusterLost(
+                    f"every worker left the Dask cluster at {self.where} while {doing}"
+                )
             return ClusterLost(
-                f"the Dask cluster at {self.where} failed while {doing} "
-                f"({type(exc).__name__}: {exc})"
+                f"the Dask cluster at {self.where} dropped the blocks in flight while {doing} "
+                f"(lost workers or a restarted scheduler: {what})"
             )
+        if isinstance(exc, OSError | TimeoutError):
+            return ClusterLost(f"the Dask cluster at {self.where} failed while {doing} ({what})")
         return ClusterError(
-            f"a Dask task failed while {doing} ({type(exc).__name__}: {exc})",
-            "fix the cause (rerun with -v for details)",
+            f"a Dask task failed while {doing} ({what})", "rerun with -v for the details"
         )
 
     def _map_blocks(self, spec, job, pending, anchors) -> Iterator:
@@ -608,9 +611,22 @@ class DaskExecutor:
             if shm is not None:
                 _sweep(shm[1])
 
+    def _workers_now(self) -> int:
+        """Workers the scheduler knows now (0 when it cannot be asked)."""
+        try:
+            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception:
+            return 0
+
     def _n_workers(self) -> int:
         info = self.client.scheduler_info(n_workers=-1)
         return max(1, len(info.get("workers", {})))
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (Dask's messages span lines and list keys)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _absolute(spec):

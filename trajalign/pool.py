@@ -51,6 +51,12 @@ def _worker_main(conn, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    import multiprocessing
+
+    # A fork-server child inherits "forkserver" as its default start method, and Numba's
+    # thread-pool lock is then a named semaphore that the resource tracker reports as
+    # leaked on stderr when a stopped worker is killed; with "fork" it is anonymous
+    multiprocessing.set_start_method("fork", force=True)
     import numba
 
     from .executors import _run_task
