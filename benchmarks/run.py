@@ -14,7 +14,9 @@ work). MDAnalysis' ``self_distance_array`` returns float64 per frame, stacked.
 
 Then the scaling of the kernels (frames, atoms, Numba threads 1 and 2) and the
 whole-process tables of :mod:`wholeprocess` (``trajalign rotate`` on a 20000-frame XTC
-against MDAnalysis and MDTraj scripts and the read+write floor; start-up times).
+against MDAnalysis and MDTraj scripts and the read+write floor; start-up times), the
+periodic repair against GROMACS (:mod:`pbc`) and ``--workers`` on a decode-bound XTC with
+its per-block costs (:mod:`workers`).
 
 Usage: ``python benchmarks/run.py [--quick] [--frames 2000] [--repeat 5] [--only NAME]``.
 """
@@ -337,7 +339,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=None, help="best of N [5; --quick 2]")
     ap.add_argument("--xtc-frames", type=int, default=None, help="[20000; --quick 4000]")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, a smaller XTC")
-    names = [*sorted(BENCHES), "scaling", "rotate", "startup", "pbc"]
+    names = [*sorted(BENCHES), "scaling", "rotate", "startup", "pbc", "workers"]
     ap.add_argument("--only", choices=names, action="append")
     args = ap.parse_args()
     repeat = args.repeat or (2 if args.quick else 5)
@@ -359,6 +361,9 @@ def main() -> None:
             print_rotate(wholeprocess.bench_rotate(xtc_frames, max(1, min(repeat, 3))))
         elif name == "pbc":  # periodic repair, issue 12 (benchmarks/pbc.py)
             __import__("pbc").main(["--frames", "2000" if args.quick else "10000"])
+        elif name == "workers":  # --workers on a decode-bound XTC (benchmarks/workers.py)
+            frames = "2000" if args.quick else "10000"
+            __import__("workers").main(["--frames", frames, "--repeat", str(min(repeat, 3))])
         else:
             import wholeprocess
 
