@@ -338,7 +338,8 @@ DIMER = [SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
     ],
 )
 def test_every_command_on_a_cluster_equals_serial(tmp_path, cluster, args):
-    """Same file, dataset by dataset, from one block, many blocks, and Dask workers.
+    """Same file, dataset by dataset, from one block, many blocks, Dask workers and
+    --workers processes.
 
     Numba's freshly compiled code and the same kernel loaded from its cache can differ in
     the last bits of fast-math sums (seen: Kabsch RMSDs, 1e-13 relative). Every run
@@ -354,13 +355,16 @@ def test_every_command_on_a_cluster_equals_serial(tmp_path, cluster, args):
         subprocess.run(cmd, check=True, capture_output=True)
 
     one, many, dask = tmp_path / "one.h5", tmp_path / "many.h5", tmp_path / "dask.h5"
+    local = tmp_path / "local.h5"
     run_process("-o", tmp_path / "warm.h5", "--stop", 5)
     run_process("-o", one, "--chunk-frames", 100000)
     run_process("-o", many, "--chunk-frames", 97)
     # the driver too runs cached kernels: it computes the average reference itself
     run_process("-o", dask, "--chunk-frames", 97, "--scheduler", cluster.scheduler_address)
+    run_process("-o", local, "--chunk-frames", 97, "--workers", 2)
     assert_same_file(one, many)
     assert_same_file(one, dask)
+    assert_same_file(one, local)
 
 
 def test_job_arrays_arriving_read_only_give_the_same_bits():

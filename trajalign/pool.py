@@ -62,12 +62,10 @@ def _worker_main(conn, threads: int) -> None:
     from .executors import _run_task
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    inbox = _drain(conn)
     jobs: dict = {}
     while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
+        msg = inbox.get()
         if msg is None:
             return
         tag, payload = msg
@@ -82,6 +80,32 @@ def _worker_main(conn, threads: int) -> None:
             conn.send(("ok", index, out))
         except BaseException as exc:  # the driver decides; the worker stays for the next
             conn.send(("error", index, _portable(exc)))
+
+
+def _drain(conn):
+    """Read the driver's messages in a thread, into a queue (None: stop or driver gone).
+
+    The driver sends the next task while the worker may be sending a result: were both
+    larger than the pipe's buffer (a nojump task carries every atom's image; a result
+    without /dev/shm carries its arrays), each would wait for the other to read.
+    """
+    import queue
+    import threading
+
+    inbox: queue.Queue = queue.Queue()
+
+    def loop():
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = None
+            inbox.put(msg)
+            if msg is None:
+                return
+
+    threading.Thread(target=loop, name="trajalign-inbox", daemon=True).start()
+    return inbox
 
 
 def _portable(exc: BaseException) -> BaseException:
