@@ -348,7 +348,7 @@ class _Run:
                 g.attrs["key"] = self.key
                 g.create_dataset("done", data=self.done.astype(np.uint8))
                 self.writer.flush()
-            except BaseException:
+            except Exception:  # a stop (Ctrl-C) keeps it: resume then starts over
                 self.close(discard=True)
                 raise
         self.done_ds = self.writer.f["trajalign/resume/done"]
@@ -419,6 +419,8 @@ class _Run:
 
     def stop_kept(self, stop: BaseException) -> None:
         """Ctrl-C/SIGTERM: checkpoint what is written and note it on the exception."""
+        if self.writer is None:
+            return  # stopped before the partial output existed: nothing to keep
         if self.behind is not None:
             self.checkpoint(check=False)  # what is written is kept
         stop.partial = str(self.partial)
@@ -531,9 +533,10 @@ def run(
     executor = executor or SerialExecutor()
     r = _Run(source, job, target, chunk, hdf5_locking)
     with RunLock(target):
-        r.open_output(resume)  # a refused resume leaves the partial output as it was
-        discard = True
+        discard = False  # a refused resume leaves the partial output as it was
         try:
+            r.open_output(resume)
+            discard = True
             r.stream(executor, progress)
             r.finalize(argv, hashes)
             discard = False
