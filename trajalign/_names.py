@@ -20,5 +20,14 @@ TRANSFORMATIONS = (
 #: random lattice vectors before the repair (trajalign.diagnostics.check_periodic_images)
 PERIODIC_IMAGES = "periodic images"
 
+#: check's default --frames: the first 100 frames of the selection
+CHECK_FRAMES = 100
+
+#: check's default --atoms: methods whose cost grows faster than the point count
+#: (distances over all pairs, the inverse-distance spectrum, O(N^3) per frame) run on at
+#: most this many points, evenly spaced through the selection; with CHECK_FRAMES it keeps
+#: ``check`` of every method on a 3341-atom protein under a minute on two cores
+MAX_POINTS = 200
+
 #: --pbc modes (trajalign.pbc), in help order
 PBC_MODES = ("auto", "whole", "cluster", "nojump", "none")

@@ -612,7 +612,7 @@ def align_principal(
     masses: np.ndarray | None = None,
     sign: Literal["continuity", "skew", "none"] = "continuity",
     *,
-    center: Literal["com", "geometric", "point"] = "com",
+    center: Literal["com", "geometric", "point"] | None = None,
     point: int = 0,
     weighted: bool = True,
     fit=None,
@@ -631,14 +631,18 @@ def align_principal(
     masses : array_like, shape (N,), optional
         Masses: the ``com`` centre and (``weighted=True``) the gyration tensor use them.
     sign : {"continuity", "skew", "none"}
-        Eigenvector signs. ``skew``: each axis points where the third moment of the
-        coordinates along it is positive (per frame, invariant to rigid motion of the
-        input). ``continuity``: the sign closest to the previous frame's axes (``skew``
-        for frame 0), so a finely sampled trajectory has no jumps. ``none``: as the
-        eigen solver returns them.
-    center : {"com", "geometric", "point"}
+        Eigenvector signs. ``skew``: the first D-1 axes (x, and y in 3D) each point
+        where the third moment of the coordinates along it is positive (per frame,
+        invariant to rigid motion of the input); the last axis completes a right-handed
+        frame, so its skewness may have either sign. An axis whose skewness is below
+        1e-6 keeps the solver's sign (``skew_undefined``). ``continuity``: the sign
+        closest to the previous frame's axes (``skew`` for frame 0), so a finely sampled
+        trajectory has no jumps. ``none``: as the eigen solver returns them.
+    center : {"com", "geometric", "point"}, optional
         The centre: mass-weighted centroid (geometric without masses), plain centroid,
-        or fit point ``point``.
+        or fit point ``point``. Default: ``com`` when the tensor is mass-weighted
+        (``weighted`` and ``masses`` given), else ``geometric``, so an unweighted
+        alignment is unweighted throughout (centroid and tensor).
     point : int
         Fit point for ``center="point"``.
     weighted : bool
@@ -677,6 +681,9 @@ def _align_principal(x, masses, sign, center, point, weighted, fit, gap_warn) ->
     n_frames, n_points, dim = x.shape
     if sign not in SIGN_MODES:
         raise ParameterError(f"unknown sign rule {sign!r}", f"use one of {', '.join(SIGN_MODES)}")
+    if center is None:
+        # unweighted means unweighted everywhere: the tensor about its own centroid
+        center = "com" if weighted and masses is not None else "geometric"
     if center not in PRINCIPAL_CENTERS:
         raise ParameterError(
             f"unknown centre {center!r}", f"use one of {', '.join(PRINCIPAL_CENTERS)}"

@@ -301,6 +301,24 @@ class Method:
     periodic : bool
         Features are angles compared modulo 2 pi (dihedrals jump from pi to -pi).
     description : str
+    conditioning : callable, optional
+        ``conditioning(X, masses) -> float``: the largest change of the output per unit
+        move of every point, over the frames of ``X`` (dimensionless for coordinates,
+        radians per length unit for angles). Scales the default tolerance
+        (:func:`rounding_tol`); None counts as 1.
+    restrict : callable, optional
+        ``restrict(X) -> (Method, left_out, total)``: the method on the tuples that are
+        well conditioned in every frame of ``X`` (dihedrals next to a nearly straight bond
+        angle are left out), and how many of how many tuples were left out.
+    scaling : int
+        The cost per frame grows as ``N ** scaling``; methods above 1 (all pairs, the
+        inverse-distance spectrum) run on at most ``max_points`` points in the check.
+    precision : float
+        Relative precision of the method's own algorithm where it stops short of machine
+        precision (an iteration's tolerance); the check's tolerance uses the larger of it
+        and the data's machine epsilon.
+    note : str
+        Said with every row of the check (what the method, so configured, gives up).
     """
 
     name: str
@@ -309,6 +327,11 @@ class Method:
     promises: dict = field(default_factory=dict)
     periodic: bool = False
     description: str = ""
+    conditioning: Callable | None = None
+    restrict: Callable | None = None
+    scaling: int = 1
+    precision: float = 0.0
+    note: str = ""
 
     def __call__(self, X: np.ndarray, masses: np.ndarray | None = None) -> MethodOutput:
         out = self.func(X, masses)
@@ -340,6 +363,261 @@ def default_points(dim: int) -> tuple[int, ...]:
     return (0, 1) if dim == 2 else (0, 1, 2)
 
 
+#: dihedrals whose bond angle i-j-k or j-k-l comes within this many degrees of 0 or 180
+#: in a checked frame are left out of the check: their plane is nearly undefined, so the
+#: rounding of the moved input swings them (0.11 degrees made a lysine's HZ1-HZ2-HZ3-C
+#: change by 1e-3 rad under a translation); the count is reported
+COLLINEAR_DEG = 10.0
+
+# frames x tuples per block of the conditioning loops (bounded temporaries)
+_COND_BLOCK = 1 << 21
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("...d,...d->...", v, v))
+
+
+def _frame_blocks(n_frames: int, width: int):
+    step = max(1, _COND_BLOCK // max(1, width))
+    for a in range(0, n_frames, step):
+        yield slice(a, min(a + step, n_frames))
+
+
+def _centred(X: np.ndarray, masses: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(coordinates about the (mass-weighted) centre, (F, N, D) float64; weights (N,))."""
+    x = np.asarray(X, dtype=np.float64)
+    w = np.ones(x.shape[1]) if masses is None else np.asarray(masses, dtype=np.float64)
+    w = w / w.sum()
+    return x - np.einsum("n,fnd->fd", w, x)[:, None, :], w
+
+
+def _soft(v: np.ndarray) -> np.ndarray:
+    # a zero gap or length makes the conditioning infinite; keep it finite and huge so
+    # the tolerance says "anything goes" instead of becoming NaN
+    return np.maximum(v, 1e-300)
+
+
+def conditioning_kabsch(X: np.ndarray, masses: np.ndarray | None = None) -> float:
+    """Largest output move per unit move of every point, Kabsch onto frame 0.
+
+    The rotation moves by at most ``|dH| / (s_j + s_k)`` (``H`` the correlation matrix
+    of the centred frame and reference per point, ``s`` its singular values, the two
+    smallest summed; ``|dH| <= d (mean |x_t| + mean |x_0|)``), which moves the farthest
+    point by that times its radius; the centring adds 2.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, D), float32 or float64
+    masses : ignored (the check's Kabsch is unweighted)
+
+    Returns
+    -------
+    float
+    """
+    r, _ = _centred(X, None)
+    n = r.shape[1]
+    h = np.einsum("fnd,ne->fde", r, r[0]) / n
+    s = np.linalg.svd(h, compute_uv=False)
+    soft = _soft(s[:, -1] + s[:, -2])
+    rad = _norm(r)
+    lever = rad.max(axis=1) * (rad.mean(axis=1) + rad[0].mean())
+    return float(np.max(2.0 + lever / soft))
+
+
+def conditioning_principal(X: np.ndarray, masses: np.ndarray | None = None) -> float:
+    """Largest output move per unit move of every point, principal axes.
+
+    A move ``d`` of every point changes the (weighted) gyration tensor by at most
+    ``2 d mean|r|``, which turns its eigenvectors by at most that over the smallest gap
+    between its eigenvalues; the farthest point moves by that times its radius. Nearly
+    equal principal moments (a gap near 0) make the axes, and so the tolerance, loose.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, D), float32 or float64
+    masses : array_like, shape (N,), optional
+        Weights of the centre and the tensor, as the check's principal method.
+
+    Returns
+    -------
+    float
+    """
+    r, w = _centred(X, masses)
+    g = np.einsum("n,fnd,fne->fde", w, r, r)
+    lam = np.linalg.eigvalsh(g)
+    gap = _soft(np.min(np.diff(lam, axis=1), axis=1))
+    rad = _norm(r)
+    lever = 2.0 * np.einsum("n,fn->f", w, rad) * rad.max(axis=1)
+    return float(np.max(2.0 + lever / gap))
+
+
+def conditioning_point(X: np.ndarray, pts: Sequence[int]) -> float:
+    """Largest output move per unit move of every point, point alignment ``pts``.
+
+    The direction I->J turns by at most ``2 d / |r_IJ|`` and the farthest point from I
+    moves by that times its distance (a lever arm); in 3D the in-plane direction adds the
+    same over the part of I->K orthogonal to I->J.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, D), float32 or float64
+    pts : sequence of int
+        I, J[, K].
+
+    Returns
+    -------
+    float
+    """
+    x = np.asarray(X, dtype=np.float64)
+    i, j = pts[0], pts[1]
+    u = x[:, j] - x[:, i]
+    lu = _soft(_norm(u))
+    far = _norm(x - x[:, i : i + 1]).max(axis=1)
+    kappa = 2.0 + 2.0 * far / lu
+    if len(pts) > 2:
+        v = x[:, pts[2]] - x[:, i]
+        perp = v - (np.einsum("fd,fd->f", v, u) / lu**2)[:, None] * u
+        kappa += 2.0 * far * (1.0 + _norm(v) / lu) / _soft(_norm(perp))
+    return float(np.max(kappa))
+
+
+def angle_conditioning(X: np.ndarray, triplets: np.ndarray) -> np.ndarray:
+    """Per-triplet sensitivity of the angle i-j-k: ``2 (1/|r_ij| + 1/|r_kj|)``, the sum
+    over the three points of the gradient norm bound, in radians per length unit.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, D), float32 or float64
+    triplets : array_like, shape (A, 3), int
+
+    Returns
+    -------
+    ndarray, shape (A,), float64
+        The largest over the frames.
+    """
+    x = np.asarray(X)
+    t = np.asarray(triplets, dtype=np.int64)
+    out = np.zeros(len(t))
+    for fs in _frame_blocks(x.shape[0], len(t)):
+        xb = x[fs].astype(np.float64)
+        b1 = _norm(xb[:, t[:, 0]] - xb[:, t[:, 1]])
+        b2 = _norm(xb[:, t[:, 2]] - xb[:, t[:, 1]])
+        with np.errstate(divide="ignore"):
+            k = 2.0 * (1.0 / b1 + 1.0 / b2)
+        out = np.maximum(out, k.max(axis=0, initial=0.0))
+    return out
+
+
+def dihedral_conditioning(X: np.ndarray, quadruplets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-quadruplet sensitivity of the dihedral i-j-k-l and its flanking bond angles.
+
+    The sensitivity is the sum over the four points of the norms of the dihedral's
+    gradient (Blondel and Karplus 1996): ``|d phi / d r_i| = 1 / (|r_ij| sin(ijk))``, the
+    same for l with ``jkl``, and the two middle points' combinations, in radians per
+    length unit. It grows without bound as a flanking angle straightens.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, 3), float32 or float64
+    quadruplets : array_like, shape (Q, 4), int
+
+    Returns
+    -------
+    kappa : ndarray, shape (Q,), float64
+        The largest sensitivity over the frames.
+    sin_min : ndarray, shape (Q,), float64
+        The smallest sine of the two flanking angles over the frames (0: straight or
+        coincident points).
+    """
+    x = np.asarray(X)
+    t = np.asarray(quadruplets, dtype=np.int64)
+    kappa = np.zeros(len(t))
+    sin_min = np.ones(len(t))
+    for fs in _frame_blocks(x.shape[0], len(t)):
+        xb = x[fs].astype(np.float64)
+        f = xb[:, t[:, 0]] - xb[:, t[:, 1]]
+        g = xb[:, t[:, 1]] - xb[:, t[:, 2]]
+        h = xb[:, t[:, 3]] - xb[:, t[:, 2]]
+        a, b = np.cross(f, g), np.cross(h, g)
+        la, lb, lg = _norm(a), _norm(b), _norm(g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sines = np.minimum(la / (_norm(f) * lg), lb / (_norm(h) * lg))
+            a2, b2 = (la**2)[..., None], (lb**2)[..., None]
+            fg = np.einsum("...d,...d->...", f, g)[..., None]
+            hg = np.einsum("...d,...d->...", h, g)[..., None]
+            gg = lg[..., None]
+            di = -gg / a2 * a
+            dl = gg / b2 * b
+            dj = (gg / a2 + fg / (a2 * gg)) * a - hg / (b2 * gg) * b
+            dk = -(di + dj + dl)
+            k = _norm(di) + _norm(dj) + _norm(dk) + _norm(dl)
+        sines = np.where(np.isfinite(sines), sines, 0.0)
+        k = np.where(np.isfinite(k), k, np.inf)
+        kappa = np.maximum(kappa, k.max(axis=0, initial=0.0))
+        sin_min = np.minimum(sin_min, sines.min(axis=0, initial=1.0))
+    return kappa, sin_min
+
+
+def eigvals_conditioning(X: np.ndarray) -> float:
+    """Largest move of the inverse-distance spectrum per unit move of every point.
+
+    Moving two points by ``d`` changes ``1/r`` by at most ``2 d / r^2``; an eigenvalue of a
+    symmetric matrix moves by at most the Frobenius norm of the change, so the bound is
+    ``2 sqrt(2 sum_{i<j} r_ij^-4)`` (1 / length^2), the largest over the frames.
+
+    Parameters
+    ----------
+    X : array_like, shape (F, N, D), float32 or float64
+
+    Returns
+    -------
+    float
+    """
+    from scipy.spatial.distance import pdist
+
+    x = np.asarray(X, dtype=np.float64)
+    worst = 0.0
+    for frame in x:
+        d = pdist(frame)
+        with np.errstate(divide="ignore"):
+            worst = max(worst, float(np.sum(d**-4.0)))
+    return 2.0 * float(np.sqrt(2.0 * worst))
+
+
+def _tuple_method(
+    name: str, width: int, tuples: np.ndarray | None, promises: dict, description: str
+) -> Method:
+    """Angles or dihedrals over ``tuples`` (None: consecutive points), with their
+    conditioning and the restriction to well-conditioned tuples."""
+    import trajalign as ta
+
+    measure = ta.angles if width == 3 else ta.dihedrals
+
+    def of(X):
+        return tuples if tuples is not None else ta.chain_tuples(np.shape(X)[1], width)
+
+    def func(X, m):
+        return measure(X, of(X), undefined="nan")
+
+    def conditioning(X, m):
+        t = of(X)
+        if not len(t):
+            return 1.0
+        k = angle_conditioning(X, t) if width == 3 else dihedral_conditioning(X, t)[0]
+        return float(np.max(k))
+
+    def restrict(X):
+        t = of(X)
+        if width == 3 or not len(t):
+            return _tuple_method(name, width, t, promises, description), 0, len(t)
+        _, sines = dihedral_conditioning(X, t)
+        keep = sines >= np.sin(np.radians(COLLINEAR_DEG))
+        kept = _tuple_method(name, width, t[keep], promises, description)
+        return kept, int(np.count_nonzero(~keep)), len(t)
+
+    return Method(name, func, "features", promises, True, description, conditioning, restrict)
+
+
 def get_method(
     name: str,
     dim: int = 3,
@@ -347,6 +625,7 @@ def get_method(
     point: int = 0,
     points: Sequence[int] | None = None,
     sign: str = "continuity",
+    tuples: dict | None = None,
 ) -> Method:
     """A registry method by name (see :data:`METHOD_NAMES`).
 
@@ -357,10 +636,19 @@ def get_method(
         masses are given), ``center-point`` (point ``point`` to the origin), ``kabsch``
         (superpose onto the first frame, unweighted), ``principal`` (principal axes,
         mass-weighted, sign rule ``sign``), ``point`` (``points`` I,J[,K]), ``distances``
-        (all pairs), ``angles`` and ``dihedrals`` (consecutive points), ``eigvals``
+        (the ``tuples`` pairs, else all pairs), ``angles`` and ``dihedrals`` (the
+        ``tuples`` triplets and quadruplets, else consecutive points), ``eigvals``
         (inverse-distance spectrum).
     dim : int
         Dimension of the data (2 or 3): the default ``points`` and whether dihedrals exist.
+    point, points, sign
+        Parameters of ``center-point``, ``point`` and ``principal``. Principal axes
+        promise invariance under rotations of the whole trajectory with every sign rule;
+        ``none`` (the eigen solver's signs) breaks it, and the check says so.
+    tuples : dict, optional
+        ``{"distances": (K, 2), "angles": (A, 3), "dihedrals": (Q, 4)}`` int arrays of
+        point indices, the input's own (a topology's bonds, angles and dihedrals); a
+        feature missing or empty here uses the default above.
 
     Returns
     -------
@@ -368,6 +656,7 @@ def get_method(
     """
     import trajalign as ta
 
+    own = {k: np.asarray(v, dtype=np.int64) for k, v in (tuples or {}).items() if len(v)}
     if name == "none":
         return Method("none", lambda X, m: np.asarray(X), "coords", {}, description="raw input")
     if name in ("center-com", "center-geometric", "center-point"):
@@ -384,7 +673,14 @@ def get_method(
         }
         if how != "point":
             promises["permutation"] = "equivariant"
-        return Method(name, center, "coords", promises, description=f"center ({how})")
+        return Method(
+            name,
+            center,
+            "coords",
+            promises,
+            description=f"center ({how})",
+            conditioning=lambda X, m: 2.0,
+        )
     if name == "kabsch":
 
         def kabsch(X, m):
@@ -397,15 +693,30 @@ def get_method(
             "reflection": "equivariant",
             "permutation": "equivariant",
         }
-        return Method("kabsch", kabsch, "coords", promises, description="superpose on frame 0")
+        from .kernels.kabsch import _NEWTON_TOL
+
+        return Method(
+            "kabsch",
+            kabsch,
+            "coords",
+            promises,
+            description="superpose on frame 0",
+            conditioning=conditioning_kabsch,
+            # QCP's Newton iteration stops at this relative step: in float64 it, not the
+            # rounding, sets the size of the change (1e-12 A on adenylate kinase)
+            precision=_NEWTON_TOL,
+        )
     if name == "principal":
+        if sign not in ("continuity", "skew", "none"):
+            raise ParameterError(f"unknown sign rule {sign!r}", "use continuity, skew or none")
 
         def principal(X, m):
             r = _quiet(ta.align_principal)(X, masses=m, sign=sign)
-            d = r.diagnostics
-            amb = np.asarray(d["skew_undefined"], dtype=bool)
+            amb = np.asarray(r.diagnostics["skew_undefined"], dtype=bool)
             if sign == "none":
-                return MethodOutput(r.coords, np.ones(len(amb), bool))
+                # the solver's signs are not a property of the frame: no allowance, so a
+                # rotation that flips them shows as the change it is
+                return MethodOutput(r.coords)
             if sign == "continuity":
                 # frame 0 takes the skew rule and every later frame follows it
                 return MethodOutput(r.coords, np.full(len(amb), bool(amb[0])), True)
@@ -423,7 +734,15 @@ def get_method(
             # of the size of the chain); only a global rotation leaves it alone
             del promises["rotation per frame"]
         return Method(
-            "principal", principal, "coords", promises, description=f"principal axes ({sign})"
+            "principal",
+            principal,
+            "coords",
+            promises,
+            description=f"principal axes ({sign})",
+            conditioning=conditioning_principal,
+            note="--sign none keeps the eigen solver's axis signs, which a rotation flips"
+            if sign == "none"
+            else "",
         )
     if name == "point":
         pts = tuple(points) if points is not None else default_points(dim)
@@ -433,7 +752,14 @@ def get_method(
 
         promises = {**_RIGID, "rotation": "invariant", "rotation per frame": "invariant"}
         label = ",".join(str(p) for p in pts)
-        return Method("point", point_align, "coords", promises, description=f"points {label}")
+        return Method(
+            "point",
+            point_align,
+            "coords",
+            promises,
+            description=f"points {label}",
+            conditioning=lambda X, m: conditioning_point(X, pts),
+        )
     rigid = {
         **_RIGID,
         "rotation": "invariant",
@@ -441,26 +767,37 @@ def get_method(
         "reflection": "invariant",
     }
     if name == "distances":
+        if "distances" in own:
+            pairs = own["distances"]
+            return Method(
+                name,
+                lambda X, m: ta.distances(X, pairs),
+                "features",
+                rigid,
+                description="the input's bonds",
+                conditioning=lambda X, m: 2.0,
+            )
         return Method(
-            name, lambda X, m: ta.distances(X, "all"), "features", rigid, description="all pairs"
+            name,
+            lambda X, m: ta.distances(X, "all"),
+            "features",
+            rigid,
+            description="all pairs",
+            conditioning=lambda X, m: 2.0,
+            scaling=2,
         )
     if name == "angles":
-
-        def angles(X, m):
-            return ta.angles(X, ta.chain_tuples(np.shape(X)[1], 3))
-
-        return Method(name, angles, "features", rigid, True, "consecutive triplets")
+        t = own.get("angles")
+        what = "the input's angles" if t is not None else "consecutive triplets"
+        return _tuple_method(name, 3, t, rigid, what)
     if name == "dihedrals":
         if dim != 3:
             raise ParameterError(
                 "dihedrals need 3D coordinates; the input is 2D", "drop dihedrals from --method"
             )
-
-        def dihedrals(X, m):
-            return ta.dihedrals(X, ta.chain_tuples(np.shape(X)[1], 4))
-
-        promises = {**rigid, "reflection": "negated"}
-        return Method(name, dihedrals, "features", promises, True, "consecutive quadruplets")
+        t = own.get("dihedrals")
+        what = "the input's dihedrals" if t is not None else "consecutive quadruplets"
+        return _tuple_method(name, 4, t, {**rigid, "reflection": "negated"}, what)
     if name == "eigvals":
         return Method(
             name,
@@ -468,6 +805,8 @@ def get_method(
             "features",
             {**rigid, "permutation": "invariant"},
             description="inverse-distance spectrum",
+            conditioning=lambda X, m: eigvals_conditioning(X),
+            scaling=3,
         )
     raise ParameterError(f"unknown method {name!r}", f"use one of {', '.join(METHOD_NAMES)}")
 
@@ -530,7 +869,8 @@ class _Motion:
     perm: np.ndarray
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        return np.einsum("fnd,fde->fne", x[:, self.perm], self.Q) + self.c[:, None, :]
+        # batched matmul: einsum does not use BLAS here and took 5 s of a protein check
+        return np.matmul(x[:, self.perm], self.Q) + self.c[:, None, :]
 
 
 def _sample_motion(
@@ -575,7 +915,7 @@ def _expected(values: np.ndarray, promise: str, motion: _Motion, kind: str) -> n
         )
     y = values[:, motion.perm].astype(np.float64)
     if promise == "equivariant":
-        return np.einsum("fnd,fde->fne", y, motion.Q) + motion.c[:, None, :]
+        return np.matmul(y, motion.Q) + motion.c[:, None, :]
     if promise == "reference":
         return y @ motion.Q[0] + motion.c[0]
     raise ParameterError(f"unknown promise {promise!r}", f"use one of {', '.join(PROMISES)}")
@@ -606,7 +946,8 @@ def _change(
         )
 
     def err(a, b):
-        d = a - b
+        # an entry undefined (NaN) in both outputs has not changed
+        d = np.where(np.isnan(a) & np.isnan(b), 0.0, a - b)
         if method.periodic:
             d = (d + np.pi) % (2.0 * np.pi) - np.pi
         if method.kind == "coords":
@@ -629,20 +970,60 @@ def _change(
     return np.where(amb, per, base), True
 
 
-def default_tol(dtype, scale: float) -> float:
-    """Default tolerance: ``1000 * eps(dtype) * scale``.
+#: safety factor of the default tolerance (:func:`rounding_tol`)
+TOL_FACTOR = 8.0
 
-    ``scale`` is the largest magnitude of the method's output. The factor leaves room for
-    the rounding of the transformed input (it is cast back to the input's dtype) and its
-    amplification by the alignment (a lever arm of the chain under point alignment,
-    nearly equal principal moments). Measured on the sample data (float32, 200 frames,
-    3 trials): at most about ``15 * eps * scale`` for centering, Kabsch, point alignment
-    and the features, and ``185 * eps * scale`` for principal axes of butane, whose
-    second and third moments come close; a broken invariance changes the output by a
-    sizeable fraction of ``scale``.
+
+def _eps(dtype) -> float:
+    dt = np.dtype(dtype)
+    return float(np.finfo(dt if dt.kind == "f" else np.float64).eps)
+
+
+def rounding_tol(
+    dtype,
+    x_scale: float,
+    kappa: float = 1.0,
+    out_scale: float = 0.0,
+    factor: float = TOL_FACTOR,
+    precision: float = 0.0,
+) -> float:
+    """Default tolerance of the check: ``factor * eps * (kappa * x_scale + out_scale)``.
+
+    The moved input is cast back to the data's dtype, which moves every point by up to
+    ``eps * x_scale`` (``x_scale`` the largest distance of a point from the origin, moved
+    input included); the method turns that into at most ``kappa`` times as much change of
+    its output (its conditioning, see the ``conditioning_*`` functions: 2 for centring and
+    distances, the lever arm over the fitted extent for alignments, one over the bond
+    length and the sine of the bond angles for angles and dihedrals), and rounds its output
+    (``eps * out_scale``). ``factor`` leaves room for the rest (several roundings adding
+    up, the methods' own float64 arithmetic). Measured with the default 8 (3 trials;
+    adenylate kinase PSF/DCD and TPR/XTC, Amber alanine dipeptide, an NMR ensemble,
+    butane, the 2D chain): every change of float32 data below 1/17 of this tolerance, of
+    float64 data below 1/4; on adenylate kinase a centring 1e-4 A off is 1.5 to 2.3 times
+    above it, an extra turn of 0.01 degrees 30 to 40 times (Kabsch) and 6 times
+    (principal axes).
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        Of the data (float32 or float64).
+    x_scale : float
+        Largest point norm of the input and its moved copies, in length units.
+    kappa : float
+        The method's conditioning: output change per unit move of every point.
+    out_scale : float
+        Largest magnitude of the output.
+    factor : float
+    precision : float
+        The method's own relative precision (:attr:`Method.precision`); ``eps`` is the
+        larger of it and the dtype's machine epsilon.
+
+    Returns
+    -------
+    float
     """
-    eps = float(np.finfo(np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.float64).eps)
-    return 1000.0 * eps * max(float(scale), 1e-300)
+    eps = max(_eps(dtype), float(precision))
+    return factor * eps * (float(kappa) * float(x_scale) + float(out_scale))
 
 
 def _largest(per_frame: np.ndarray) -> tuple[float, int]:
@@ -654,14 +1035,78 @@ def _largest(per_frame: np.ndarray) -> tuple[float, int]:
     return (val if np.isfinite(val) else float("inf")), f
 
 
-def _reference_values(ref: MethodOutput, m: Method, dtype, tol: float | None):
-    """(the method's output on the untouched input as float64, the tolerance: ``tol`` or
-    :func:`default_tol` of the output's scale, at least pi for angles)."""
-    vals = np.asarray(ref.values, dtype=np.float64)
-    scale = float(np.max(np.abs(vals))) if vals.size else 0.0
-    if m.periodic:
-        scale = max(scale, np.pi)
-    return vals, default_tol(dtype, scale) if tol is None else float(tol)
+def _magnitude(values: np.ndarray, kind: str) -> float:
+    """Largest point norm (coordinates) or absolute value (features), NaN ignored."""
+    v = np.asarray(values, dtype=np.float64)
+    if not v.size:
+        return 0.0
+    m = _norm(v) if kind == "coords" else np.abs(v)
+    return float(np.nanmax(m)) if np.isfinite(m).any() else 0.0
+
+
+def even_points(n_points: int, max_points: int | None) -> np.ndarray | None:
+    """At most ``max_points`` indices evenly spaced over ``0..n_points-1`` (first and last
+    included), or None when every point fits.
+
+    Returns
+    -------
+    ndarray, shape (K,), int64, or None
+    """
+    if max_points is None or n_points <= max_points:
+        return None
+    k = max(int(max_points), 1)
+    return np.unique(np.linspace(0, n_points - 1, k).round().astype(np.int64))
+
+
+@dataclass
+class _Prepared:
+    """A method ready to check on some data: restricted to well-conditioned tuples and
+    the points it can afford, with its conditioning and notes."""
+
+    method: Method
+    idx: np.ndarray | None
+    kappa: float
+    notes: list
+
+    def take(self, x: np.ndarray) -> np.ndarray:
+        return x if self.idx is None else np.ascontiguousarray(x[:, self.idx])
+
+    def masses(self, w: np.ndarray | None) -> np.ndarray | None:
+        return w if w is None or self.idx is None else w[self.idx]
+
+
+def _prepare(m: Method, x: np.ndarray, w: np.ndarray | None, max_points: int | None) -> _Prepared:
+    notes = []
+    idx = even_points(x.shape[1], max_points) if m.scaling > 1 else None
+    if idx is not None:
+        notes.append(f"{m.name} on {idx.size} of {x.shape[1]} points, evenly spaced")
+        x = np.ascontiguousarray(x[:, idx])
+        w = None if w is None else w[idx]
+    if m.restrict is not None:
+        m, left, total = m.restrict(x)
+        if left:
+            notes.append(
+                f"{left} of {total} {m.name} left out: a bond angle within "
+                f"{COLLINEAR_DEG:g} degrees of straight"
+            )
+    if m.note:
+        notes.append(m.note)
+    kappa = 1.0 if m.conditioning is None else float(m.conditioning(x, w))
+    return _Prepared(m, idx, kappa, notes)
+
+
+def _row(m, kind, promise, worst, frame, tol, notes, kappa) -> dict:
+    return {
+        "method": m.name,
+        "transformation": kind,
+        "promise": promise,
+        "max_change": worst,
+        "frame": frame,
+        "tol": tol,
+        "ok": None if promise is None else bool(worst <= tol),
+        "note": "; ".join(notes),
+        "conditioning": kappa,
+    }
 
 
 def check_invariance(
@@ -672,6 +1117,8 @@ def check_invariance(
     trials: int = 3,
     tol: float | None = None,
     seed: int | None = 0,
+    max_points: int | None = None,
+    progress: Callable[[int], None] | None = None,
     **params,
 ) -> list[dict]:
     """Check a method's promised invariances on randomly transformed copies of ``X``.
@@ -683,7 +1130,8 @@ def check_invariance(
     (see :data:`PROMISES`); transformations it does not promise are reported for
     information (``ok`` None). Where the method declares its axis signs arbitrary
     (principal axes of a mirror-symmetric frame), the comparison allows a proper flip of
-    axis signs and says so in ``note``.
+    axis signs and says so in ``note``. Dihedrals next to a nearly straight bond angle
+    (within :data:`COLLINEAR_DEG`) are left out and counted in ``note``.
 
     Parameters
     ----------
@@ -698,17 +1146,24 @@ def check_invariance(
     trials : int
         Random draws per transformation; the largest change is reported.
     tol : float, optional
-        Largest change accepted; default :func:`default_tol` of X's dtype and the scale of
-        the output.
+        Largest change accepted; default :func:`rounding_tol` of X's dtype, the largest
+        point norm of the row's inputs, the method's conditioning on X and its output's
+        magnitude (so each row has its own).
     seed : int, optional
         Seed of the random motions.
+    max_points : int, optional
+        Methods whose cost grows faster than the point count (:attr:`Method.scaling`)
+        run on at most this many points, evenly spaced (:func:`even_points`).
+    progress : callable, optional
+        Called with the number of frames after every run of the method.
 
     Returns
     -------
     list of dict
         One row per transformation: ``method``, ``transformation``, ``promise`` (or None),
         ``max_change`` (float, in the output's unit), ``frame`` (where it is largest),
-        ``tol``, ``ok`` (True, False, or None when not promised) and ``note``.
+        ``tol``, ``ok`` (True, False, or None when not promised), ``note`` (what the row
+        leaves out or allows, "; " between notes) and ``conditioning`` (the method's).
     """
     from ._validate import as_coords
 
@@ -720,10 +1175,17 @@ def check_invariance(
     w = None if masses is None else np.asarray(masses, dtype=np.float64).reshape(-1)
     if w is not None and w.size != n_points:
         raise ParameterError(f"masses has {w.size} values for {n_points} points", "one per point")
+    prep = _prepare(m, x, w, max_points)
+    m, x, w = prep.method, prep.take(x), prep.masses(w)
+    n_points = x.shape[1]
+    tick = progress or (lambda n: None)
     rng = np.random.default_rng(seed)
     ref = m(x, w)
-    vals, tol_used = _reference_values(ref, m, x.dtype, tol)
+    tick(n_frames)
+    vals = np.asarray(ref.values, dtype=np.float64)
     xc = x.astype(np.float64)
+    x_scale = _magnitude(xc, "coords")
+    out_scale = _magnitude(vals, m.kind)
     # motions of the size of the data: larger translations only add float32 rounding
     spread = float(np.sqrt(np.mean(np.sum((xc - xc.mean(axis=1, keepdims=True)) ** 2, -1))))
     move = 3.0 * max(spread, 1.0)
@@ -731,32 +1193,30 @@ def check_invariance(
     for kind in transformations:
         promise = m.promises.get(kind)
         worst, worst_frame, used_sign = -1.0, 0, False
+        row_x, row_out = x_scale, out_scale
         for _ in range(trials):
             motion = _sample_motion(kind, rng, n_frames, n_points, dim, move)
             xt = motion.apply(xc).astype(x.dtype)
+            row_x = max(row_x, _magnitude(xt, "coords"))
             wt = None if w is None else w[motion.perm]
             new = m(xt, wt)
+            tick(n_frames)
+            row_out = max(row_out, _magnitude(new.values, m.kind))
             expected = _expected(vals, promise or "invariant", motion, m.kind)
             per_frame, flipped = _change(new, ref, expected, m)
             used_sign |= flipped
             val, f = _largest(per_frame)
             if val > worst:
                 worst, worst_frame = val, f
-        note = ""
+        notes = list(prep.notes)
         if used_sign:
-            note = "up to the axis signs the method declares arbitrary (zero skewness)"
-        rows.append(
-            {
-                "method": m.name,
-                "transformation": kind,
-                "promise": promise,
-                "max_change": worst,
-                "frame": worst_frame,
-                "tol": tol_used,
-                "ok": None if promise is None else bool(worst <= tol_used),
-                "note": note,
-            }
+            notes.append("up to the axis signs the method declares arbitrary (zero skewness)")
+        tol_row = (
+            float(tol)
+            if tol is not None
+            else rounding_tol(x.dtype, row_x, prep.kappa, row_out, precision=m.precision)
         )
+        rows.append(_row(m, kind, promise, worst, worst_frame, tol_row, notes, prep.kappa))
     return rows
 
 
@@ -768,6 +1228,8 @@ def check_periodic_images(
     trials: int = 3,
     tol: float | None = None,
     seed: int | None = 0,
+    max_points: int | None = None,
+    progress: Callable[[int], None] | None = None,
     **params,
 ) -> list[dict]:
     """Check that the periodic repair makes a method's output independent of the images
@@ -788,7 +1250,7 @@ def check_periodic_images(
         The first frames of the selection to check.
     methods : sequence of str
         Registry names (:func:`get_method`).
-    masses, trials, tol, seed, params
+    masses, trials, tol, seed, max_points, progress, params
         As :func:`check_invariance`.
 
     Returns
@@ -806,6 +1268,7 @@ def check_periodic_images(
             f"the {PERIODIC_IMAGES} check needs a periodic repair, and the input has none",
             "give an input with a box (and bonds), or drop periodic-images from --transform",
         )
+    tick = progress or (lambda n: None)
     raw, h = source._scan(0, n_frames)
     raw = raw.astype(np.float64)
     hs = np.ascontiguousarray(np.broadcast_to(h, (raw.shape[0], 3, 3)))
@@ -823,29 +1286,35 @@ def check_periodic_images(
         moved_sets.append(np.ascontiguousarray(y[:, source._sel_pos, :dim], dtype=base.dtype))
     rows = []
     for name in methods:
-        m = resolve_method(name, dim, **params)
-        ref = m(base, masses)
-        vals, tol_used = _reference_values(ref, m, base.dtype, tol)
+        w = None if masses is None else np.asarray(masses, dtype=np.float64).reshape(-1)
+        prep = _prepare(resolve_method(name, dim, **params), base, w, max_points)
+        m, x, w = prep.method, prep.take(base), prep.masses(w)
+        ref = m(x, w)
+        tick(x.shape[0])
+        vals = np.asarray(ref.values, dtype=np.float64)
+        row_x, row_out = _magnitude(x, "coords"), _magnitude(vals, m.kind)
         promise = "invariant" if m.promises.get("translation") == "invariant" else None
         if not one_body:
             promise = None
         worst, worst_frame = -1.0, 0
         for coords in moved_sets:
-            per_frame, _ = _change(m(coords, masses), ref, vals, m)
+            xt = prep.take(coords)
+            row_x = max(row_x, _magnitude(xt, "coords"))
+            new = m(xt, w)
+            tick(x.shape[0])
+            row_out = max(row_out, _magnitude(new.values, m.kind))
+            per_frame, _ = _change(new, ref, vals, m)
             val, f = _largest(per_frame)
             if val > worst:
                 worst, worst_frame = val, f
+        tol_row = (
+            float(tol)
+            if tol is not None
+            else rounding_tol(x.dtype, row_x, prep.kappa, row_out, precision=m.precision)
+        )
+        notes = [*prep.notes, f"atoms moved by lattice vectors, then --pbc {rep.mode}"]
         rows.append(
-            {
-                "method": m.name,
-                "transformation": PERIODIC_IMAGES,
-                "promise": promise,
-                "max_change": worst,
-                "frame": worst_frame,
-                "tol": tol_used,
-                "ok": None if promise is None else bool(worst <= tol_used),
-                "note": f"atoms moved by lattice vectors, then --pbc {rep.mode}",
-            }
+            _row(m, PERIODIC_IMAGES, promise, worst, worst_frame, tol_row, notes, prep.kappa)
         )
     return rows
 
@@ -855,15 +1324,26 @@ class InvarianceError(TrajalignError):
 
 
 def format_table(rows: list[dict]) -> str:
-    """The check's rows as an aligned text table."""
+    """The check's rows as an aligned text table, with the rows' notes as footnotes
+    (``*`` where there is one note, ``*1``, ``*2``, ... where there are several)."""
     head = ("method", "transformation", "promise", "max change", "tol", "result")
+    notes: list[str] = []
+    for r in rows:
+        for n in filter(None, (r.get("note") or "").split("; ")):
+            if n not in notes:
+                notes.append(n)
+
+    def mark(i: int) -> str:
+        return "*" if len(notes) == 1 else f"*{i + 1}"
+
     lines = []
     for r in rows:
         res = "not promised" if r["ok"] is None else ("ok" if r["ok"] else "BROKEN")
         if r["ok"] is False:
             res += f" (frame {r['frame']})"
-        if r.get("note"):
-            res += " *"
+        mine = [notes.index(n) for n in filter(None, (r.get("note") or "").split("; "))]
+        if mine:
+            res += " " + " ".join(mark(i) for i in mine)
         lines.append(
             (
                 r["method"],
@@ -879,8 +1359,7 @@ def format_table(rows: list[dict]) -> str:
     out += [
         "  ".join(c.ljust(wd) for c, wd in zip(ln, widths, strict=True)).rstrip() for ln in lines
     ]
-    notes = sorted({r["note"] for r in rows if r.get("note")})
-    out += [f"* {n}" for n in notes]
+    out += [f"{mark(i)} {n}" for i, n in enumerate(notes)]
     return "\n".join(out)
 
 
@@ -1025,6 +1504,157 @@ def sensitivity_matrix(
     pts = range(n) if perturbed is None else perturbed
     per = [sensitivity(frame, methods, p, steps, amount, axis, masses, method_params) for p in pts]
     return np.stack(per, axis=1)
+
+
+#: figures show at most this many columns of points (residues or bins of points)
+MAX_GROUPS = 256
+
+
+def point_groups(
+    n_points: int,
+    residues: np.ndarray | None = None,
+    residue_labels: Sequence[str] | None = None,
+    max_groups: int = MAX_GROUPS,
+) -> tuple[np.ndarray, list[str], str]:
+    """Columns for a per-point figure at any size: points, residues, or bins.
+
+    Up to ``max_groups`` points are their own columns. More points are grouped by residue
+    where ``residues`` is given (and there are at most ``max_groups`` residues), else
+    into bins of consecutive points (consecutive residues when there are too many).
+
+    Parameters
+    ----------
+    n_points : int
+    residues : array_like, shape (N,), int, optional
+        Residue number of each point, in any numbering; points of a residue need not be
+        consecutive.
+    residue_labels : sequence of str, optional
+        A label per point's residue (e.g. ``"MET1"``), shape (N,).
+    max_groups : int
+
+    Returns
+    -------
+    group : ndarray, shape (N,), int64
+        The column of each point, 0..G-1, in order of first appearance.
+    labels : list of str, length G
+        Column labels: the point index, the residue, or the first-last range.
+    kind : {"point", "residue", "bin"}
+        What a column is (``bin``: consecutive points, or residues, at most
+        ``ceil(N / max_groups)`` of them).
+    """
+    n = int(n_points)
+    if n <= max_groups:
+        return np.arange(n, dtype=np.int64), [str(i) for i in range(n)], "point"
+    if residues is not None:
+        res = np.asarray(residues).reshape(-1)
+        # numbers in order of first appearance: a residue's column keeps the chain order
+        _, first, inv = np.unique(res, return_index=True, return_inverse=True)
+        rank = np.empty(first.size, dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+        rgroup = rank[inv]
+        rlab = (
+            [str(residue_labels[i]) for i in np.sort(first)]
+            if residue_labels is not None
+            else [str(res[i]) for i in np.sort(first)]
+        )
+        if first.size <= max_groups:
+            return rgroup, rlab, "residue"
+        width = -(-first.size // max_groups)
+        group = rgroup // width
+        labels = [
+            f"{rlab[g * width]}-{rlab[min((g + 1) * width, len(rlab)) - 1]}"
+            for g in range(int(group.max()) + 1)
+        ]
+        return group, labels, "bin"
+    width = -(-n // max_groups)
+    group = np.arange(n, dtype=np.int64) // width
+    labels = [f"{g * width}-{min((g + 1) * width, n) - 1}" for g in range(int(group.max()) + 1)]
+    return group, labels, "bin"
+
+
+def group_mean(values: np.ndarray, group: np.ndarray, exclude: np.ndarray | None = None):
+    """Mean of ``values`` over the points of each group (the last axis).
+
+    Parameters
+    ----------
+    values : array_like, shape (..., N)
+    group : array_like, shape (N,), int, 0..G-1
+    exclude : array_like, shape (..., N), bool, optional
+        Points left out of their group's mean (e.g. the perturbed point itself).
+
+    Returns
+    -------
+    ndarray, shape (..., G), float64
+        NaN for a group with no point left.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    g = np.asarray(group, dtype=np.int64)
+    n_groups = int(g.max()) + 1 if g.size else 0
+    onehot = np.zeros((g.size, n_groups))
+    onehot[np.arange(g.size), g] = 1.0
+    keep = np.ones(v.shape) if exclude is None else (~np.asarray(exclude, bool)).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((v * keep) @ onehot) / (np.broadcast_to(keep, v.shape) @ onehot)
+
+
+def trace_points(
+    residues: np.ndarray, names: Sequence[str] | None = None, max_points: int = 400
+) -> np.ndarray:
+    """One point per residue to draw a large system by: the ``CA`` where the residue has
+    one, else its first point; evenly thinned to ``max_points`` residues.
+
+    Parameters
+    ----------
+    residues : array_like, shape (N,), int
+        Residue number of each point.
+    names : sequence of str, shape (N,), optional
+        Atom names.
+
+    Returns
+    -------
+    ndarray, shape (K,), int64
+        Point indices in order of first appearance of their residue (a chain trace).
+    """
+    res = np.asarray(residues).reshape(-1)
+    _, first = np.unique(res, return_index=True)
+    first = np.sort(first)
+    pick = first.copy()
+    if names is not None:
+        nm = np.asarray(names).astype(str)
+        ca = np.flatnonzero(nm == "CA")
+        if ca.size:
+            # the first CA of each residue replaces its first point
+            r_of = {r: k for k, r in enumerate(res[first])}
+            for i in ca[::-1]:
+                pick[r_of[res[i]]] = i
+    if pick.size > max_points:
+        pick = pick[np.linspace(0, pick.size - 1, max_points).round().astype(np.int64)]
+    return pick.astype(np.int64)
+
+
+def far_points(frame: np.ndarray, point: int) -> tuple[np.ndarray, float]:
+    """The points far from ``point`` in space: the farther half of the others.
+
+    Parameters
+    ----------
+    frame : array_like, shape (N, D)
+    point : int
+
+    Returns
+    -------
+    far : ndarray, shape (K,), int64
+        Indices of the points at least the median distance from ``point`` (itself
+        excluded); empty for a single point.
+    distance : float
+        That median distance, in length units.
+    """
+    f = np.asarray(frame, dtype=np.float64)
+    d = np.sqrt(np.sum((f - f[point]) ** 2, axis=-1))
+    others = np.delete(np.arange(f.shape[0]), point)
+    if others.size == 0:
+        return others.astype(np.int64), 0.0
+    cut = float(np.median(d[others]))
+    return others[d[others] >= cut].astype(np.int64), cut
 
 
 # -------------------------------------------------------------------- jump scanning

@@ -227,6 +227,25 @@ def _draw_frame(ax, xy, bonds, color, alpha, lw=0.8, ms=3):
     ax.plot(xy[:, 0], xy[:, 1], ".", ms=ms, alpha=alpha, color=color)
 
 
+#: overlays and perturbation panels draw at most this many points (a sample beyond)
+MAX_DRAWN_POINTS = 400
+#: and, when points are sampled, at most this many frames
+MAX_DRAWN_FRAMES = 48
+
+
+def sample_points(n_points: int, max_points: int = MAX_DRAWN_POINTS, keep=()) -> np.ndarray:
+    """Evenly spaced point indices, at most ``max_points`` (all when fewer), with ``keep``.
+
+    Returns
+    -------
+    ndarray, shape (K,), int64, sorted
+    """
+    if n_points <= max_points:
+        return np.arange(n_points, dtype=np.int64)
+    idx = np.linspace(0, n_points - 1, max_points).round().astype(np.int64)
+    return np.unique(np.concatenate([idx, np.asarray(list(keep), dtype=np.int64)]))
+
+
 def plot_overlay(
     coords: np.ndarray,
     frames: np.ndarray | None = None,
@@ -237,16 +256,27 @@ def plot_overlay(
     colorbar: bool = True,
     n_frames: int | None = None,
     bonds: np.ndarray | None = None,
+    atoms: np.ndarray | None = None,
+    trace: bool = False,
 ):
-    """Frames drawn on top of each other as chains, coloured by time (the chapter's
-    overlay). 3D data are drawn on their first two axes (after principal alignment,
-    the two largest principal axes).
+    """Frames drawn on top of each other, coloured by time (the chapter's overlay). 3D
+    data are drawn on their first two axes (after principal alignment, the two largest
+    principal axes).
+
+    Frames are drawn translucent in random order, so late frames do not hide early ones.
+    Up to :data:`MAX_DRAWN_POINTS` points each frame is a chain (or its ``bonds``). Beyond
+    that, or when ``atoms`` is given, a sample of points (``atoms``, else evenly spaced)
+    of at most :data:`MAX_DRAWN_FRAMES` frames is drawn as dots, with their mean position
+    as a black line (``trace``: the sample follows a chain, e.g. one atom per residue) or
+    black dots: the spread around the mean stays visible at any size.
 
     Parameters
     ----------
     coords : (S, N, D) frames to draw; frames : (S,) their frame numbers (colour);
     n_frames : total frames, for the colour scale (default: the largest frame number + 1)
     bonds : (K, 2) int, optional; draw these bonds instead of joining points in index order
+    atoms : (K,) int, optional; draw only these points (a sample)
+    trace : bool; join the sample's mean positions in index order
     """
     import matplotlib as mpl
 
@@ -256,13 +286,31 @@ def plot_overlay(
     total = (int(fr.max()) + 1 if len(fr) else 1) if n_frames is None else n_frames
     norm = mpl.colors.Normalize(0, max(total - 1, 1))
     cm = mpl.colormaps[cmap]
-    alpha = float(np.clip(8.0 / max(len(c), 1), 0.12, 0.8))
-    for f, xy in zip(fr, c, strict=True):
-        _draw_frame(ax, xy, bonds, cm(norm(f)), alpha)
+    if atoms is None and c.shape[1] > MAX_DRAWN_POINTS:
+        atoms = sample_points(c.shape[1])
+    # random frame order: drawn in time order the last frames would cover the rest
+    order = np.random.default_rng(0).permutation(len(c))
+    if atoms is None:
+        alpha = float(np.clip(8.0 / max(len(c), 1), 0.12, 0.5))
+        for f, xy in zip(fr[order], c[order], strict=True):
+            _draw_frame(ax, xy, bonds, cm(norm(f)), alpha)
+        shown = f"{len(c)} frames"
+    else:
+        atoms = np.asarray(atoms, dtype=np.int64)
+        pick = sample_points(len(c), MAX_DRAWN_FRAMES)
+        c, fr = c[pick][:, atoms], fr[pick]
+        order = np.random.default_rng(0).permutation(len(c))
+        alpha = float(np.clip(6.0 / max(len(c), 1), 0.08, 0.6))
+        for f, xy in zip(fr[order], c[order], strict=True):
+            ax.plot(xy[:, 0], xy[:, 1], ".", ms=3, alpha=alpha, color=cm(norm(f)), mew=0)
+        mean = c.mean(axis=0)
+        ax.plot(mean[:, 0], mean[:, 1], "-" if trace else ".", color="k", lw=0.6, ms=1.0)
+        shown = f"{len(c)} frames, {len(atoms)} points"
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(f"x ({unit})")
     ax.set_ylabel(f"y ({unit})")
     ax.set_title(title or "Overlay")
+    ax.text(0.02, 0.02, shown, transform=ax.transAxes, fontsize="x-small", color="#555555")
     if colorbar:
         sm = mpl.cm.ScalarMappable(norm=norm, cmap=cm)
         ax.figure.colorbar(sm, ax=ax, label="frame", shrink=0.8)
@@ -275,12 +323,17 @@ def overlay_figure(
     n_frames: int,
     unit: str = "Angstrom",
     bonds: np.ndarray | None = None,
+    atoms: np.ndarray | None = None,
+    trace: bool = False,
 ):
-    """Side-by-side overlays, one panel per method (``overlays[name] = (S, N, D)``)."""
+    """Side-by-side overlays, one panel per method (``overlays[name] = (S, N, D)``);
+    ``atoms``, ``trace`` as in :func:`plot_overlay` (a sample for large systems)."""
     plt = _plt()
     n = len(overlays)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.8, 3.8), layout="constrained")
     axes = np.atleast_1d(axes)
+    n_points = next(iter(overlays.values())).shape[1]
+    sampled = atoms is not None or n_points > MAX_DRAWN_POINTS
     for i, (ax, (name, c)) in enumerate(zip(axes, overlays.items(), strict=True)):
         plot_overlay(
             c,
@@ -291,8 +344,17 @@ def overlay_figure(
             colorbar=i == n - 1,
             n_frames=n_frames,
             bonds=bonds,
+            atoms=atoms,
+            trace=trace,
         )
-    fig.suptitle(f"{len(frames)} of {n_frames} aligned frames, coloured by time")
+    what = "aligned frames, coloured by time"
+    shown = len(frames)
+    if sampled:
+        # one panel is narrow: the second half of the title on a line of its own
+        what += ";\n" if n < 3 else "; "
+        what += "a sample of points, their mean in black"
+        shown = min(shown, MAX_DRAWN_FRAMES)
+    fig.suptitle(f"{shown} of {n_frames} {what}", fontsize="medium")
     return fig
 
 
@@ -307,18 +369,40 @@ def plot_perturbation(
     unit: str = "Angstrom",
     cmap: str = CMAP,
     bonds: np.ndarray | None = None,
+    atoms: np.ndarray | None = None,
 ):
     """The perturbed copies of one frame after alignment, coloured by the size of the
     perturbation (one panel of the chapter's ``perturb_paths`` picture); the perturbed
-    point is ringed in the unperturbed copy."""
+    point is ringed in the unperturbed copy. Beyond :data:`MAX_DRAWN_POINTS` points (or
+    with ``atoms``) a sample of points is drawn as dots, always with ``point``.
+
+    Parameters
+    ----------
+    aligned : (steps, N, D); point : int; bonds : (K, 2) int, optional;
+    atoms : (K,) int, optional, the points to draw
+    """
     import matplotlib as mpl
 
     ax = _ax(ax, (4.5, 4))
     y = np.asarray(aligned, dtype=float)
     cm = mpl.colormaps[cmap]
-    for s, xy in enumerate(y):
-        _draw_frame(ax, xy, bonds, cm(s / max(len(y) - 1, 1)), 0.5)
-    ax.plot(y[0, point, 0], y[0, point, 1], "o", mfc="none", mec="k", ms=9, label=f"point {point}")
+    ring = y[0, point]
+    if atoms is None and y.shape[1] > MAX_DRAWN_POINTS:
+        atoms = sample_points(y.shape[1], keep=(point,))
+    if atoms is None:
+        for s, xy in enumerate(y):
+            _draw_frame(ax, xy, bonds, cm(s / max(len(y) - 1, 1)), 0.5)
+    else:
+        y = y[:, np.asarray(atoms, dtype=np.int64)]
+        for s, xy in enumerate(y):
+            ax.plot(
+                xy[:, 0], xy[:, 1], ".", ms=2.5, mew=0, alpha=0.5, color=cm(s / max(len(y) - 1, 1))
+            )
+        ax.text(
+            0.02, 0.02, f"{y.shape[1]} points drawn", transform=ax.transAxes,
+            fontsize="x-small", color="#555555",
+        )  # fmt: skip
+    ax.plot(ring[0], ring[1], "o", mfc="none", mec="k", ms=9, label=f"point {point}")
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(f"x ({unit})")
     ax.set_ylabel(f"y ({unit})")
@@ -335,22 +419,34 @@ def perturbation_figure(
     frame: int = 0,
     bonds: np.ndarray | None = None,
     axis: str = "x",
+    atoms: np.ndarray | None = None,
 ):
-    """The chapter's three-panel picture: ``aligned[name] = (steps, N, D)``; the point
-    moved towards ``-axis``."""
+    """The chapter's picture, one panel per method (``aligned[name] = (steps, N, D)``,
+    three panels a row); the point moved towards ``-axis``. ``atoms`` as in
+    :func:`plot_perturbation`."""
     import matplotlib as mpl
 
     plt = _plt()
     n = len(aligned)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.8, 3.8), layout="constrained")
-    axes = np.atleast_1d(axes)
-    for ax, (name, y) in zip(axes, aligned.items(), strict=True):
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.6 * ncols + 0.8, 3.8 * nrows), layout="constrained", squeeze=False
+    )
+    axes = axes.ravel()
+    for ax, (name, y) in zip(axes, aligned.items(), strict=False):
         title = f"Perturb {point}: {label(name)}"
-        plot_perturbation(y, point, ax=ax, title=title, unit=unit, bonds=bonds)
+        plot_perturbation(y, point, ax=ax, title=title, unit=unit, bonds=bonds, atoms=atoms)
+    for ax in axes[n:]:
+        ax.set_axis_off()
     sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, amount), cmap=mpl.colormaps[CMAP])
-    fig.colorbar(sm, ax=axes[-1], label=f"perturbation ({unit})", shrink=0.8)
+    fig.colorbar(sm, ax=axes[ncols - 1], label=f"perturbation ({unit})", shrink=0.8)
     fig.suptitle(f"Frame {frame}: point {point} moved by up to {amount:g} {unit} along -{axis}")
     return fig
+
+
+#: the sensitivity figure's width is capped (inches at :func:`save`'s 110 dpi: 3740 px)
+MAX_WIDTH_IN = 34.0
 
 
 def plot_sensitivity(
@@ -361,63 +457,128 @@ def plot_sensitivity(
     title: str | None = None,
     xlabel: str = "point",
     ylabels: Sequence[str] | None = None,
+    xticklabels: Sequence[str] | None = None,
 ):
-    """Heat map of sensitivities (rows: methods, columns: points), annotated.
+    """Heat map of sensitivities (rows: methods, columns: points or groups of points),
+    annotated when small; at most about 40 column labels are written.
 
     Parameters
     ----------
-    matrix : (M, N) displacement per unit perturbation (length / length)
+    matrix : (M, C) displacement per unit perturbation (length / length); NaN cells blank
+    xticklabels : C labels (default: the column numbers)
     """
+    import matplotlib as mpl
+
     ax = _ax(ax, (7, 0.5 * len(methods) + 1.6))
     m = np.asarray(matrix, dtype=float)
-    im = ax.imshow(m, aspect="auto", cmap="magma_r", vmin=0.0, vmax=max(float(m.max()), 1e-12))
-    ax.set_xticks(range(m.shape[1]))
+    top = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0
+    positive = m[np.isfinite(m) & (m > 0)]
+    cbar = "displacement / perturbation"
+    if positive.size and top > 1e3 * positive.min():
+        # values spanning many decades (a point alignment swinging a protein by 20, a
+        # centring moving it by 4e-5): a linear scale would show only the largest row
+        low = max(float(positive.min()), top * 1e-6)
+        norm = mpl.colors.LogNorm(vmin=low, vmax=top)
+        cmap = mpl.colormaps["magma_r"].with_extremes(under="white")
+        cbar += " (log scale; white: 0)"
+    else:
+        norm = mpl.colors.Normalize(vmin=0.0, vmax=max(top, 1e-12))
+        cmap = mpl.colormaps["magma_r"]
+    im = ax.imshow(m, aspect="auto", cmap=cmap, norm=norm)
+    n_cols = m.shape[1]
+    every = max(1, -(-n_cols // 40))
+    cols = np.arange(0, n_cols, every)
+    ax.set_xticks(cols)
+    labels = [str(c) for c in range(n_cols)] if xticklabels is None else list(xticklabels)
+    ax.set_xticklabels(
+        [labels[c] for c in cols], rotation=90 if every > 1 or n_cols > 24 else 0, fontsize=7
+    )
     ax.set_yticks(range(m.shape[0]))
     ax.set_yticklabels(ylabels if ylabels is not None else [label(x) for x in methods])
     ax.set_xlabel(xlabel)
     if m.size <= 400:
-        top = m.max() if m.size else 1.0
         for (i, j), v in np.ndenumerate(m):
-            ax.text(
-                j,
-                i,
-                f"{v:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if v > 0.6 * top else "black",
-            )
-    ax.figure.colorbar(im, ax=ax, label="displacement / perturbation")
+            if np.isfinite(v):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2g}" if 0 < abs(v) < 0.01 else f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm(v) > 0.6 else "black",
+                )
+    ax.figure.colorbar(im, ax=ax, label=cbar)
     where = "" if point is None else f" when point {point} moves"
     ax.set_title(title or f"How far each point moves in the aligned frame{where}")
     return ax
 
 
 def sensitivity_figure(
-    matrix: np.ndarray, methods: Sequence[str], perturbed: Sequence[int], point: int
+    matrix: np.ndarray,
+    methods: Sequence[str],
+    perturbed: Sequence[int],
+    point: int,
+    group: np.ndarray | None = None,
+    group_labels: Sequence[str] | None = None,
+    kind: str = "point",
 ):
-    """Two panels: the heat map for ``point`` (methods x points), and for every method
-    the mean displacement of the other points per perturbed point (which points make an
-    alignment noisy)."""
+    """Two panels: the heat map for ``point`` (methods x points, or x groups of points),
+    and for every method the mean displacement of the other points per perturbed point
+    (which points make an alignment noisy).
+
+    Parameters
+    ----------
+    matrix : (M, P, N); perturbed : the P perturbed points; point : one of them
+    group, group_labels, kind : from :func:`trajalign.diagnostics.point_groups`; the
+        columns of the first panel are the groups' means (default: one per point), and
+        the second panel's perturbed points are grouped alike when there are too many.
+        The figure's width is capped at :data:`MAX_WIDTH_IN` inches whatever N.
+    """
+    from .diagnostics import MAX_GROUPS, group_mean
+
     plt = _plt()
     m = np.asarray(matrix, dtype=float)  # (M, P, N)
     n_methods, n_pert, n_points = m.shape
-    fig, axes = plt.subplots(
-        2, 1, figsize=(max(7.0, 0.5 * n_points + 3), 1.1 * n_methods + 3.5), layout="constrained"
-    )
+    if group is None:
+        group = np.arange(n_points)
+        group_labels = [str(i) for i in range(n_points)]
+    group = np.asarray(group, dtype=np.int64)
     p = list(perturbed).index(point)
-    plot_sensitivity(m[:, p, :], methods, point, ax=axes[0])
+    top = group_mean(m[:, p, :], group)
     # mean over the *other* points: the moved point itself is not noise
     others = np.ones((n_pert, n_points), dtype=bool)
     for a, q in enumerate(perturbed):
         others[a, q] = False
     mean_other = np.array([[row[o].mean() for row, o in zip(mm, others, strict=True)] for mm in m])
+    pert_labels = [str(q) for q in perturbed]
+    pert_what = "perturbed point"
+    if n_pert > MAX_GROUPS:
+        pg = group[np.asarray(perturbed)]
+        used, pg = np.unique(pg, return_inverse=True)
+        mean_other = group_mean(mean_other, pg)
+        pert_labels = [str(group_labels[u]) for u in used]
+        pert_what = f"perturbed points, by {kind}"
+    n_cols = max(top.shape[1], mean_other.shape[1])
+    width = min(MAX_WIDTH_IN, max(7.0, 0.12 * n_cols + 3))
+    fig, axes = plt.subplots(2, 1, figsize=(width, 1.1 * n_methods + 3.8), layout="constrained")
+    per = {"point": "", "residue": " (mean per residue)", "bin": " (mean per bin of points)"}
+    plot_sensitivity(
+        top,
+        methods,
+        point,
+        ax=axes[0],
+        xlabel={"point": "point", "residue": "residue", "bin": "points"}.get(kind, kind),
+        xticklabels=group_labels,
+        title=f"How far each point moves in the aligned frame when point {point} moves"
+        + per.get(kind, ""),
+    )
     plot_sensitivity(
         mean_other,
         methods,
         ax=axes[1],
-        xlabel="perturbed point",
+        xlabel=pert_what,
+        xticklabels=pert_labels,
         title="Mean displacement of the other points per unit move of each point",
     )
-    axes[1].set_xticklabels([str(q) for q in perturbed])
     return fig

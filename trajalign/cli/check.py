@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .._names import METHOD_NAMES, PERIODIC_IMAGES, TRANSFORMATIONS
-from . import cli, note
+from .._names import CHECK_FRAMES, MAX_POINTS, METHOD_NAMES, PERIODIC_IMAGES, TRANSFORMATIONS
+from . import cli, note, progress_bar
 from .options import pass_kwargs, source_kwargs, with_input, with_method_options
 
 
@@ -63,9 +63,18 @@ def parse_points_opt(text: str | None) -> tuple[int, ...] | None:
     "--frames",
     "n_frames",
     type=int,
-    default=200,
+    default=CHECK_FRAMES,
     show_default=True,
     help="Check on the first N frames of the selection (use --start/--step to pick others).",
+)
+@click.option(
+    "--atoms",
+    "max_points",
+    type=int,
+    default=MAX_POINTS,
+    show_default=True,
+    help="Methods whose cost grows faster than the atom count (distances over all pairs, "
+    "eigvals) run on at most N points, evenly spaced through the selection.",
 )
 @click.option("--trials", type=int, default=3, show_default=True, help="Random draws per row.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random motions.")
@@ -73,8 +82,9 @@ def parse_points_opt(text: str | None) -> tuple[int, ...] | None:
     "--tol",
     type=float,
     default=None,
-    help="Largest change accepted, in the output's unit [default: 1000 x machine epsilon of "
-    "the data's dtype x the largest output magnitude].",
+    help="Largest change accepted, in the output's unit [default, per row: 8 x machine "
+    "epsilon of the data's dtype x (the method's conditioning x the largest point norm of "
+    "the moved input + the largest output magnitude)].",
 )
 @with_method_options
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
@@ -90,6 +100,13 @@ def check(kw: dict) -> None:
     negated output (dihedrals under a mirror). Transformations a method does not promise
     are reported without judgement. Exit status 1 when a promise is broken.
 
+    Distances, angles and dihedrals use the input's own bonds, angles and dihedrals where
+    its topology has bonds (else all pairs and consecutive points); dihedrals next to a
+    bond angle within 10 degrees of straight are left out and counted. Principal axes
+    promise rotation invariance with every --sign; --sign none (the eigen solver's
+    signs) breaks it and is reported BROKEN. Each row's tolerance follows the rounding of
+    the data's dtype and the method's conditioning (see --tol).
+
     \b
     Examples:
       trajalign check sample_data/chain2d.npz
@@ -101,11 +118,13 @@ def check(kw: dict) -> None:
         check_invariance,
         check_periodic_images,
         format_table,
+        get_method,
         methods_for,
         rows_json,
     )
     from ..errors import ParameterError
     from ..io import open_source
+    from ..jobs.internal import bonded_tuples
 
     src = source_kwargs(kw)
     methods = parse_list(kw["methods"], METHOD_NAMES, "--method")
@@ -115,9 +134,12 @@ def check(kw: dict) -> None:
         "--transform",
     )
     points = parse_points_opt(kw["points"])
-    for name, lo in (("--frames", 1), ("--trials", 1)):
-        value = kw["n_frames"] if name == "--frames" else kw["trials"]
-        if value < lo:
+    for name, value in (
+        ("--frames", kw["n_frames"]),
+        ("--trials", kw["trials"]),
+        ("--atoms", kw["max_points"]),
+    ):
+        if value < 1:
             raise ParameterError(f"{name} {value} is not positive", f"give {name} 1 or more")
     if kw["tol"] is not None and not kw["tol"] >= 0:
         raise ParameterError(f"--tol {kw['tol']} is negative", "give a tolerance >= 0")
@@ -126,42 +148,75 @@ def check(kw: dict) -> None:
         if n == 0:
             raise ParameterError("the frame selection is empty", "check --start/--stop/--step")
         x = source.read(0, n).coords
-        masses = source.masses
         dim, n_points = source.dim, source.n_points
         methods = methods or list(methods_for(dim, n_points))
         motions = [t for t in (transforms or TRANSFORMATIONS) if t != PERIODIC_IMAGES]
+        asked = transforms is not None and PERIODIC_IMAGES in transforms
+        periodic = asked or (transforms is None and source.pbc_mode != "none")
         common = dict(
-            masses=masses,
+            masses=source.masses,
             trials=kw["trials"],
             tol=kw["tol"],
             seed=kw["seed"],
             point=kw["point"],
             points=points,
             sign=kw["sign"],
+            # the topology's own tuples: a dihedral across unbonded atoms (consecutive
+            # indices) measures nothing real and can be nearly undefined (derived from the
+            # bonds only when a feature asks: a bond-only topology takes a Python loop)
+            tuples=bonded_tuples(source)
+            if {"distances", "angles", "dihedrals"} & set(methods)
+            else None,
+            max_points=kw["max_points"],
         )
+        capped = [
+            m
+            for m in methods
+            if n_points > kw["max_points"]
+            and get_method(m, dim, tuples=common["tuples"]).scaling > 1
+        ]
+        runs = len(methods) * ((1 + kw["trials"] * len(motions)) if motions else 0)
+        runs += len(methods) * (1 + kw["trials"]) if periodic else 0
+        bar = progress_bar(runs * n, "checking")
         rows = []
-        for m in methods:
-            if motions:
-                rows += check_invariance(x, m, transformations=motions, **common)
-        asked = transforms is not None and PERIODIC_IMAGES in transforms
-        if asked or (transforms is None and source.pbc_mode != "none"):
-            rows += check_periodic_images(source, n, methods, **common)
+        try:
+            if bar is not None:
+                bar.__enter__()
+            common["progress"] = bar.update if bar is not None else None
+            for m in methods:
+                if motions:
+                    rows += check_invariance(x, m, transformations=motions, **common)
+            if periodic:
+                rows += check_periodic_images(source, n, methods, **common)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        total = source.n_frames
     if kw["as_json"]:
         click.echo(rows_json(rows))
     else:
         click.echo(format_table(rows))
     broken = [r for r in rows if r["ok"] is False]
+    frames = f"{n} frames" if n == total else f"the first {n} of {total} frames"
+    sub = ""
+    if capped:
+        sub = f"; {' and '.join(capped)} on {kw['max_points']} evenly spaced points"
     note(
-        f"checked {len(methods)} method(s) on {n} frames x {n_points} points ({dim}D), "
+        f"checked {len(methods)} method(s) on {frames} x {n_points} points ({dim}D{sub}), "
         f"{kw['trials']} trial(s) each: {len(broken)} broken promise(s)"
     )
     if broken:
         r = broken[0]
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        fix = (
+            "do not rely on that invariance for this method and input, or raise --tol "
+            "if the change is rounding"
+        )
+        if r["method"] == "principal" and kw["sign"] == "none":
+            fix = "--sign none keeps the eigen solver's axis signs; use --sign skew or continuity"
         raise InvarianceError(
             f"{r['method']} is not {r['promise']} under {r['transformation']}: its output "
             f"changed by {r['max_change']:.3g} (frame {r['frame']}), above the tolerance "
             f"{r['tol']:.3g}{more}",
-            "do not rely on that invariance for this method and input, or raise --tol "
-            "if the change is rounding",
+            fix,
         )

@@ -22,8 +22,6 @@ from .options import (
 )
 
 DEFAULT_METHODS = "none,center-com,kabsch,principal,point"
-# the chapter's three panels: no alignment, principal axes after COM centering, point 0
-THREE_PANELS = ("none", "principal", "point")
 AXES = ("x", "y", "z")
 # all points are perturbed for the sensitivity matrix up to this many; else an even subset
 MAX_PERTURBED = 48
@@ -102,8 +100,12 @@ def diagnose(kw: dict) -> None:
       eigenvalue gaps);
     - sensitivity: one point of one frame is moved by growing amounts, the copies are
       aligned, and every point's displacement per unit move is measured (the chapter's
-      perturb_paths), for every perturbed point;
-    - overlay: up to 128 aligned frames drawn over each other, coloured by time.
+      perturb_paths), for every perturbed point; "far points" are the half of the
+      other points farthest (in space) from the moved one; the map has a column per
+      point up to 256, else per residue or bin of points;
+    - overlay: up to 128 aligned frames drawn over each other, coloured by time
+      (beyond 400 points: one atom per residue or a sample, from 48 frames, with
+      the mean in black).
     The results are printed on stdout (--json: as one JSON object); the numbers in
     full go to -o (HDF5, /trajalign/diagnostics/...), figures to --plot DIR.
 
@@ -201,6 +203,15 @@ def diagnose(kw: dict) -> None:
             inputs.append(source.spec.top)
         atom_indices = source.atom_indices
         bonds = source.bonds
+        residues, res_labels, atom_names = _residues(source)
+
+    # at protein scale figures show residues (or bins of points), and a sample of points
+    group, group_labels, group_kind = dg.point_groups(n_points, residues, res_labels)
+    drawn = trace = None
+    if residues is not None and n_points > _max_drawn_points():
+        # one atom per residue (sorted, so in chain order), and always the moved point
+        drawn = np.union1d(dg.trace_points(residues, atom_names, _max_drawn_points()), [pp])
+        trace = True
 
     pert = dict(steps=kw["perturb_steps"], amount=kw["perturb_amount"], axis=axis, masses=masses)
     matrix = dg.sensitivity_matrix(frame, methods, perturbed, **pert, method_params=params)
@@ -220,10 +231,12 @@ def diagnose(kw: dict) -> None:
         summary["principal_axis_swaps"] = int(scan.principal["axis_swap"].sum())
         summary["principal_sign_flips"] = int(scan.principal["sign_flip"].any(axis=1).sum())
     p_idx = perturbed.index(pp)
-    far = [i for i in range(n_points) if abs(i - pp) >= max(1, n_points // 2)]
-    if far:
+    # far in space: the half of the other points farthest from the moved one
+    far, far_cut = dg.far_points(frame, pp)
+    if far.size:
+        summary["far_points"] = {"count": int(far.size), "min_distance": float(f"{far_cut:.3g}")}
         summary["far_point_sensitivity"] = {
-            m: round(float(matrix[k, p_idx, far].mean()), 4) for k, m in enumerate(methods)
+            m: float(f"{float(matrix[k, p_idx, far].mean()):.3g}") for k, m in enumerate(methods)
         }
 
     def write_all(h5_path):
@@ -231,13 +244,14 @@ def diagnose(kw: dict) -> None:
             _write_h5(
                 h5_path, scan, matrix, aligned, methods, perturbed, frame_index, times,
                 atom_indices, unit, kw, spec, inputs, params, effect,
+                (group, group_labels, group_kind), far,
             )  # fmt: skip
         if kw["plot_dir"] is not None:
             summary["plots"] = _write_plots(
                 os.path.abspath(kw["plot_dir"]),
                 kw["plot_format"], scan, matrix, aligned, methods, perturbed,
                 frame_index, unit, pp, kw["perturb_amount"], pf, bonds, axis,
-                effect, pbc["mode"],
+                effect, pbc["mode"], (group, group_labels, group_kind), drawn, trace,
             )  # fmt: skip
 
     if kw["output"] is not None:
@@ -254,7 +268,11 @@ def diagnose(kw: dict) -> None:
     click.echo(f"jumps (frames flagged): {jumps}")
     if "far_point_sensitivity" in summary:
         s = ", ".join(f"{m} {v:.3g}" for m, v in summary["far_point_sensitivity"].items())
-        click.echo(f"far points moved per unit move of point {pp} (frame {pf}): {s}")
+        fp = summary["far_points"]
+        click.echo(
+            f"far points ({fp['count']} farthest from point {pp}, {fp['min_distance']:.3g} "
+            f"{unit} and more) moved per unit move of point {pp} (frame {pf}): {s}"
+        )
     if "median_rmsd_to_first" in pbc:
         med = pbc["median_rmsd_to_first"]
         click.echo(
@@ -265,6 +283,29 @@ def diagnose(kw: dict) -> None:
         note(f"wrote {summary['output']}")
     if summary["plots"]:
         note(f"wrote {len(summary['plots'])} figures to {os.path.abspath(kw['plot_dir'])}")
+
+
+def _max_drawn_points() -> int:
+    # plots is imported here, not at the top: --help stays free of numpy-heavy imports
+    from ..plots import MAX_DRAWN_POINTS
+
+    return MAX_DRAWN_POINTS
+
+
+def _residues(source):
+    """(residue index per point, residue label per point, atom names) of an MDAnalysis
+    input, or three Nones (arrays, or a topology without residues)."""
+    universe = getattr(source, "universe", None)
+    if universe is None:
+        return None, None, None
+    ag = universe.atoms[source.atom_indices]
+    try:
+        residues = ag.resindices
+        labels = [f"{n}{i}" for n, i in zip(ag.resnames, ag.resids, strict=True)]
+    except (AttributeError, TypeError):  # a topology with no residue names
+        return None, None, None
+    names = getattr(ag, "names", None)
+    return residues, labels, names
 
 
 def _perturbed_points(text: str | None, n_points: int, point: int) -> list[int]:
@@ -295,11 +336,11 @@ def _perturbed_points(text: str | None, n_points: int, point: int) -> list[int]:
 
 def _write_h5(
     path, scan, matrix, aligned, methods, perturbed, frame_index, times, atom_indices,
-    unit, kw, spec, inputs, params, effect=None,
+    unit, kw, spec, inputs, params, effect=None, groups=None, far=None,
 ) -> None:  # fmt: skip
     import numpy as np
 
-    from ..diagnostics import jump_rule_attrs
+    from ..diagnostics import group_mean, jump_rule_attrs
     from ..io.h5md import H5MDWriter
 
     n_frames = len(frame_index)
@@ -341,6 +382,22 @@ def _write_h5(
         for m in methods:
             a = s.create_dataset(f"aligned/{m}", data=aligned[m])
             a.attrs["unit"] = unit
+        if groups is not None:
+            # the figure's columns: which residue (or bin of points) each point is in
+            group, labels, kind = groups
+            gd = s.create_dataset("group", data=np.asarray(group, dtype=np.int64))
+            gd.attrs["kind"] = kind
+            gd.attrs["description"] = "column of each point in sensitivity/grouped"
+            s.create_dataset("group_labels", data=np.array([g.encode() for g in labels]))
+            mean = s.create_dataset("grouped", data=group_mean(matrix, group))
+            mean.attrs["axes"] = "method, perturbed point, group"
+            mean.attrs["description"] = "mean of value over the points of each group"
+        if far is not None:
+            fd = s.create_dataset("far_points", data=np.asarray(far, dtype=np.int64))
+            fd.attrs["description"] = (
+                "points at least the median distance from the perturbed point (frame "
+                "perturb_frame): far_point_sensitivity averages over them"
+            )
         if effect is not None:
             r = g.create_group("pbc")
             r.attrs["description"] = (
@@ -366,7 +423,8 @@ def _write_h5(
 
 def _write_plots(
     plot_dir, fmt, scan, matrix, aligned, methods, perturbed, frame_index, unit, point,
-    amount, pframe, bonds, axis, effect=None, mode="none",
+    amount, pframe, bonds, axis, effect=None, mode="none", groups=None, drawn=None,
+    trace=None,
 ) -> list[str]:  # fmt: skip
     from .. import plots
     from ..errors import OutputError
@@ -384,21 +442,28 @@ def _write_plots(
         unit=unit,
     )
     out.append(plots.save(fig, os.path.join(plot_dir, f"jumps.{fmt}")))
-    panels = [m for m in THREE_PANELS if m in methods] or methods[:3]
     fig = plots.perturbation_figure(
-        {m: aligned[m] for m in panels},
+        {m: aligned[m] for m in methods},
         point,
         amount,
         unit=unit,
         frame=int(frame_index[pframe]),
         bonds=bonds,
         axis=AXES[axis],
+        atoms=drawn,
     )
     out.append(plots.save(fig, os.path.join(plot_dir, f"perturbation.{fmt}")))
-    fig = plots.sensitivity_figure(matrix, methods, perturbed, point)
+    group, labels, kind = groups if groups is not None else (None, None, "point")
+    fig = plots.sensitivity_figure(matrix, methods, perturbed, point, group, labels, kind)
     out.append(plots.save(fig, os.path.join(plot_dir, f"sensitivity.{fmt}")))
     fig = plots.overlay_figure(
-        scan.overlay, frame_index[scan.overlay_frames], len(frame_index), unit=unit, bonds=bonds
+        scan.overlay,
+        frame_index[scan.overlay_frames],
+        len(frame_index),
+        unit=unit,
+        bonds=bonds,
+        atoms=drawn,
+        trace=bool(trace),
     )
     out.append(plots.save(fig, os.path.join(plot_dir, f"overlay.{fmt}")))
     if effect is not None:

@@ -170,7 +170,7 @@ method_options = [
         default="continuity",
         show_default=True,
         help="principal: sign rule (none: as the eigen solver returns them, with its raw "
-        "sign flips).",
+        "sign flips; not rotation invariant, so check reports it BROKEN).",
     ),
 ]
 

@@ -43,7 +43,10 @@ _ONLY = {
     metavar="first|frame:K|average|FILE",
     help="kabsch: the first frame (default), frame K of the trajectory (0-based, before "
     "--start), the iterated average structure, or a structure file holding the fit atoms "
-    "(any MDAnalysis-readable file, or a .npy of shape (fit atoms, dim)).",
+    "(any MDAnalysis-readable file, or a .npy of shape (fit atoms, dim)). A structure "
+    "file is paired with the fit atoms by residue, atom name and element or mass: the "
+    "same atoms in another order are reordered (with a warning), others are an error. "
+    "A .npy is paired by position.",
 )
 @click.option(
     "--fit-select",
@@ -56,14 +59,16 @@ _ONLY = {
     "--weights",
     type=click.Choice(["mass", "none"]),
     default=None,
-    help="Weights of the fit atoms [kabsch: none, as MDAnalysis and MDTraj; principal: mass].",
+    help="Weights of the fit atoms [kabsch: none, as MDAnalysis and MDTraj; principal: "
+    "mass]. principal with none: unweighted throughout (the tensor about the geometric "
+    "centroid, unless --center says otherwise).",
 )
 @click.option(
     "--center",
     type=click.Choice(CENTERS),
     default=None,
-    help="principal: centre on the center of mass [default], the geometric center, or "
-    "fit atom --point.",
+    help="principal: centre on the center of mass, the geometric center, or fit atom "
+    "--point [default: com with mass weights, geometric with --weights none].",
 )
 @click.option("--point", type=int, default=None, help="principal: fit atom for --center point.")
 @click.option(
@@ -71,7 +76,8 @@ _ONLY = {
     type=click.Choice(SIGNS),
     default=None,
     help="principal: axis signs. continuity [default]: closest to the previous frame "
-    "(no jumps); skew: third moment along each axis positive (per frame); none: as the "
+    "(no jumps); skew: third moment positive along x (and y in 3D), per frame, the last "
+    "axis completing a right-handed frame (its skewness may be negative); none: as the "
     "eigen solver returns them.",
 )
 @click.option(

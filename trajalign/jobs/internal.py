@@ -75,6 +75,42 @@ def _restrict(tuples: np.ndarray, atom_indices: np.ndarray) -> np.ndarray:
     return mapped[np.all(mapped >= 0, axis=1)]
 
 
+def bonded_tuples(source) -> dict[str, np.ndarray] | None:
+    """The input's own bonds, angles and dihedrals within the selection.
+
+    Angles and dihedrals come from the topology (``Universe.angles``/``dihedrals``) where
+    it lists them, else from the bond graph (:func:`~trajalign.internal.angles_from_bonds`,
+    :func:`~trajalign.internal.dihedrals_from_bonds`).
+
+    Parameters
+    ----------
+    source : Source
+        An open source (:func:`trajalign.io.open_source`).
+
+    Returns
+    -------
+    dict or None
+        ``{"distances": (B, 2), "angles": (A, 3), "dihedrals": (Q, 4)}`` int64 arrays in
+        selection numbering (positions in ``source.atom_indices``); None where the
+        selection has no bonds.
+    """
+    if source.bonds is None:
+        return None
+    bonds = np.asarray(source.bonds, dtype=np.int64)
+    out = {"distances": bonds}
+    u = getattr(source, "universe", None)
+    for feat, attr, derive in (
+        ("angles", "angles", angles_from_bonds),
+        ("dihedrals", "dihedrals", dihedrals_from_bonds),
+    ):
+        group = getattr(u, attr, None) if u is not None else None
+        if group is not None and len(group):
+            out[feat] = _restrict(group.indices, source.atom_indices)
+        else:
+            out[feat] = derive(bonds)
+    return out
+
+
 class InternalJob(Job):
     """Internal coordinates of each frame.
 
@@ -298,19 +334,7 @@ class InternalJob(Job):
                 "add --guess-bonds (MDAnalysis' distance-based guesser), or use --pairs "
                 "chain, all or a tuple file",
             )
-        bonds = np.asarray(source.bonds, dtype=np.int64)
-        out = {"distances": bonds}
-        u = getattr(source, "universe", None)
-        for feat, attr, derive in (
-            ("angles", "angles", angles_from_bonds),
-            ("dihedrals", "dihedrals", dihedrals_from_bonds),
-        ):
-            group = getattr(u, attr, None) if u is not None else None
-            if group is not None and len(group):
-                out[feat] = _restrict(group.indices, source.atom_indices)
-            else:
-                out[feat] = derive(bonds)
-        return out
+        return bonded_tuples(source)
 
     # ------------------------------------------------------------------ output
     def _datasets(self) -> list[tuple[str, str, tuple, object, dict]]:

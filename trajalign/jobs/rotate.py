@@ -80,6 +80,123 @@ def _load_reference_array(path: str) -> np.ndarray:
         ) from None
 
 
+#: masses that differ by more than this (amu) are different atoms (MDAnalysis
+#: ``get_matching_atoms`` uses the same tolerance)
+MASS_TOL = 0.1
+
+
+def _atom_label(atoms, i: int) -> str:
+    a = atoms[int(i)]
+    return f"{a.resname} {a.resid} {a.name}"
+
+
+def _identity_keys(atoms) -> np.ndarray:
+    """One string per atom: residue name, residue number, atom name."""
+    parts = (atoms.resnames, atoms.resids, atoms.names)
+    return np.array(["\x00".join(map(str, t)) for t in zip(*parts, strict=True)])
+
+
+def match_atoms(ref_atoms, atoms, path: str, what: str = "fit atoms", one: str = "fit atom"):
+    """Pair the atoms of a reference structure with ``atoms`` by identity.
+
+    Two atoms are the same where residue name, residue number and atom name agree, and
+    their elements (where both files give elements) or else masses (within
+    :data:`MASS_TOL`, as MDAnalysis ``AlignTraj``) agree. The same atoms listed in
+    another order are reordered (each identity must then be unique); anything else is an
+    error naming the first atom that differs on both sides.
+
+    Parameters
+    ----------
+    ref_atoms, atoms : MDAnalysis AtomGroup
+        The reference's atoms and the input's, of equal length M.
+    path : str
+        The reference file, for messages.
+    what, one : str
+        What ``atoms`` are and one of them, for messages ("fit atoms", "fit atom").
+
+    Returns
+    -------
+    perm : ndarray, shape (M,), int64, or None
+        ``ref_positions[perm]`` lists the reference in the order of ``atoms``; None when
+        the order is already the same (or a side has no names: paired by position).
+    note : str
+        How the atoms were paired (stored with the reference in the HDF5 output).
+
+    Raises
+    ------
+    DataError
+        The atoms differ, or the same identity occurs twice so no reordering is safe.
+    """
+    n = len(atoms)
+    if not all(hasattr(g, a) for g in (ref_atoms, atoms) for a in ("names", "resnames", "resids")):
+        return None, "by position (a file without atom names)"
+    rk, ak = _identity_keys(ref_atoms), _identity_keys(atoms)
+    hint = (
+        "write the reference from the input's own topology (e.g. with MDAnalysis), or "
+        "give a .npy array to pair atoms by position"
+    )
+    perm = None
+    if not np.array_equal(rk, ak):
+        order_r, order_a = np.argsort(rk, kind="stable"), np.argsort(ak, kind="stable")
+        same_set = np.array_equal(rk[order_r], ak[order_a])
+        if not same_set:
+            ref_has = set(rk.tolist())
+            k = next(i for i in range(n) if ak[i] not in ref_has)
+            raise DataError(
+                f"reference {path} does not hold the {what}: {one} {k} "
+                f"({_atom_label(atoms, k)}) is not in it (reference atom {k} is "
+                f"{_atom_label(ref_atoms, k)})",
+                hint,
+            )
+        if np.unique(ak).size != n:
+            k = int(np.flatnonzero(rk != ak)[0])
+            raise DataError(
+                f"reference {path} lists the {what} in another order (reference atom {k} "
+                f"is {_atom_label(ref_atoms, k)}, {one} {k} is "
+                f"{_atom_label(atoms, k)}) and residue and atom names repeat, so they "
+                "cannot be paired safely",
+                hint,
+            )
+        perm = np.empty(n, dtype=np.int64)
+        perm[order_a] = order_r
+    pr = np.arange(n) if perm is None else perm
+    use_elements = all(
+        hasattr(g, "elements") and all(str(e).strip() for e in g.elements)
+        for g in (ref_atoms, atoms)
+    )
+    if use_elements:
+        ref_v = np.array([str(e).strip().upper() for e in ref_atoms.elements])[pr]
+        my_v = np.array([str(e).strip().upper() for e in atoms.elements])
+        bad = np.flatnonzero(ref_v != my_v)
+        kind = "element"
+    elif hasattr(ref_atoms, "masses") and hasattr(atoms, "masses"):
+        ref_v = np.asarray(ref_atoms.masses, dtype=np.float64)[pr]
+        my_v = np.asarray(atoms.masses, dtype=np.float64)
+        bad = np.flatnonzero(~(np.abs(ref_v - my_v) <= MASS_TOL))
+        kind = "mass"
+    else:
+        bad, kind = np.zeros(0, np.int64), "name"
+    if bad.size:
+        k = int(bad[0])
+        mine = str(my_v[k]) if kind == "element" else f"{my_v[k]:.4g}"
+        theirs = str(ref_v[k]) if kind == "element" else f"{ref_v[k]:.4g}"
+        raise DataError(
+            f"reference {path} atom {int(pr[k])} ({_atom_label(ref_atoms, pr[k])}) and "
+            f"{one} {k} ({_atom_label(atoms, k)}) differ: "
+            f"{kind} {theirs} vs {mine}" + (f" (and {bad.size - 1} more)" if bad.size > 1 else ""),
+            hint,
+        )
+    if perm is None:
+        return None, f"by identity (residue, atom name, {kind})"
+    moved = int(np.sum(perm != np.arange(n)))
+    k = int(np.flatnonzero(perm != np.arange(n))[0])
+    return perm, (
+        f"reference {path} lists the {what} in another order ({moved} of {n} atoms; "
+        f"first: reference atom {k} is {_atom_label(ref_atoms, k)}, {one} {k} is "
+        f"{_atom_label(atoms, k)}): reordered to pair them by residue and atom name"
+    )
+
+
 class RotateJob(Job):
     """Rotate every frame (see the module docstring).
 
@@ -93,7 +210,8 @@ class RotateJob(Job):
         Fit / gyration weights; None is the method's default (kabsch: none,
         principal: mass, falling back to none with a warning when there are no masses).
     center : {"com", "geometric", "point"} or None
-        Principal: the centre (default com; geometric with a warning without masses).
+        Principal: the centre. None follows the weights: com with mass weights,
+        geometric with ``weights="none"`` (or without masses, with a warning).
     point : int
         Principal with ``center="point"``: the fit atom at the centre.
     sign : {"continuity", "skew", "none"} or None
@@ -135,7 +253,9 @@ class RotateJob(Job):
         self.method = method
         self.reference = reference or "first"
         self.weights = weights
-        self.center = center or "com"
+        # None: follows the weights (com with mass weights, geometric without), set in
+        # prepare() once the masses are known
+        self.center = center
         self.point = point
         self.sign = sign or "continuity"
         self.points = parse_points(points) if isinstance(points, str) else points
@@ -150,6 +270,7 @@ class RotateJob(Job):
         self._prev: np.ndarray | None = None  # last frame's axes, continuity state
         self._prev_index = -1  # the block position of that frame
         self.reference_note = ""
+        self.reference_match = ""  # how a reference file's atoms were paired
         self.average_passes = 0
 
     def _refresh_warnings(self) -> None:
@@ -215,7 +336,13 @@ class RotateJob(Job):
                 self.weights = "mass" if masses is not None else "none"
                 if masses is None:
                     no_masses.append("the gyration tensor is unweighted")
-            if self.center == "com" and masses is None:
+            if self.center is None:
+                # --weights none means unweighted throughout: the tensor about its own
+                # (geometric) centroid, not about the centre of mass
+                self.center = "com" if self.weights == "mass" else "geometric"
+                if masses is None and no_masses:
+                    no_masses.append("the centre is the geometric one")
+            elif self.center == "com" and masses is None:
                 no_masses.append("the centre is the geometric one")
             if no_masses:
                 self.warnings.append(
@@ -333,27 +460,58 @@ class RotateJob(Job):
                     f"MDAnalysis cannot read reference {path}: {msg}",
                     "give a structure file (PDB, GRO, ...) or a .npy array",
                 ) from None
+        if not hasattr(u, "trajectory"):
+            # a topology alone (PRMTOP, PSF, TPR without frames) parses but has no positions
+            raise InputError(
+                f"reference {path} holds a topology but no coordinates",
+                "give a structure file with coordinates (PDB, GRO, CRD, ...), e.g. one "
+                "frame of the run written with MDAnalysis",
+            )
         pos = np.asarray(u.atoms.positions, dtype=np.float64)
-        if pos.shape[0] == n_fit:
-            return pos
+        # MDAnalysis inputs carry atom names: the reference is paired by identity, never
+        # by position alone (a reference in another atom order would fit the wrong atoms)
+        mine = getattr(source, "universe", None)
         if pos.shape[0] == n_total:
             # a whole-system structure (a GRO of the run) is wrapped like the frames
             from ..pbc import repair_structure
 
+            if mine is not None:
+                perm = self._match(u.atoms, mine.atoms, path, "input's atoms", "input atom")
+                if perm is not None:
+                    pos = pos[perm]
             return repair_structure(pos, u.dimensions, source)[self.fit_indices]
-        sel = source.spec.aux_select if self.has_aux else source.spec.select
-        try:
-            ag = u.select_atoms(sel)
-        except Exception:
-            ag = None
-        if ag is not None and ag.n_atoms == n_fit:
-            return np.asarray(ag.positions, dtype=np.float64)
-        raise DataError(
-            f"reference {path} has {pos.shape[0]} atoms, but the fit uses {n_fit} "
-            f"(of {n_total} in the input)"
-            + (f" and selection {sel!r} picks {ag.n_atoms} there" if ag is not None else ""),
-            "give a structure with the fit atoms, or of the whole system",
-        )
+        if pos.shape[0] == n_fit:
+            ag = u.atoms
+        else:
+            sel = source.spec.aux_select if self.has_aux else source.spec.select
+            try:
+                ag = u.select_atoms(sel)
+            except Exception:
+                ag = None
+            if ag is None or ag.n_atoms != n_fit:
+                raise DataError(
+                    f"reference {path} has {pos.shape[0]} atoms, but the fit uses {n_fit} "
+                    f"(of {n_total} in the input)"
+                    + (
+                        f" and selection {sel!r} picks {ag.n_atoms} there" if ag is not None else ""
+                    ),
+                    "give a structure with the fit atoms, or of the whole system",
+                )
+        pos = np.asarray(ag.positions, dtype=np.float64)
+        if mine is not None:
+            perm = self._match(ag, mine.atoms[self.fit_indices], path, "fit atoms", "fit atom")
+            if perm is not None:
+                pos = pos[perm]
+        return pos
+
+    def _match(self, ref_atoms, atoms, path: str, what: str, one: str) -> np.ndarray | None:
+        """Pair the reference's atoms with ``atoms`` by identity (see
+        :func:`match_atoms`); note a reordering in the warnings and the HDF5 reference."""
+        perm, note = match_atoms(ref_atoms, atoms, path, what, one)
+        self.reference_match = note
+        if perm is not None:
+            self.warnings.append(note)
+        return perm
 
     def _average(self, source) -> np.ndarray:
         chunk = self._block_size(source)
@@ -399,6 +557,8 @@ class RotateJob(Job):
             ref = writer.create(REF, (self.n_fit, d), attrs={"unit": unit})
             ref[...] = self.refc
             ref.attrs["source"] = self.reference_note
+            if self.reference_match:
+                ref.attrs["matched"] = self.reference_match
             ref.attrs["centered"] = "on the weighted centroid of the fit atoms"
             writer.create_observable("rmsd", unit=unit)
             writer.create(f"{DIAG}/fit_status", (n,), dtype=np.int8).attrs["codes"] = (
@@ -608,4 +768,4 @@ def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> 
                         writer.write(u.atoms)
 
 
-__all__ = ["RotateJob", "parse_points", "trajectory_format", "write_trajectory"]
+__all__ = ["RotateJob", "match_atoms", "parse_points", "trajectory_format", "write_trajectory"]
