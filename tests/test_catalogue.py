@@ -16,7 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from MDAnalysisTests.datafiles import DCD, GRO, PSF, TPR, XTC
+from MDAnalysisTests.datafiles import (
+    DCD,
+    GRO,
+    NCDF,
+    PRM,
+    PSF,
+    TPR,
+    TRJ,
+    TRR,
+    XTC,
+    PDB_multiframe,
+    PRMncdf,
+)
 
 from .conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D, ROOT, invoke
 
@@ -54,6 +66,15 @@ def npz(tmp, name, **arrays):
 def txt(tmp, name, text: str):
     p = tmp / name
     p.write_text(text)
+    return p
+
+
+def damaged_copy(tmp, src, how: str):
+    """A copy of ``src`` damaged as in tests/test_damaged.py (seeded, made here)."""
+    from .test_damaged import damage
+
+    p = tmp / f"{how}{Path(src).suffix}"
+    p.write_bytes(damage(Path(src).read_bytes(), how))
     return p
 
 
@@ -117,7 +138,7 @@ CASES = [
             "-t",
             GRO,
         ],
-        "the file may be truncated",
+        "is truncated: it ends inside frame 5 (byte 825872)",
     ),
     Case(
         "text-as-npy",
@@ -135,7 +156,7 @@ CASES = [
         "random-as-xtc",
         "random bytes with an .xtc extension",
         lambda t: [C, raw(t, "r.xtc", os.urandom(4096)), "-t", GRO],
-        "cannot read",
+        "is not an XTC file",
     ),
     Case(
         "text-as-pdb-top",
@@ -149,6 +170,99 @@ CASES = [
         lambda t: [C, truncated(t, "t.dcd", BUTANE_DCD), "-t", BUTANE_PDB, "--stop", 400],
         "--stop 332",
     ),  # 332 = whole frames in the first third of the 1000-frame file
+    # ------------------------------------------- damaged trajectories (tests/test_damaged.py)
+    Case(
+        "xtc-decoder-crash",
+        "XTC with random bytes inside one frame's compressed data (MDAnalysis dies by "
+        "SIGFPE/SIGSEGV on it): decoded in a child process",
+        lambda t: ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO],
+        "frame 5 cannot be decoded: the XTC decoder crashed",
+    ),
+    Case(
+        "xtc-damaged-header",
+        "XTC with random bytes over a frame header: named before any decoding",
+        lambda t: [C, damaged_copy(t, XTC, "random"), "-t", GRO],
+        "frame 5 (byte 825872) is damaged: its header does not start with the XTC magic",
+    ),
+    Case(
+        "xtc-trailing-bytes",
+        "XTC with bytes appended after its last frame",
+        lambda t: [C, damaged_copy(t, XTC, "appended"), "-t", GRO],
+        "frame 10 (byte 1651716) is damaged",
+    ),
+    Case(
+        "trr-truncated",
+        "TRR cut short (MDAnalysis alone reads the whole frames and drops the rest)",
+        lambda t: [C, damaged_copy(t, TRR, "cut"), "-t", GRO],
+        "is truncated: it ends inside frame 6",
+    ),
+    Case(
+        "trr-damaged-middle",
+        "TRR with zero bytes over a frame header (MDAnalysis alone reads 5 of 10 frames)",
+        lambda t: [C, damaged_copy(t, TRR, "zeros"), "-t", GRO],
+        "frame 5 (byte 5722320) is damaged",
+    ),
+    Case(
+        "trr-damaged-coordinates",
+        "TRR with random bytes inside a frame's coordinates (NaN, inf, absurd values)",
+        lambda t: [C, damaged_copy(t, TRR, "payload"), "-t", GRO],
+        "frame 5 holds NaN, inf or coordinates beyond",
+    ),
+    Case(
+        "dcd-damaged-middle",
+        "DCD with random bytes in the middle (record markers checked for every frame)",
+        lambda t: [C, damaged_copy(t, DCD, "random"), "-t", PSF],
+        "frame 48 (byte 1925924) is damaged: its record markers",
+    ),
+    Case(
+        "netcdf-truncated",
+        "AMBER NetCDF cut short (frame count in the header against the size)",
+        lambda t: [C, damaged_copy(t, NCDF, "cut"), "-t", PRMncdf],
+        "is truncated: its header lists 30 frames",
+    ),
+    Case(
+        "netcdf-damaged-box",
+        "AMBER NetCDF with random bytes in the middle (a frame's box is no box)",
+        lambda t: [C, damaged_copy(t, NCDF, "random"), "-t", PRMncdf],
+        "frame 14 holds the box",
+    ),
+    Case(
+        "mdcrd-damaged",
+        "AMBER ASCII mdcrd with zero bytes in the middle (first bad line named)",
+        lambda t: [C, damaged_copy(t, TRJ, "zeros"), "-t", PRM],
+        "frame 5 is damaged: line",
+    ),
+    Case(
+        "mdcrd-truncated",
+        "AMBER ASCII mdcrd cut short",
+        lambda t: [C, damaged_copy(t, TRJ, "cut"), "-t", PRM],
+        "is truncated: it ends inside frame 6",
+    ),
+    Case(
+        "pdb-multiframe-truncated",
+        "multi-frame PDB cut short (its last model has fewer atoms)",
+        lambda t: [C, damaged_copy(t, PDB_multiframe, "cut"), "-t", PDB_multiframe],
+        "frame 14 cannot be read",
+    ),
+    Case(
+        "damaged-second-file",
+        "two XTC files, the second damaged: that one named, --stop counting both",
+        lambda t: [C, XTC, damaged_copy(t, XTC, "payload"), "-t", GRO],
+        "--stop 15",
+    ),
+    Case(
+        "damaged-resume",
+        "--resume on a damaged file: no partial output kept",
+        lambda t: [C, damaged_copy(t, XTC, "payload"), "-t", GRO, "--resume"],
+        "frame 5 cannot be decoded",
+    ),
+    Case(
+        "info-check",
+        "info --check on a damaged file: each file's first bad frame, nothing written",
+        lambda t: ["info", damaged_copy(t, TRR, "cut"), "-t", GRO, "--check"],
+        "is truncated: it ends inside frame 6",
+        add_output=False,
+    ),
     # ---------------------------------------------------------------- arrays
     Case(
         "npz-several-arrays",

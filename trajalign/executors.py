@@ -531,7 +531,7 @@ class DaskExecutor:
             # what the scheduler does with tasks when it loses every worker or restarts
             if self._workers_now() == 0:
                 return ClusterLost(
-                    f"every worker left the Dask cluster at {self.where} while {doing}"
+                    f"every worker left the Dask cluster at {self.where} while blocks were out"
                 )
             return ClusterLost(
                 f"the Dask cluster at {self.where} dropped the blocks in flight while {doing} "
@@ -596,7 +596,9 @@ class DaskExecutor:
                     alone_since = self._check_cluster(alone_since, "blocks were out")
                     continue
                 alone_since = None
-                for fut in sorted(done, key=lambda f: in_flight[f][0]):
+                # a block's own error first: when workers die on one block, the scheduler
+                # may also cancel the others, and the cause is the one that erred
+                for fut in sorted(done, key=lambda f: (f.status != "error", in_flight[f][0])):
                     _, start, stop = in_flight[fut]
                     doing = f"processing frames {start}-{stop - 1}"
                     out = _import(self._result(fut, doing))

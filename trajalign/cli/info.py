@@ -13,25 +13,109 @@ from .options import pass_kwargs, source_kwargs, with_input
 @cli.command()
 @with_input
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also read every frame of every input file and report the first damaged frame "
+    "of each (as gmx check does); writes nothing. Exit status 1 if any file is damaged.",
+)
 @pass_kwargs
 def info(kw: dict) -> None:
     """Frames, points, dimension, box, masses, bonds and time step of an input.
 
     \b
-    Example:
+    Examples:
       trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
+      trajalign info run1.xtc run2.xtc -t top.gro --check
     """
     from ..io import open_source
+    from ..io.integrity import DamagedFileError
 
     as_json = kw.pop("as_json")
-    with open_source(**source_kwargs(kw)) as src:
-        facts = describe(src)
+    check = kw.pop("check")
+    facts: dict = {}
+    skw = source_kwargs(kw)  # pops the options from kw: once
+    try:
+        with open_source(**skw) as src:
+            facts = describe(src)
+    except DamagedFileError:
+        if not check:
+            raise
+        # the whole input cannot be opened: --check still names each file's damage
+    if check:
+        facts["check"] = check_files(skw)
     if as_json:
-        click.echo(json.dumps(facts))
-        return
-    width = max(len(k) for k in facts)
-    for k, v in facts.items():
-        click.echo(f"{k:<{width}}  {v}")
+        plain = dict(facts)
+        if check:
+            plain["check"] = [
+                {k: v for k, v in r.items() if k != "exception"} for r in facts["check"]
+            ]
+        click.echo(json.dumps(plain))
+    else:
+        width = max(len(k) for k in facts)
+        for k, v in facts.items():
+            if k == "check":
+                for row in v:
+                    click.echo(f"{k:<{width}}  {check_line(row)}")
+            else:
+                click.echo(f"{k:<{width}}  {v}")
+    bad = [row for row in facts.get("check", []) if not row["ok"]]
+    if bad:
+        err = bad[0]["exception"]
+        if len(bad) > 1:
+            err.hint = f"{err.hint}; {len(bad) - 1} more damaged file(s) listed above"
+        raise err
+
+
+def check_files(kw: dict) -> list:
+    """Read every frame of each input file on its own; one row per file.
+
+    Parameters
+    ----------
+    kw : dict
+        Keyword arguments of :func:`trajalign.io.open_source` for the whole input.
+
+    Returns
+    -------
+    list of dict
+        ``path``, ``ok``, ``frames`` (read, or None) and ``error`` (the message, or
+        None) per file; damaged files also carry the ``exception`` (not in --json).
+    """
+    from ..errors import TrajalignError
+    from ..io import open_source
+    from ..io.integrity import DamagedFileError, scan_source
+
+    rows = []
+    # frames of the files before this one (--stop counts the whole input); None once
+    # a file is damaged
+    before: int | None = 0
+    for path in kw["paths"]:
+        # frame slices and periodic repair are about using frames, not reading them
+        one = dict(kw, paths=[path], start=None, stop=None, step=None, pbc="none")
+        row = {"path": str(path), "ok": True, "frames": None, "error": None}
+        try:
+            with open_source(**one) as src:
+                row["frames"] = scan_source(src)
+            if before is not None:
+                before += row["frames"]
+        except TrajalignError as exc:
+            if isinstance(exc, DamagedFileError) and before is None:
+                # a file before it is damaged: no --stop reaches this one's good frames
+                exc = DamagedFileError(exc.path, exc.what, None, exc.tool)
+            elif isinstance(exc, DamagedFileError) and before:
+                exc = exc.shifted(before)
+            before = None
+            row.update(ok=False, error=str(exc))
+            row["exception"] = exc
+        rows.append(row)
+    return rows
+
+
+def check_line(row: dict) -> str:
+    """One line of ``info --check`` for a file."""
+    if row["ok"]:
+        return f"{row['path']}: {row['frames']} frames, all readable"
+    return f"damaged: {row['error']}"
 
 
 def describe(src) -> dict:

@@ -18,6 +18,24 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import DataError, InputError, ParameterError, SelectionError
+from .integrity import (
+    ChildError,
+    DecoderCrash,
+    GuardedReader,
+    bad_boxes,
+    box_error,
+    check_trajectory,
+    coordinates_error,
+    crash_error,
+    implausible_frames,
+    needs_guard,
+    open_error,
+    parts,
+    preflight,
+    read_error,
+    reader_format,
+    stopped_error,
+)
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -360,7 +378,9 @@ def _check_readable(path: str) -> None:
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied", "make the file readable")
     if os.path.getsize(path) == 0:
-        raise InputError(f"{path} is empty (0 bytes)", "check that the file was written")
+        raise InputError(
+            f"{path}: is empty (0 bytes)", "check that the file was written, or write it again"
+        )
 
 
 def frame_slice(total: int, start, stop, step) -> np.ndarray:
@@ -771,12 +791,15 @@ class MDASource(Source):
         import MDAnalysis as mda
 
         args = ([spec.top] if spec.top else []) + list(spec.paths)
+        preflight(spec.paths, spec.stop)  # what MDAnalysis' opening would crash on
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 self.universe = mda.Universe(*args, guess_bonds=spec.guess_bonds)
             except Exception as exc:  # MDAnalysis raises many types for bad files
-                raise _mda_error(exc, spec) from None
+                # a damaged trajectory is named with its first bad frame where we can
+                # find it (MDAnalysis' own message names neither)
+                raise (open_error(spec.paths) or _mda_error(exc, spec)) from None
         u = self.universe
         ag = self._select(spec.select)
         self.atoms = ag
@@ -790,8 +813,16 @@ class MDASource(Source):
             raise ParameterError(
                 "--length-unit is for array inputs", "MDAnalysis inputs are in Angstrom"
             )
-        self.total_frames = int(u.trajectory.n_frames)
-        _check_dcd_complete(u.trajectory, spec.stop)
+        try:  # text readers count frames on first use, reading the whole file
+            self.total_frames = int(u.trajectory.n_frames)
+        except Exception as exc:
+            raise read_error(u.trajectory, 0, exc, count=True) from None
+        # every frame header and the frame counts against the sizes, before any frame
+        # is used: no frame lost or invented silently, no decoder fed a broken header
+        stop = spec.stop
+        if stop is not None and stop < 0:
+            stop = max(0, self.total_frames + stop)
+        check_trajectory(u.trajectory, stop)
         if self.total_frames == 0:
             raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
         self.frame_indices = frame_slice(self.total_frames, spec.start, spec.stop, spec.step)
@@ -819,6 +850,15 @@ class MDASource(Source):
                 "MDAnalysis inputs take the box from the trajectory and bonds from the topology",
             )
         self._setup_pbc(all_bonds)
+        self._guard = None
+        # formats that store raw floats: damaged bytes there still read as numbers
+        self._check_values = any(reader_format(r) != "XTC" for r, _, _ in parts(u.trajectory))
+        if needs_guard(u.trajectory):
+            # forked now, while this process holds no output file or worker threads
+            try:
+                self._guard = GuardedReader(u.trajectory)
+            except OSError:  # no process or shared memory to spare: read here
+                self._guard = None
 
     def _select(self, selection: str):
         try:
@@ -838,30 +878,72 @@ class MDASource(Source):
     def resolve(self, selection: str) -> np.ndarray:
         return self._select(selection).indices.astype(np.int64)
 
-    def _each_frame(self, frames: np.ndarray, take) -> tuple[np.ndarray, np.ndarray | None]:
-        """Call ``take(i, positions)`` for every frame; returns (times, box or None). A
-        reader error is named, and a reader that stops early (a truncated file) refused."""
+    def _read_frames(self, frames: np.ndarray, selections: list):
+        """Positions of ``selections`` (index arrays, None for every atom) in ``frames``.
+
+        Returns a list of (b, M_k, 3) float32 arrays, the times (b,) and the box (b, 6)
+        or None. A reader that fails, crashes, stops early or returns a broken box is
+        reported as a damaged file, with the file and the frame.
+        """
+        traj = self.universe.trajectory
+        if self._guard is not None:
+            try:
+                arrays, times, box, count = self._guard.read(
+                    frames, selections, self.has_box, predict=self._next_frames(frames)
+                )
+            except DecoderCrash as crash:
+                raise crash_error(traj, crash, frames) from None
+            except ChildError as err:
+                frame = int(frames[0]) if err.frame is None else err.frame
+                raise read_error(traj, frame, err.text) from None
+        else:
+            arrays, times, box, count = self._read_here(frames, selections)
+        if count != frames.size:
+            raise stopped_error(traj, int(frames[count]))
+        if box is not None:
+            bad = bad_boxes(box)
+            if bad.size:
+                raise box_error(traj, int(frames[bad[0]]), box[bad[0]])
+        if self._check_values:
+            # frames stored as raw floats (TRR, DCD, NetCDF, text) read from damaged
+            # bytes are still numbers: NaN, inf or far beyond any box; XTC stores
+            # integers times a precision, whose headers are checked
+            for out in arrays:
+                bad = implausible_frames(out)
+                if bad.size:
+                    raise coordinates_error(traj, int(frames[bad[0]]))
+        return arrays, times, box
+
+    def _read_here(self, frames: np.ndarray, selections: list):
+        """:meth:`_read_frames` in this process (formats whose decoders cannot crash)."""
         n = frames.size
+        outs = [
+            np.empty((n, self.n_atoms_total if s is None else s.size, 3), dtype=np.float32)
+            for s in selections
+        ]
         times = np.empty(n, dtype=np.float64)
         box = np.zeros((n, 6), dtype=np.float64) if self.has_box else None
         i = -1
         try:
             for i, ts in enumerate(self._iterate(frames)):
-                take(i, ts.positions)
+                pos = ts.positions
+                for out, sel in zip(outs, selections, strict=True):
+                    out[i] = pos if sel is None else pos[sel]
                 times[i] = ts.time
                 if box is not None and ts.dimensions is not None:
                     box[i] = ts.dimensions
         except Exception as exc:
-            raise InputError(
-                f"reading frames {frames[0]}-{frames[-1]} failed: {exc}",
-                "the trajectory may be truncated; limit the frames with --stop",
-            ) from None
-        if i + 1 != n:
-            raise InputError(
-                f"the trajectory ended after frame {frames[0] + i}, expected {frames[-1]}",
-                "the file may be truncated; limit the frames with --stop",
-            )
-        return times, box
+            at = int(frames[i + 1]) if i + 1 < n else int(frames[-1])
+            raise read_error(self.universe.trajectory, at, exc) from None
+        return outs, times, box, i + 1
+
+    def _next_frames(self, frames: np.ndarray) -> np.ndarray | None:
+        """The block a caller reading in order asks for after ``frames``."""
+        idx = self.frame_indices
+        p = int(np.searchsorted(idx, frames[-1]))
+        if p >= idx.size or idx[p] != frames[-1]:
+            return None
+        return idx[p + 1 : p + 1 + frames.size]
 
     def _iterate(self, frames: np.ndarray):
         traj = self.universe.trajectory
@@ -870,57 +952,26 @@ class MDASource(Source):
         return traj[int(frames[0]) : int(frames[-1]) + 1] if contiguous else traj[frames]
 
     def _read_atoms(self, frames: np.ndarray, idx: np.ndarray):
-        out = np.empty((frames.size, idx.size, 3), dtype=np.float32)
-
-        def take(i, pos):
-            out[i] = pos[idx]
-
-        times, box = self._each_frame(frames, take)
+        (out,), times, box = self._read_frames(frames, [np.asarray(idx, np.int64)])
         return out, times, box
 
     def _read_plain(self, start: int, stop: int) -> Block:
         frames = self._check_block(start, stop)
-        n = frames.size
-        out = np.empty((n, self.n_points, 3), dtype=np.float32)
-        aux = None
+        selections = [None if self._all_atoms else self.atom_indices]
         if self.aux_indices is not None:
-            aux = np.empty((n, self.aux_indices.size, 3), dtype=np.float32)
-
-        def take(i, pos):
-            out[i] = pos if self._all_atoms else pos[self.atom_indices]
-            if aux is not None:
-                aux[i] = pos[self.aux_indices]
-
-        times, box = self._each_frame(frames, take)
-        return Block(start=start, coords=out, times=times, frames=frames, box=box, aux=aux)
+            selections.append(self.aux_indices)
+        arrays, times, box = self._read_frames(frames, selections)
+        aux = arrays[1] if self.aux_indices is not None else None
+        return Block(start=start, coords=arrays[0], times=times, frames=frames, box=box, aux=aux)
 
     def close(self) -> None:
+        if getattr(self, "_guard", None) is not None:
+            self._guard.close()
+            self._guard = None
         try:
             self.universe.trajectory.close()
         except Exception:
             pass
-
-
-def _check_dcd_complete(reader, stop) -> None:
-    """MDAnalysis counts the whole frames of a cut-short DCD and drops the rest silently;
-    refuse that unless --stop keeps to the complete frames."""
-    readers = getattr(reader, "readers", [reader])
-    first = 0
-    for r in readers:
-        f = getattr(r, "_file", None)
-        if type(r).__name__ != "DCDReader" or f is None:
-            first += r.n_frames
-            continue
-        expected = f._header_size + f._firstframesize + (r.n_frames - 1) * f._framesize
-        if r.n_frames and os.path.getsize(r.filename) != expected:
-            complete = first + r.n_frames
-            if stop is None or stop > complete:
-                raise InputError(
-                    f"{r.filename} is truncated: it ends inside frame {r.n_frames}",
-                    f"use the {complete} complete frames with --stop {complete}, "
-                    "or write the file again",
-                )
-        first += r.n_frames
 
 
 def _restrict_bonds(pairs: np.ndarray, atom_indices: np.ndarray) -> np.ndarray | None:
