@@ -66,7 +66,10 @@ class SerialExecutor:
 
     name = "serial"
 
-    def start(self) -> None:
+    def start(self, source_kw: dict | None = None) -> None:
+        pass
+
+    def attach(self, source, source_kw: dict) -> None:
         pass
 
     def close(self) -> None:
@@ -189,12 +192,13 @@ def _sweep(prefix: str) -> None:
 _WORKER_SOURCES: dict = {}
 
 
-def _run_task(spec, job, index, start, stop, shm=None, anchor=None) -> BlockOutput:
+def _run_task(spec, job, index, start, stop, shm=None, anchor=None, after=None) -> BlockOutput:
     """Runs in a worker process: reopen the source by its spec (once per worker) and
     process a block.
 
     ``shm`` is (host token, file prefix, minimum bytes) of the driver: a worker on the
     same machine hands the block's large arrays over as files (see :func:`_export`).
+    ``after``: (start, stop) of the block this worker does next, if known.
     """
     source = _WORKER_SOURCES.get(spec)
     if source is None:
@@ -204,6 +208,7 @@ def _run_task(spec, job, index, start, stop, shm=None, anchor=None) -> BlockOutp
             old.close()
         _WORKER_SOURCES.clear()
         source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
+    source.expect(*(after or (None, None)))
     out = process_block(source, job, index, start, stop, {start: anchor} if anchor else None)
     if shm is not None and shm[0] == host_token():
         out = _export(out, shm[1], shm[2])
@@ -228,9 +233,10 @@ def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
 class LocalExecutor:
     """Process blocks in ``workers`` processes on this machine (:class:`trajalign.pool.Pool`).
 
-    :meth:`start` only starts the fork server, whose imports overlap the driver's; the
-    workers themselves start when the run begins (:meth:`__enter__`), after the input
-    was opened and checked, so a bad input is reported before any worker exists.
+    The command line forks the workers from the driver as soon as the input is open
+    and checked (:meth:`attach`), so a bad input is reported before any worker exists
+    and a worker inherits the driver's imports and parsed topology. A library caller
+    that skips :meth:`attach` gets workers from a fork server when the run starts.
     """
 
     name = "local"
@@ -238,13 +244,22 @@ class LocalExecutor:
     def __init__(self, workers: int) -> None:
         from .pool import Pool
 
+        #: blocks are sized for at least 8 per worker (see trajalign.pipeline.run)
+        self.parallelism = workers
         cores = os.cpu_count() or 1
         self.workers = workers
         self.pool = Pool(workers, threads=max(1, cores // workers))
         self._prefixes: list[str] = []
 
-    def start(self) -> None:
-        self.pool.prepare()
+    def start(self, source_kw: dict | None = None) -> None:
+        """Nothing yet: workers start once the input is open (:meth:`attach`)."""
+
+    def attach(self, source, source_kw: dict) -> None:
+        """The driver has opened and checked the input: fork the workers from it now
+        (they inherit its imports and parsed topology, and open the input while the
+        driver prepares the run). Where that is not safe, they come from a fork server
+        when the run starts."""
+        self.pool.fork_from_here(source_kw)
 
     def __enter__(self):
         self.pool.fill()
@@ -272,7 +287,7 @@ class LocalExecutor:
             shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", _SHM_MIN_BYTES)
             self._prefixes.append(shm[1])
         try:
-            for out in self.pool.map(source.spec, job, blocks, anchors, shm):
+            for out in self.pool.map(source.spec, job, blocks, anchors, shm, job.ordered):
                 yield _import(out)
         except WorkerDied as died:
             _, start, stop = died.block
@@ -348,8 +363,12 @@ class DaskExecutor:
         self._prefixes: list[str] = []
         self._log_levels: dict[str, int] = {}
 
-    def start(self) -> None:
-        """Nothing to start ahead: the cluster runs already."""
+    def start(self, source_kw: dict | None = None) -> None:
+        """Nothing to start ahead: the cluster runs already, and it is contacted only
+        once the input has been opened and checked."""
+
+    def attach(self, source, source_kw: dict) -> None:
+        pass
 
     def __enter__(self):
         if self.client is None:

@@ -110,6 +110,7 @@ class Job:
     #: True when a block's result depends on the block before it (principal axes with
     #: ``--sign continuity``): blocks are then processed independently, and the driver
     #: calls :meth:`stitch` on each in frame order, after the previous one is written.
+    #: Otherwise :meth:`stitch` is called on blocks as they arrive.
     ordered: bool = False
 
     def finalize(self, writer) -> None:
@@ -120,7 +121,8 @@ class Job:
         """Called in the driver for every written block (tallies for the summary)."""
 
     def stitch(self, result: BlockResult, writer, start: int) -> BlockResult:
-        """Adjust a block's result to the already written frames before ``start``."""
+        """In the driver, before a block is written: adjust its result to the frames
+        written before ``start`` (ordered jobs), or take note of it (tallies)."""
         return result
 
 
@@ -182,6 +184,20 @@ def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
         raise _busy(partial) from None
     except (OSError, KeyError):
         return None
+
+
+def _resumed_chunk(partial: Path, chunk: int, locking) -> int:
+    """The block size of the partial output ``--resume`` continues (``chunk`` if there
+    is none to read): the run key then matches also when ``--workers`` changed."""
+    import h5py
+
+    if not partial.exists():
+        return chunk
+    try:
+        with h5py.File(partial, "r", locking=locking) as f:
+            return int(f["trajalign/resume"].attrs.get("chunk", chunk))
+    except (OSError, KeyError, ValueError):
+        return chunk  # busy, or unreadable: the run's own checks say so
 
 
 def _refuse_if_busy(partial: Path, locking) -> None:
@@ -346,6 +362,7 @@ class _Run:
                 job.declare(self.writer, source)
                 g = self.writer.f.create_group("trajalign/resume")
                 g.attrs["key"] = self.key
+                g.attrs["chunk"] = self.chunk
                 g.create_dataset("done", data=self.done.astype(np.uint8))
                 self.writer.flush()
             except Exception:  # a stop (Ctrl-C) keeps it: resume then starts over
@@ -378,9 +395,7 @@ class _Run:
                 for o in ready:
                     if job.ordered:  # stitching reads the frames written before
                         behind.drain()
-                        result = job.stitch(o.result, self.writer, o.start)
-                    else:
-                        result = o.result
+                    result = job.stitch(o.result, self.writer, o.start)
                     behind.submit(
                         o.index, o.start, o.frames, o.times, result.coords, o.box, **result.extra
                     )
@@ -531,6 +546,15 @@ def run(
     if extra and chunk_frames is None:  # size blocks for what the job holds per frame
         chunk = chunk_size(source.n_points, source.dim, None, memory_mb, extra)
     executor = executor or SerialExecutor()
+    if chunk_frames is None:
+        # worker processes each take a contiguous share of the blocks (see
+        # trajalign.pool): with 8 blocks per worker or more, the shares end within an
+        # eighth of one another
+        n = getattr(executor, "parallelism", 1)
+        if n > 1:
+            chunk = min(chunk, max(1, -(-source.n_frames // (8 * n))))
+        if resume:  # continue in the partial output's own blocks, whatever the workers
+            chunk = _resumed_chunk(partial_path(target), chunk, hdf5_locking)
     r = _Run(source, job, target, chunk, hdf5_locking)
     with RunLock(target):
         discard = False  # a refused resume leaves the partial output as it was

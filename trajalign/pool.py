@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 MAX_TRIES = 3
 
 #: what every worker needs, imported once by the fork server
-_PRELOAD = ["numpy", "numba", "MDAnalysis", "trajalign.executors", "trajalign.jobs"]
+_PRELOAD = ["trajalign._preload"]
 
 
 def _die_with_parent() -> None:
@@ -67,19 +67,37 @@ def _worker_main(conn, threads: int) -> None:
     while True:
         msg = inbox.get()
         if msg is None:
-            return
+            _leave()
         tag, payload = msg
         if tag == "job":
             token, blob = payload
             jobs.clear()  # one job at a time: the previous run's is done
             jobs[token] = pickle.loads(blob)
             continue
+        if tag == "open":
+            _open_ahead(payload)
+            continue
         token, spec, index, start, stop, anchor, shm = payload
         try:
-            out = _run_task(spec, jobs[token], index, start, stop, shm, anchor)
+            out = _run_task(spec, jobs[token], index, start, stop, shm, anchor, _next(inbox))
             conn.send(("ok", index, out))
         except BaseException as exc:  # the driver decides; the worker stays for the next
             conn.send(("error", index, _portable(exc)))
+
+
+def _leave() -> None:
+    """Stop this worker at once: close its inputs (their reader processes), then exit
+    without the interpreter's teardown, which took 0.4 s and is of no use here (the
+    worker holds no output; the driver writes everything)."""
+    from .executors import _WORKER_SOURCES
+
+    for source in _WORKER_SOURCES.values():
+        try:
+            source.close()
+        except Exception:
+            pass
+    _WORKER_SOURCES.clear()
+    os._exit(0)
 
 
 def _drain(conn):
@@ -106,6 +124,33 @@ def _drain(conn):
 
     threading.Thread(target=loop, name="trajalign-inbox", daemon=True).start()
     return inbox
+
+
+def _open_ahead(source_kw: dict) -> None:
+    """Open the input while the driver opens it too (see :meth:`Pool.open`); a failure
+    is left for the driver to report, and for the first block to meet again."""
+    from .executors import _WORKER_SOURCES
+    from .io import open_source
+
+    try:
+        source = open_source(**source_kw)
+    except Exception:
+        return
+    for old in _WORKER_SOURCES.values():
+        old.close()
+    _WORKER_SOURCES.clear()
+    _WORKER_SOURCES[source.spec] = source
+
+
+def _next(inbox) -> tuple[int, int] | None:
+    """(start, stop) of the block queued after the current one, if one is: the reader
+    decodes it while this one is processed."""
+    with inbox.mutex:
+        queued = list(inbox.queue)
+    for msg in queued:
+        if msg is not None and msg[0] == "block":
+            return msg[1][3], msg[1][4]
+    return None
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -153,10 +198,12 @@ class Pool:
 
         forkserver.ensure_running()
 
-    def _spawn(self) -> _Worker:
-        self.prepare()
-        here, there = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
+    def _spawn(self, ctx=None) -> _Worker:
+        if ctx is None:
+            self.prepare()
+            ctx = self._ctx
+        here, there = ctx.Pipe(duplex=True)
+        proc = ctx.Process(
             target=_worker_main, args=(there, self.threads), daemon=True, name="trajalign-worker"
         )
         proc.start()
@@ -164,12 +211,43 @@ class Pool:
         return _Worker(proc, here)
 
     def fill(self) -> None:
-        """Start workers up to ``n`` (after :meth:`prepare`)."""
+        """Start workers up to ``n`` (from the fork server)."""
         while len(self.workers) < self.n:
             self.workers.append(self._spawn())
 
-    def map(self, spec, job, blocks, anchors: dict, shm) -> object:
+    def fork_from_here(self, source_kw: dict) -> bool:
+        """Fork the workers from this process, now, and have each open the input
+        (``open_source`` keywords); False (nothing done) where forking is not safe.
+
+        Called by the command line right after the driver opened the input: the
+        workers inherit every import and the parsed topology (see
+        ``trajalign.io.sources._TOPOLOGIES``), so a worker is ready in about 0.1 s
+        instead of the fork server's imports plus a parse of its own. Safe only while
+        this process runs no other thread (a forked child gets a copy of every lock,
+        held or not, and only the forking thread): checked here. Workers that replace
+        dead ones later come from the fork server.
+        """
+        import multiprocessing as mp
+        import threading
+
+        if self.workers or threading.active_count() > 1 or _numba_threads_started():
+            return False
+        ctx = mp.get_context("fork")
+        while len(self.workers) < self.n:
+            self.workers.append(self._spawn(ctx))
+        for w in self.workers:
+            w.conn.send(("open", source_kw))
+        return True
+
+    def map(self, spec, job, blocks, anchors: dict, shm, in_order: bool = False) -> object:
         """Yield each block's result as it arrives (a generator of BlockOutput).
+
+        Each worker takes a contiguous share of the blocks, in order, so that the reader
+        of its input decodes ahead the block it will be asked for next (see
+        :class:`trajalign.io.integrity.GuardedReader`); a worker whose share is done
+        takes the last block of the largest share left. ``in_order``: hand out blocks in
+        frame order instead, for jobs whose results the driver must write in order
+        (results arriving early would wait in its memory).
 
         Raises the worker's own exception for a block that failed, and
         :class:`WorkerDied` for a block whose workers died :data:`MAX_TRIES` times.
@@ -179,12 +257,26 @@ class Pool:
         self.fill()
         token = f"{os.getpid()}-{time.monotonic_ns()}"
         blob = _dumps(job)
-        pending = deque(blocks)
+        blocks = list(blocks)
+        if in_order:
+            common = deque(blocks)
+            share = {w: common for w in self.workers}
+        else:
+            share = dict(zip(self.workers, _split(blocks, len(self.workers)), strict=True))
         tries: dict[int, int] = {}
 
+        def take(w: _Worker):
+            if share[w]:
+                return share[w].popleft()
+            donor = max(share.values(), key=len)
+            return donor.pop() if donor else None
+
         def feed(w: _Worker) -> None:
-            while len(w.tasks) < 2 and pending:
-                index, start, stop = block = pending.popleft()
+            while len(w.tasks) < 2:
+                block = take(w)
+                if block is None:
+                    return
+                index, start, stop = block
                 if w.job != token:
                     w.conn.send(("job", (token, blob)))
                     w.job = token
@@ -211,8 +303,10 @@ class Pool:
                 if msg is None:
                     if w.proc.is_alive():
                         continue  # woken by the pipe, data not complete yet
-                    self._replace(w, pending, tries)
-                    feed(self.workers[-1])
+                    own = share.pop(w)
+                    new = self._replace(w, own, tries)
+                    share[new] = own
+                    feed(new)
                     continue
                 tag, index, payload = msg
                 w.tasks.popleft()
@@ -221,17 +315,20 @@ class Pool:
                 feed(w)
                 yield payload
 
-    def _replace(self, w: _Worker, pending: deque, tries: dict) -> None:
-        """A worker died: its blocks go back to the front of the queue, a new one starts."""
+    def _replace(self, w: _Worker, own: deque, tries: dict) -> _Worker:
+        """A worker died: its blocks go back to the front of its share ``own``; returns
+        the worker started in its place."""
         w.proc.join(timeout=1)
         for block in w.tasks:
             if tries[block[0]] >= MAX_TRIES:
                 raise WorkerDied(w.proc.exitcode, block)
-        pending.extendleft(reversed(w.tasks))
+        own.extendleft(reversed(w.tasks))
         w.tasks.clear()
         self.workers.remove(w)
         w.conn.close()
-        self.workers.append(self._spawn())
+        new = self._spawn()
+        self.workers.append(new)
+        return new
 
     def forget(self) -> None:
         """Drop what the workers were doing (after an error or a stop): they are stopped,
@@ -239,8 +336,10 @@ class Pool:
         if any(w.tasks for w in self.workers):
             self.close()
 
-    def close(self, grace: float = 2.0) -> None:
-        """Stop every worker: ask, wait up to ``grace`` seconds, then kill."""
+    def close(self, grace: float = 0.5) -> None:
+        """Stop every worker: ask, wait up to ``grace`` seconds, then kill (an idle
+        worker leaves at once; one busy opening an input the driver found bad, or with
+        a block of a stopped run, is killed rather than waited for)."""
         for w in self.workers:
             try:
                 w.conn.send(None)
@@ -254,6 +353,25 @@ class Pool:
                 w.proc.join()
             w.conn.close()
         self.workers = []
+
+
+def _split(blocks: list, n: int) -> list[deque]:
+    """``blocks`` in ``n`` contiguous shares whose sizes differ by at most one."""
+    q, r = divmod(len(blocks), n)
+    out, at = [], 0
+    for i in range(n):
+        size = q + (i < r)
+        out.append(deque(blocks[at : at + size]))
+        at += size
+    return out
+
+
+def _numba_threads_started() -> bool:
+    """Has this process started Numba's thread pool (run a parallel kernel)?"""
+    import sys
+
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return bool(getattr(parallel, "_is_initialized", False))
 
 
 def _dumps(job) -> bytes:

@@ -109,10 +109,18 @@ class Source:
     _repair: object = None
     _check_split: bool = False
     _several_molecules: bool = False
+    #: (start, stop) of the block the caller reads after the next read (see expect)
+    _expected: tuple[int, int] | None = None
 
     @property
     def n_frames(self) -> int:
         return int(self.frame_indices.size)
+
+    def expect(self, start: int | None, stop: int | None) -> None:
+        """Say which block ``[start, stop)`` comes after the next :meth:`read` (None:
+        the next in order). A reader that decodes ahead (XTC) decodes that one; a
+        worker handed blocks out of order would otherwise wait for a wrong guess."""
+        self._expected = None if start is None else (int(start), int(stop))
 
     def read(self, start: int, stop: int) -> Block:
         """Frames ``[start, stop)``: the selection (and ``aux``), periodic repair done."""
@@ -783,19 +791,41 @@ def _mda_error(exc: Exception, spec: SourceSpec) -> InputError:
     return InputError(f"MDAnalysis cannot read {files}: {msg}", hint)
 
 
+#: parsed topologies, by the file's identity and options: a ``--workers`` process forked
+#: from the driver after it opened the input (see trajalign.pool) inherits the driver's
+#: and skips parsing it again (0.6 s for a 47681-atom TPR)
+_TOPOLOGIES: dict = {}
+
+
+def _universe(spec: SourceSpec, args: list):
+    """``mda.Universe(*args)``, from an already parsed topology where there is one."""
+    import MDAnalysis as mda
+
+    key = None
+    if spec.top:
+        st = os.stat(spec.top)
+        key = (os.path.abspath(spec.top), st.st_size, st.st_mtime_ns, spec.guess_bonds)
+        topology = _TOPOLOGIES.get(key)
+        if topology is not None:
+            return mda.Universe(topology, *spec.paths)
+    u = mda.Universe(*args, guess_bonds=spec.guess_bonds)
+    if key is not None:
+        _TOPOLOGIES.clear()  # one input at a time: the last one's
+        _TOPOLOGIES[key] = u._topology
+    return u
+
+
 class MDASource(Source):
     """Frames from any trajectory MDAnalysis reads, with topology data."""
 
     def __init__(self, spec: SourceSpec) -> None:
         super().__init__(spec=spec, kind="mdanalysis")
-        import MDAnalysis as mda
-
         args = ([spec.top] if spec.top else []) + list(spec.paths)
         preflight(spec.paths, spec.stop)  # what MDAnalysis' opening would crash on
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                self.universe = mda.Universe(*args, guess_bonds=spec.guess_bonds)
+                self.universe = _universe(spec, args)
             except Exception as exc:  # MDAnalysis raises many types for bad files
                 # a damaged trajectory is named with its first bad frame where we can
                 # find it (MDAnalysis' own message names neither)
@@ -938,8 +968,13 @@ class MDASource(Source):
         return outs, times, box, i + 1
 
     def _next_frames(self, frames: np.ndarray) -> np.ndarray | None:
-        """The block a caller reading in order asks for after ``frames``."""
+        """The block the caller asks for after ``frames``: the one named by
+        :meth:`expect`, else the next in order."""
         idx = self.frame_indices
+        if self._expected is not None:
+            start, stop = self._expected
+            self._expected = None
+            return idx[start:stop]
         p = int(np.searchsorted(idx, frames[-1]))
         if p >= idx.size or idx[p] != frames[-1]:
             return None

@@ -261,10 +261,11 @@ class RotateJob(Job):
         self.points = parse_points(points) if isinstance(points, str) else points
         self.chunk_frames = chunk_frames
         self.memory_mb = memory_mb
-        # stitch() runs in the driver for ordered jobs: it carries continuity across
-        # blocks processed elsewhere (Dask, --resume) and collects the frames that warnings
-        # name, which process() on a worker could not report back
-        self.ordered = method in ("kabsch", "principal")
+        # stitch() runs in the driver on every block: it collects the frames that warnings
+        # name, which process() on a worker could not report back. Only sign continuity
+        # needs the blocks in frame order (it follows the last written frame); the others
+        # are written as they arrive, so workers can each read a contiguous share
+        self.ordered = method == "principal" and self.sign == "continuity"
         self._frame_msgs: list[str] = []
         self._bad: dict[str, list[np.ndarray]] = {}
         self._prev: np.ndarray | None = None  # last frame's axes, continuity state
