@@ -262,7 +262,7 @@ def test_subprocess_exit_status_and_no_traceback(tmp_path):
 def test_help_does_not_import_heavy_modules():
     code = (
         "import sys; from trajalign.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['--help'], hard_exit=False)\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('numba', 'MDAnalysis', 'matplotlib', 'h5py', 'scipy') "
         "if m in sys.modules]\n"
         "print('HEAVY', heavy)"
