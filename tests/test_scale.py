@@ -699,7 +699,8 @@ def test_errors_in_the_input_come_before_any_worker(tmp_path, cli, monkeypatch):
     from trajalign import pool
 
     started = []
-    monkeypatch.setattr(pool.Pool, "fill", lambda self: started.append(1))
+    monkeypatch.setattr(pool.Pool, "fill", lambda self: started.append("fill"))
+    monkeypatch.setattr(pool.Pool, "fork_from_here", lambda self, kw: started.append("fork"))
     args = ["rotate", *BUTANE, "-s", "name XX", "-o", tmp_path / "o.h5"]
     res = cli(*args, "--workers", 2)
     assert res.code == 1 and "name XX" in res.stderr and started == []
