@@ -407,3 +407,56 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+FORKED_JOB = """
+import os, sys
+import numpy as np
+from trajalign.executors import make_executor
+from trajalign.io import open_source
+from trajalign.jobs.center import CenterJob
+from trajalign.pipeline import run
+
+
+class ParentPid(CenterJob):
+    def declare(self, writer, source):
+        super().declare(writer, source)
+        writer.create("trajalign/ppid", (source.n_frames,), dtype=np.int64)
+
+    def process(self, block):
+        result = super().process(block)
+        result.extra["trajalign/ppid"] = np.full(len(block.frames), os.getppid())
+        return result
+
+
+if __name__ == "__main__":
+    kw = {"paths": [sys.argv[1]]}
+    exe = make_executor(workers=2)
+    exe.start()
+    try:
+        with open_source(**kw) as src:
+            exe.attach(src, kw)
+            run(src, ParentPid("com"), sys.argv[2], chunk_frames=20, executor=exe)
+    finally:
+        exe.close()
+    print(os.getpid())
+"""
+
+
+def test_command_line_workers_are_forked_from_the_driver(tmp_path, data):
+    """As the command line does it: attach() after the input is open forks the workers
+    from the driver (they inherit its imports and topology); the file equals serial."""
+    import h5py
+
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED_JOB)
+    out = tmp_path / "o.h5"
+    r = subprocess.run(
+        [sys.executable, str(script), str(data), str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out, "r+") as f:
+        parents = set(f["trajalign/ppid"][()].tolist())
+        del f["trajalign/ppid"]
+    assert parents == {int(r.stdout)}
+    assert_same_file(serial_reference(data, tmp_path), out)
