@@ -460,3 +460,17 @@ def test_command_line_workers_are_forked_from_the_driver(tmp_path, data):
         del f["trajalign/ppid"]
     assert parents == {int(r.stdout)}
     assert_same_file(serial_reference(data, tmp_path), out)
+
+
+def test_scheduler_gone_mid_run_keeps_the_blocks(tmp_path, cluster, data):
+    out = tmp_path / "o.h5"
+    p = center(data, out, "--scheduler-file", cluster.file, "--wait-workers", 3)
+    wait_for(partial_path(out))
+    time.sleep(1.5)
+    cluster.scheduler.kill()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "the Dask scheduler at" in err or "connection to the Dask scheduler" in err
+    assert "blocks are kept in" in err and "--resume" in err
+    assert partial_path(out).exists() and not out.exists()

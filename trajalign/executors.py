@@ -382,7 +382,16 @@ class DaskExecutor:
 
         if not self.quiet:
             return
-        for name in ("distributed", "tornado", "asyncio"):
+        import distributed  # noqa: F401  (its import configures the loggers set here)
+
+        # Dask configures levels on its child loggers (distributed.client, ...), so the
+        # parent's level is not enough: every one of them is set
+        names = [
+            n
+            for n in list(logging.root.manager.loggerDict)
+            if n.split(".")[0] in ("distributed", "tornado", "asyncio")
+        ]
+        for name in {"distributed", "tornado", "asyncio", *names}:
             logger = logging.getLogger(name)
             self._log_levels.setdefault(name, logger.level)
             logger.setLevel(logging.CRITICAL + 1)
@@ -547,7 +556,13 @@ class DaskExecutor:
             )
         what = _first_line(exc)
         if "Cancelled" in type(exc).__name__ or isinstance(exc, CancelledError):
-            # what the scheduler does with tasks when it loses every worker or restarts
+            # what the client does with its tasks when it loses the scheduler, and the
+            # scheduler when it loses every worker
+            if self.client.status != "running":
+                return ClusterLost(
+                    f"the Dask scheduler at {self.where} went away (or the connection to "
+                    "it was lost) while blocks were out"
+                )
             if self._workers_now() == 0:
                 return ClusterLost(
                     f"every worker left the Dask cluster at {self.where} while blocks were out"
