@@ -216,14 +216,21 @@ def wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def stop_midway(data, out, cluster, act, *more, after: float = 1.5) -> tuple[int, str]:
+    """Start a cluster run, call ``act(process)`` once blocks are written and others are
+    out on the workers, and return its exit status and stderr."""
+    p = center(data, out, "--scheduler-file", cluster.file, *more)
+    wait_for(partial_path(out))
+    time.sleep(after)
+    act(p)
+    _, err = p.communicate(timeout=120)
+    return p.returncode, err
+
+
 def test_sigterm_mid_run_keeps_the_blocks_and_resume_finishes(tmp_path, cluster, data):
     out = tmp_path / "o.h5"
-    p = center(data, out, "--scheduler-file", cluster.file)
-    wait_for(partial_path(out))
-    time.sleep(2.0)  # blocks written and blocks out on the workers
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 143, err
+    code, err = stop_midway(data, out, cluster, lambda p: p.send_signal(signal.SIGTERM), after=2)
+    assert code == 143, err
     (line,) = err.strip().splitlines()  # one line, no Dask traceback or log line
     assert line.startswith("Error: terminated (SIGTERM);") and "blocks are kept" in line
     kept = int(line.split("; ")[1].split(" of ")[0])
@@ -238,12 +245,10 @@ def test_sigterm_mid_run_keeps_the_blocks_and_resume_finishes(tmp_path, cluster,
 
 def test_every_worker_lost_keeps_the_blocks_and_resume_finishes(tmp_path, cluster, data):
     out = tmp_path / "o.h5"
-    p = center(data, out, "--scheduler-file", cluster.file, "--wait-workers", 3)
-    wait_for(partial_path(out))
-    time.sleep(1.5)
-    cluster.kill_workers()
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 1, err
+    code, err = stop_midway(
+        data, out, cluster, lambda p: cluster.kill_workers(), "--wait-workers", 3
+    )
+    assert code == 1, err
     assert len(err.strip().splitlines()) == 1, err
     (line,) = err.strip().splitlines()
     # the scheduler drops the tasks it cannot place, or none comes back within 3 s
@@ -464,12 +469,10 @@ def test_command_line_workers_are_forked_from_the_driver(tmp_path, data):
 
 def test_scheduler_gone_mid_run_keeps_the_blocks(tmp_path, cluster, data):
     out = tmp_path / "o.h5"
-    p = center(data, out, "--scheduler-file", cluster.file, "--wait-workers", 3)
-    wait_for(partial_path(out))
-    time.sleep(1.5)
-    cluster.scheduler.kill()
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 1, err
+    code, err = stop_midway(
+        data, out, cluster, lambda p: cluster.scheduler.kill(), "--wait-workers", 3
+    )
+    assert code == 1, err
     assert len(err.strip().splitlines()) == 1, err
     assert "the Dask scheduler at" in err or "connection to the Dask scheduler" in err
     assert "blocks are kept in" in err and "--resume" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 
 import h5py
 import numpy as np
@@ -595,28 +596,35 @@ def test_local_worker_error_reaches_the_driver_whole(tmp_path):
     assert not (tmp_path / "o.h5").exists() and not partial_path(tmp_path / "o.h5").exists()
 
 
-def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, cli):
-    """HDF5 truncates a file before it checks its lock: a second run of the same command
-    must neither wipe the first run's temporary output nor write into it."""
+@contextmanager
+def held_elsewhere(code: str, path):
+    """Another process runs ``code`` (``sys.argv[1]`` is ``path``) and stays, holding
+    what it opened, until the block ends."""
     import subprocess
     import sys
 
-    out = tmp_path / "o.h5"
-    part = partial_path(out)
-    holder = subprocess.Popen(  # stands for a first run: holds the partial file open
-        [
-            sys.executable,
-            "-c",
-            "import sys, h5py; f = h5py.File(sys.argv[1], 'w'); f['x'] = [1, 2, 3]; f.flush();"
-            " print('open', flush=True); sys.stdin.read()",
-            str(part),
-        ],
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"{code}; print('ready', flush=True); sys.stdin.read()", str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "open"
+        assert holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        holder.communicate("")
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, cli):
+    """HDF5 truncates a file before it checks its lock: a second run of the same command
+    must neither wipe the first run's temporary output nor write into it."""
+
+    out = tmp_path / "o.h5"
+    part = partial_path(out)
+    # stands for a first run: holds the partial file open
+    code = "import sys, h5py; f = h5py.File(sys.argv[1], 'w'); f['x'] = [1, 2, 3]; f.flush()"
+    with held_elsewhere(code, part):
         for more in ([], ["--resume"]):
             res = cli("center", CHAIN2D, "-o", out, *more)
             assert res.code == 1, res.stderr
@@ -624,8 +632,6 @@ def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, 
                 f"Error: another run is writing {out} now (its temporary file {part.name} is "
                 "locked) (wait for that run to finish, or give another -o)"
             ]
-    finally:
-        holder.communicate("")
     with h5py.File(part) as f:
         assert f["x"][()].tolist() == [1, 2, 3]
     assert not out.exists()
@@ -638,32 +644,17 @@ def test_a_second_run_on_the_same_output_is_refused_and_harms_nothing(tmp_path, 
 
 def test_run_lock_refuses_a_second_writer_without_hdf5_locks(tmp_path, cli):
     """With --hdf5-locking false HDF5 cannot see another writer; the lock file can."""
-    import subprocess
-    import sys
 
     out = tmp_path / "o.h5"
-    holder = subprocess.Popen(  # stands for a first run that holds the lock
-        [
-            sys.executable,
-            "-c",
-            "import sys; from trajalign.io.output import RunLock; l = RunLock(sys.argv[1]);"
-            " l.__enter__(); print('held', flush=True); sys.stdin.read(); l.__exit__()",
-            str(out),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    # stands for a first run that holds the lock
+    code = "import sys; from trajalign.io.output import RunLock; RunLock(sys.argv[1]).__enter__()"
+    with held_elsewhere(code, out) as holder:
         for more in ([], ["--resume"]):
             res = cli("center", CHAIN2D, "-o", out, "--hdf5-locking", "false", *more)
             assert res.code == 1, res.stderr
             (line,) = res.stderr.strip().splitlines()
             assert line.startswith(f"Error: process {holder.pid} on ") and "is writing" in line
             assert f"if that run is gone, delete {tmp_path / '.o.h5.lock'}" in line
-    finally:
-        holder.communicate("")
     assert not out.exists() and not partial_path(out).exists()
     assert cli("center", CHAIN2D, "-o", out, "--hdf5-locking", "false").code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5"]  # lock gone too
