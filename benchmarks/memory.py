@@ -87,8 +87,9 @@ def main() -> None:
 def run_sampled(cmd: list[str], every: float = 0.05) -> tuple[float, list[float]]:
     """Run ``cmd``, sampling the resident memory of it and of its worker processes.
 
-    Returns the driver's peak RSS in MB and the peaks of the Dask worker processes in MB
-    (the larger half of the descendants; the other half are their small nannies).
+    Returns the driver's peak RSS in MB and the peaks of its descendants in MB: the
+    ``--workers`` processes (and, for an XTC, each one's reader process). RSS counts the
+    pages a worker shares with the driver it was forked from, so the sum overstates.
     psutil comes with distributed.
     """
     import psutil
@@ -109,8 +110,7 @@ def run_sampled(cmd: list[str], every: float = 0.05) -> tuple[float, list[float]
         time.sleep(every)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}")
-    peaks = sorted(v / 2**20 for v in others.values())
-    return driver / 2**20, peaks[len(peaks) // 2 :]
+    return driver / 2**20, sorted(v / 2**20 for v in others.values())
 
 
 if __name__ == "__main__":
