@@ -251,8 +251,9 @@ def test_every_worker_lost_keeps_the_blocks_and_resume_finishes(tmp_path, cluste
     assert code == 1, err
     assert len(err.strip().splitlines()) == 1, err
     (line,) = err.strip().splitlines()
-    # the scheduler drops the tasks it cannot place, or none comes back within 3 s
-    assert "every worker left the Dask cluster" in line
+    # the scheduler drops the tasks it cannot place, none comes back within 3 s, or the
+    # fetch of a finished block from a killed worker fails first
+    assert "every worker left the Dask cluster" in line or "connection to the Dask" in line
     assert "blocks are kept in" in line and "--resume" in line
     assert partial_path(out).exists() and not out.exists()
     for _ in range(2):
@@ -474,6 +475,8 @@ def test_scheduler_gone_mid_run_keeps_the_blocks(tmp_path, cluster, data):
     )
     assert code == 1, err
     assert len(err.strip().splitlines()) == 1, err
-    assert "the Dask scheduler at" in err or "connection to the Dask scheduler" in err
+    # which side notices first varies: the client (the scheduler went away) or a
+    # connection that fails (a block fetched from a worker, a call to the scheduler)
+    assert "the Dask scheduler at" in err or "the connection to the Dask cluster" in err
     assert "blocks are kept in" in err and "--resume" in err
     assert partial_path(out).exists() and not out.exists()

@@ -572,7 +572,10 @@ class DaskExecutor:
                 f"(lost workers or a restarted scheduler: {what})"
             )
         if isinstance(exc, OSError | TimeoutError):
-            return ClusterLost(f"the Dask cluster at {self.where} failed while {doing} ({what})")
+            return ClusterLost(
+                f"the connection to the Dask cluster at {self.where} failed while {doing} "
+                f"({what}): the scheduler or a worker went away"
+            )
         return ClusterError(
             f"a Dask task failed while {doing} ({what})", "rerun with -v for the details"
         )
