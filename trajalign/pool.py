@@ -6,13 +6,18 @@ scheduler, the nannies and their heartbeats share the same cores; and the driver
 blocks itself while the workers started, one process more than cores. Measured on 2
 cores, ``--workers 2`` took longer than a serial run (see the README's scaling section).
 
-Here the workers are forked from a :mod:`multiprocessing` fork server that imported
-everything once (in parallel with the driver's own imports); each worker then reopens
-the input by its spec, keeps it, and answers blocks sent over its own pipe. The driver
-keeps two blocks queued at every worker, so a worker never waits for its next task, and
-at most ``2 x workers`` blocks are in flight (bounded memory). Large arrays come back as
-files in ``/dev/shm`` (see :mod:`trajalign.executors`). A worker that dies (killed, out
-of memory) is replaced and its blocks are sent again, up to :data:`MAX_TRIES` times each.
+Here the command line forks the workers from the driver right after it has opened and
+checked the input (:meth:`Pool.fork_from_here`): they inherit every import and the parsed
+topology and reopen the trajectory in a fraction of a second. Where forking the driver
+is not safe (other threads running: a library caller, a replacement mid-run) they come
+from a :mod:`multiprocessing` fork server that imported everything once
+(:mod:`trajalign._preload`). Each worker keeps its input open and answers blocks sent
+over its own pipe; it takes a contiguous share of the blocks and names the next one to
+its reader, so an XTC is decoded ahead. The driver keeps two blocks queued at every
+worker, so at most ``2 x workers`` blocks are in flight (bounded memory). Large arrays
+come back as files in ``/dev/shm`` (see :mod:`trajalign.executors`). A worker that dies
+(killed, out of memory) is replaced and its blocks are sent again, up to
+:data:`MAX_TRIES` times each.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ _PRELOAD = ["trajalign._preload"]
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent (the fork server) exits, so no
-    worker outlives a driver killed with SIGKILL (the fork server leaves when it does)."""
+    """Ask Linux to kill this process when its parent (the driver, or the fork server,
+    which leaves with the driver) exits, so no worker outlives a driver killed with
+    SIGKILL."""
     try:
         import ctypes
 
