@@ -22,7 +22,7 @@ import numpy as np
 from . import _signals
 from ._version import __version__
 from .errors import ClusterLost, OutputError, ParameterError, ResumeError
-from .io.output import prepare_output
+from .io.output import move_into_place, prepare_output
 
 DEFAULT_MEMORY_MB = 256
 # bytes held per coordinate of a block: the float32 input, the output, float64 scratch,
@@ -465,14 +465,7 @@ class _Run:
             except BaseException:
                 self.partial.unlink(missing_ok=True)
                 raise
-        try:
-            os.replace(self.partial, self.target)
-        except OSError as err:
-            self.partial.unlink(missing_ok=True)
-            raise OutputError(
-                f"cannot move the finished output to {self.target}: {err}",
-                "check the folder's permissions and free space",
-            ) from None
+        move_into_place(self.partial, self.target)
 
 
 def _inputs(source) -> list[str]:

@@ -39,6 +39,19 @@ def prepare_output(path: str | os.PathLike, force: bool = False, option: str = "
     return target.absolute()
 
 
+def move_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished temporary output ``tmp`` to ``target`` (replacing it); if
+    that fails, ``tmp`` is removed and the error says what to check."""
+    try:
+        os.replace(tmp, target)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot move the finished output to {target}: {err}",
+            "check the folder's permissions and free space",
+        ) from None
+
+
 class AtomicOutput:
     """Context manager: write to ``.tmp`` beside ``target``, rename on success.
 
@@ -66,14 +79,7 @@ class AtomicOutput:
     def __exit__(self, exc_type, exc, tb) -> bool:
         assert self.tmp is not None
         if exc_type is None:
-            try:
-                os.replace(self.tmp, self.target)
-            except OSError as err:
-                self._discard()
-                raise OutputError(
-                    f"cannot move the finished output to {self.target}: {err}",
-                    "check the folder's permissions and free space",
-                ) from None
+            move_into_place(self.tmp, self.target)
             return False
         self._discard()
         return False
