@@ -139,7 +139,7 @@ def test_check_command_fails_on_a_broken_method(cli, monkeypatch):
             m = dg.Method("point", lambda X, masses: np.asarray(X), "coords", m.promises)
         return m
 
-    monkeypatch.setattr(dg, "get_method", broken)
+    monkeypatch.setattr(dg.registry, "get_method", broken)  # where resolve_method looks it up
     r = cli("check", CHAIN2D, "--frames", "30", "--method", "kabsch,point", "--json")
     assert r.code == 1
     rows = json.loads(r.stdout)

@@ -203,7 +203,7 @@ def test_check_command_catches_an_off_centre(cli, monkeypatch):
             m.func = lambda X, w: f(X, w) - np.array([1e-4, 0.0, 0.0])
         return m
 
-    monkeypatch.setattr(dg, "get_method", planted)
+    monkeypatch.setattr(dg.registry, "get_method", planted)  # where resolve_method looks it up
     r = cli("check", mdt.DCD, "-t", mdt.PSF, "--frames", 10, "--method", "center-com", "--json")
     assert r.code == 1, r.stderr
     rows = json.loads(r.stdout)

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import BUTANE_DCD, BUTANE_PDB, CHAIN2D
 from trajalign import diagnostics as dg
 from trajalign import plots
+from trajalign.errors import ParameterError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +80,7 @@ def test_jump_rule_at_the_ends_and_constant_series():
 
 
 def test_jump_rule_rejects_bad_parameters():
-    with pytest.raises(dg.ParameterError):
+    with pytest.raises(ParameterError):
         dg.flag_jumps(np.ones(10), k=0)
 
 
@@ -219,16 +220,16 @@ def test_write_rotate_plots(cli, tmp_path):
     out = tmp_path / "p.h5"
     r = cli("-q", "rotate", CHAIN2D, "--method", "principal", "--stop", "300", "-o", out)
     assert r.code == 0, r.stderr
-    paths = dg.write_rotate_plots(out, tmp_path / "figs")
+    paths = plots.write_rotate_plots(dg.read_rotate_jumps(out), tmp_path / "figs")
     assert [p.rsplit("/", 1)[1] for p in paths] == ["jumps.png", "overlay.png"]
     for p in paths:
         _is_png(p)
     with h5py.File(out, "r+") as f:
         dg.add_jump_diagnostics(f)
-    svg = dg.write_rotate_plots(out, tmp_path / "svg", fmt="svg")
+    svg = plots.write_rotate_plots(dg.read_rotate_jumps(out), tmp_path / "svg", fmt="svg")
     assert all(open(p).read(200).lstrip().startswith("<?xml") for p in svg)
-    with pytest.raises(dg.ParameterError):
-        dg.write_rotate_plots(out, tmp_path / "x", fmt="gif")
+    with pytest.raises(ParameterError):
+        plots.write_rotate_plots(dg.read_rotate_jumps(out), tmp_path / "x", fmt="gif")
 
 
 # ---------------------------------------------------------------- diagnose command

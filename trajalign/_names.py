@@ -31,3 +31,51 @@ MAX_POINTS = 200
 
 #: --pbc modes (trajalign.pbc), in help order
 PBC_MODES = ("auto", "whole", "cluster", "nojump", "none")
+
+#: HDF5 paths of the diagnostics and of the aligned positions they read
+DIAG = "trajalign/diagnostics"
+POSITION = "particles/trajectory/position/value"
+FRAME_INDEX = "trajalign/frames/index"
+
+#: the jump rule (trajalign.diagnostics.jump_threshold): flag a frame whose consecutive
+#: RMSD exceeds the running median by more than JUMP_K robust standard deviations
+#: (1.4826 MAD) over a centred window of JUMP_WINDOW frames
+JUMP_K = 10.0
+JUMP_WINDOW = 51
+#: the robust spread is floored at this fraction of the running median, so that an almost
+#: constant series (a rigid body, a perfectly smooth alignment) does not flag rounding noise
+JUMP_FLOOR = 0.05
+
+#: methods of ``trajalign rotate`` (jump diagnostics)
+ROTATE_METHODS = ("kabsch", "principal", "point")
+
+#: the chapter's perturb_paths: 16 steps up to 0.2 length units along an axis
+PERTURB_STEPS = 16
+PERTURB_AMOUNT = 0.2
+#: perturbation directions, by axis index
+AXES = ("x", "y", "z")
+#: diagnose perturbs every point for the sensitivity matrix up to this many; else an
+#: even subset of this many
+MAX_PERTURBED = 48
+
+__all__ = [
+    "AXES",
+    "CHECK_FRAMES",
+    "COORD_METHODS",
+    "DIAG",
+    "FEATURE_METHODS",
+    "FRAME_INDEX",
+    "JUMP_FLOOR",
+    "JUMP_K",
+    "JUMP_WINDOW",
+    "MAX_PERTURBED",
+    "MAX_POINTS",
+    "METHOD_NAMES",
+    "PBC_MODES",
+    "PERIODIC_IMAGES",
+    "PERTURB_AMOUNT",
+    "PERTURB_STEPS",
+    "POSITION",
+    "ROTATE_METHODS",
+    "TRANSFORMATIONS",
+]

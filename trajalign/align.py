@@ -125,7 +125,6 @@ def center(
 
 # --------------------------------------------------------------------------- rotations
 
-ROTATE_METHODS = ("kabsch", "principal", "point")
 SIGN_MODES = ("none", "skew", "continuity")  # order = the kernel's mode codes 0, 1, 2
 PRINCIPAL_CENTERS = ("com", "geometric", "point")
 # relative eigenvalue gap of the gyration tensor below which axes are called ill-defined

@@ -530,12 +530,12 @@ def sensitivity_figure(
     Parameters
     ----------
     matrix : (M, P, N); perturbed : the P perturbed points; point : one of them
-    group, group_labels, kind : from :func:`trajalign.diagnostics.point_groups`; the
+    group, group_labels, kind : from :func:`trajalign.groups.point_groups`; the
         columns of the first panel are the groups' means (default: one per point), and
         the second panel's perturbed points are grouped alike when there are too many.
         The figure's width is capped at :data:`MAX_WIDTH_IN` inches whatever N.
     """
-    from .diagnostics import MAX_GROUPS, group_mean
+    from .groups import MAX_GROUPS, group_mean
 
     plt = _plt()
     m = np.asarray(matrix, dtype=float)  # (M, P, N)
@@ -582,3 +582,152 @@ def sensitivity_figure(
         title="Mean displacement of the other points per unit move of each point",
     )
     return fig
+
+
+# ------------------------------------------------------------ the commands' figures
+
+
+def _plot_dir(plot_dir, what: str, fix: str) -> None:
+    """Create the figures' folder, or say why not."""
+    from .errors import OutputError
+
+    try:
+        os.makedirs(plot_dir, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {what}{plot_dir}: {exc}", fix) from None
+
+
+def write_rotate_plots(jumps, plot_dir, fmt: str = "png") -> list[str]:
+    """Figures of a finished ``rotate`` (or ``center``) output.
+
+    Writes into ``plot_dir`` (created if missing):
+
+    - ``jumps.<fmt>``: consecutive-frame RMSD with the running threshold and flagged
+      frames, and for principal axes a panel of the eigenvalue gap with sign flips and
+      axis swaps;
+    - ``overlay.<fmt>``: the sampled aligned frames on top of each other, coloured by
+      time (3D: the first two axes).
+
+    Parameters
+    ----------
+    jumps : RotateJumps
+        What the output holds, from :func:`trajalign.diagnostics.read_rotate_jumps`.
+    plot_dir : path
+        Folder for the figures.
+    fmt : {"png", "pdf", "svg"}
+
+    Returns
+    -------
+    list of str
+        Paths of the files written.
+    """
+    check_format(fmt)
+    _plot_dir(plot_dir, "plot folder ", "choose --plot DIR")
+    j = jumps
+    written = []
+    fig = jump_figure(
+        j.frames,
+        {j.method: (j.rmsd, j.flags, j.threshold)},
+        j.principal,
+        unit=j.unit,
+        title=j.title,
+    )
+    written.append(save(fig, os.path.join(plot_dir, f"jumps.{fmt}")))
+    fig = overlay_figure({j.method: j.overlay}, j.overlay_frames, j.n_frames, unit=j.unit)
+    written.append(save(fig, os.path.join(plot_dir, f"overlay.{fmt}")))
+    return written
+
+
+def write_diagnose_plots(d, plot_dir, fmt: str = "png") -> list[str]:
+    """The figures of ``trajalign diagnose``: jumps, perturbation, sensitivity, overlay,
+    and with a periodic repair the RMSD it changed.
+
+    Beyond :data:`MAX_DRAWN_POINTS` points of an input with residues, the perturbation
+    and overlay figures draw one atom per residue (a chain trace) and the moved point.
+
+    Parameters
+    ----------
+    d : Diagnosis
+        From :func:`trajalign.diagnostics.diagnose`.
+    plot_dir : path
+        Folder for the figures (created if missing).
+    fmt : {"png", "pdf", "svg"}
+
+    Returns
+    -------
+    list of str
+        Absolute paths of the files written.
+    """
+    from ._names import AXES, ROTATE_METHODS
+    from .groups import trace_points
+
+    _plot_dir(plot_dir, "", "choose another --plot DIR")
+    scan, methods, frame_index, unit = d.scan, d.methods, d.frame_index, d.unit
+    drawn = None
+    if d.residues is not None and d.n_points > MAX_DRAWN_POINTS:
+        # one atom per residue (sorted, so in chain order), and always the moved point
+        picked = trace_points(d.residues, d.atom_names, MAX_DRAWN_POINTS)
+        drawn = np.union1d(picked, [d.perturb_point])
+    out = []
+    jump_methods = [m for m in methods if m in ROTATE_METHODS] or methods
+    fig = jump_figure(
+        frame_index,
+        {m: (scan.rmsd[m], scan.flags[m], scan.threshold[m]) for m in jump_methods},
+        scan.principal or None,
+        unit=unit,
+    )
+    out.append(save(fig, os.path.join(plot_dir, f"jumps.{fmt}")))
+    fig = perturbation_figure(
+        {m: d.aligned[m] for m in methods},
+        d.perturb_point,
+        d.amount,
+        unit=unit,
+        frame=int(frame_index[d.perturb_frame]),
+        bonds=d.bonds,
+        axis=AXES[d.axis],
+        atoms=drawn,
+    )
+    out.append(save(fig, os.path.join(plot_dir, f"perturbation.{fmt}")))
+    group, labels, kind = d.groups
+    fig = sensitivity_figure(d.matrix, methods, d.perturbed, d.perturb_point, group, labels, kind)
+    out.append(save(fig, os.path.join(plot_dir, f"sensitivity.{fmt}")))
+    fig = overlay_figure(
+        scan.overlay,
+        frame_index[scan.overlay_frames],
+        len(frame_index),
+        unit=unit,
+        bonds=d.bonds,
+        atoms=drawn,
+        trace=drawn is not None,
+    )
+    out.append(save(fig, os.path.join(plot_dir, f"overlay.{fmt}")))
+    if d.effect is not None:
+        ax = plot_repair_effect(frame_index, d.effect.rmsd, d.pbc["mode"], unit=unit)
+        out.append(save(ax.figure, os.path.join(plot_dir, f"pbc_rmsd.{fmt}")))
+    return [os.path.abspath(p) for p in out]
+
+
+__all__ = [
+    "CMAP",
+    "FORMATS",
+    "LABELS",
+    "MAX_DRAWN_FRAMES",
+    "MAX_DRAWN_POINTS",
+    "MAX_WIDTH_IN",
+    "check_format",
+    "jump_figure",
+    "label",
+    "overlay_figure",
+    "perturbation_figure",
+    "plot_jumps",
+    "plot_overlay",
+    "plot_perturbation",
+    "plot_principal",
+    "plot_repair_effect",
+    "plot_sensitivity",
+    "sample_points",
+    "save",
+    "sensitivity_figure",
+    "write_diagnose_plots",
+    "write_rotate_plots",
+]

@@ -213,11 +213,11 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
     finally:
         executor.close()  # also when the input could not be opened
     if out_kw.get("plot_dir"):
-        from ..diagnostics import write_rotate_plots
+        from ..diagnostics import read_rotate_jumps
+        from ..plots import write_rotate_plots
 
-        figures = write_rotate_plots(
-            summary["output"], out_kw["plot_dir"], fmt=out_kw["plot_format"]
-        )
+        jumps = read_rotate_jumps(summary["output"])
+        figures = write_rotate_plots(jumps, out_kw["plot_dir"], fmt=out_kw["plot_format"])
         summary["figures"] = [os.path.abspath(p) for p in figures]
     report(summary, out_kw["as_json"])
 

@@ -113,16 +113,7 @@ def check(kw: dict) -> None:
       trajalign check sample_data/butane.dcd -t sample_data/butane.pdb --method kabsch,dihedrals
       trajalign check sample_data/chain2d.npz --method principal --sign skew --json
     """
-    from ..diagnostics import (
-        InvarianceError,
-        check_invariance,
-        check_periodic_images,
-        format_table,
-        get_method,
-        methods_for,
-        rows_json,
-    )
-    from ..errors import ParameterError
+    from ..diagnostics import broken_promise, format_table, plan_check, rows_json, validate_check
     from ..io import open_source
     from ..jobs.internal import bonded_tuples
 
@@ -134,89 +125,32 @@ def check(kw: dict) -> None:
         "--transform",
     )
     points = parse_points_opt(kw["points"])
-    for name, value in (
-        ("--frames", kw["n_frames"]),
-        ("--trials", kw["trials"]),
-        ("--atoms", kw["max_points"]),
-    ):
-        if value < 1:
-            raise ParameterError(f"{name} {value} is not positive", f"give {name} 1 or more")
-    if kw["tol"] is not None and not kw["tol"] >= 0:
-        raise ParameterError(f"--tol {kw['tol']} is negative", "give a tolerance >= 0")
+    validate_check(kw["n_frames"], kw["trials"], kw["max_points"], kw["tol"])
     with open_source(**src) as source:
-        n = min(kw["n_frames"], source.n_frames)
-        if n == 0:
-            raise ParameterError("the frame selection is empty", "check --start/--stop/--step")
-        x = source.read(0, n).coords
-        dim, n_points = source.dim, source.n_points
-        methods = methods or list(methods_for(dim, n_points))
-        motions = [t for t in (transforms or TRANSFORMATIONS) if t != PERIODIC_IMAGES]
-        asked = transforms is not None and PERIODIC_IMAGES in transforms
-        periodic = asked or (transforms is None and source.pbc_mode != "none")
-        common = dict(
-            masses=source.masses,
+        plan = plan_check(
+            source,
+            methods,
+            transforms,
+            n_frames=kw["n_frames"],
             trials=kw["trials"],
             tol=kw["tol"],
             seed=kw["seed"],
+            max_points=kw["max_points"],
             point=kw["point"],
             points=points,
             sign=kw["sign"],
-            # the topology's own tuples: a dihedral across unbonded atoms (consecutive
-            # indices) measures nothing real and can be nearly undefined (derived from the
-            # bonds only when a feature asks: a bond-only topology takes a Python loop)
-            tuples=bonded_tuples(source)
-            if {"distances", "angles", "dihedrals"} & set(methods)
-            else None,
-            max_points=kw["max_points"],
+            tuples=bonded_tuples,
         )
-        capped = [
-            m
-            for m in methods
-            if n_points > kw["max_points"]
-            and get_method(m, dim, tuples=common["tuples"]).scaling > 1
-        ]
-        runs = len(methods) * ((1 + kw["trials"] * len(motions)) if motions else 0)
-        runs += len(methods) * (1 + kw["trials"]) if periodic else 0
-        bar = progress_bar(runs * n, "checking")
-        rows = []
+        bar = progress_bar(plan.runs * plan.n_frames, "checking")
         try:
             if bar is not None:
                 bar.__enter__()
-            common["progress"] = bar.update if bar is not None else None
-            for m in methods:
-                if motions:
-                    rows += check_invariance(x, m, transformations=motions, **common)
-            if periodic:
-                rows += check_periodic_images(source, n, methods, **common)
+            rows = plan.run(source, progress=bar.update if bar is not None else None)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
-        total = source.n_frames
-    if kw["as_json"]:
-        click.echo(rows_json(rows))
-    else:
-        click.echo(format_table(rows))
-    broken = [r for r in rows if r["ok"] is False]
-    frames = f"{n} frames" if n == total else f"the first {n} of {total} frames"
-    sub = ""
-    if capped:
-        sub = f"; {' and '.join(capped)} on {kw['max_points']} evenly spaced points"
-    note(
-        f"checked {len(methods)} method(s) on {frames} x {n_points} points ({dim}D{sub}), "
-        f"{kw['trials']} trial(s) each: {len(broken)} broken promise(s)"
-    )
-    if broken:
-        r = broken[0]
-        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
-        fix = (
-            "do not rely on that invariance for this method and input, or raise --tol "
-            "if the change is rounding"
-        )
-        if r["method"] == "principal" and kw["sign"] == "none":
-            fix = "--sign none keeps the eigen solver's axis signs; use --sign skew or continuity"
-        raise InvarianceError(
-            f"{r['method']} is not {r['promise']} under {r['transformation']}: its output "
-            f"changed by {r['max_change']:.3g} (frame {r['frame']}), above the tolerance "
-            f"{r['tol']:.3g}{more}",
-            fix,
-        )
+    click.echo(rows_json(rows) if kw["as_json"] else format_table(rows))
+    note(plan.describe(rows))
+    error = broken_promise(rows, kw["sign"])
+    if error is not None:
+        raise error

@@ -14,11 +14,11 @@ import os
 
 import numpy as np
 
+from .._names import DIAG, POSITION, ROTATE_METHODS
 from .._validate import check_finite_frames
 from ..align import (
     DEGENERATE_GAP,
     PRINCIPAL_CENTERS,
-    ROTATE_METHODS,
     SIGN_MODES,
     _raise_if_nonfinite,
     average_reference,
@@ -41,7 +41,6 @@ ROT = "trajalign/alignment/rotation"
 TRANS = "trajalign/alignment/translation"
 REF = "trajalign/alignment/reference"
 FIT_INDICES = "trajalign/alignment/fit_indices"
-DIAG = "trajalign/diagnostics"
 JUMPS = f"{DIAG}/consecutive_rmsd"
 RMSD = "observables/rmsd/value"
 
@@ -745,7 +744,7 @@ def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> 
             AtomicOutput(target, force=force, option="--write-traj") as tmp,
             h5py.File(h5_path, "r") as f,
         ):
-            pos = f["particles/trajectory/position/value"]
+            pos = f[POSITION]
             times = f["trajalign/frames/time"]
             n = pos.shape[0]
             step = max(1, min(n, 2**26 // max(1, pos.shape[1] * 12)))

@@ -32,7 +32,7 @@ from ._config import EXACT_PARALLEL_JIT, JIT, PARALLEL_JIT
 # relative tolerances, of the Frobenius norm |S| of the correlation matrix: the
 # eigenvalues of K are +-s1 +-s2 +-s3 (singular values of S), so |S| sets their scale
 # (E0 = (Gx + Gy) / 2 does not when the frame and reference differ in size)
-_NEWTON_TOL = 1e-13  # Newton stops when the step is below this fraction of lambda
+NEWTON_TOL = 1e-13  # Newton stops when the step is below this fraction of lambda
 _ADJ_TOL = 1e-6  # adjugate column norms below this * |S|**3: near-degenerate lambda
 _RAYLEIGH_TOL = 1e-10  # accepted quaternion must reach lambda - this * |S|
 _DEGENERATE_TOL = 1e-7  # top-two eigenvalue gap below this * |S|: rotation not unique
@@ -145,7 +145,7 @@ def rotation_3d(s, e0, rot):
             break
         delta = (a * lam + c0) / denom
         lam -= delta
-        if abs(delta) <= _NEWTON_TOL * abs(lam):
+        if abs(delta) <= NEWTON_TOL * abs(lam):
             break
     # eigenvector: the largest column of adj(K - lam I)
     a = np.empty((4, 4))
