@@ -182,3 +182,32 @@ def test_check_periodic_images_holds_and_catches_a_repair_that_does_nothing(cli,
     monkeypatch.setattr(Repair, "apply", lambda self, x, h, start, scan=None: {})
     res = cli(*args, "--transform", "periodic-images")
     assert res.code == 1 and "not invariant under periodic images" in res.stderr
+
+
+def test_every_method_name_has_a_factory():
+    # the command line lists the names of trajalign._names without importing numpy; each
+    # must be registered, or --method NAME fails only when run
+    assert set(dg.METHOD_NAMES) <= set(dg.registered_methods())
+
+
+def test_a_registered_method_is_one_entry(monkeypatch, chain2d):
+    # a new method is one registered factory: get_method builds it, methods_for offers it
+    # where it applies, and the check judges its promises
+    monkeypatch.setattr(dg.registry, "_REGISTRY", dict(dg.registry._REGISTRY))
+    monkeypatch.setattr(dg.registry, "_APPLIES", dict(dg.registry._APPLIES))
+    monkeypatch.setattr(dg.registry, "METHOD_NAMES", (*dg.METHOD_NAMES, "radius"))
+
+    def radius(X, masses):
+        x = np.asarray(X, dtype=np.float64)
+        r = x - x.mean(axis=1, keepdims=True)
+        return np.sqrt(np.mean(np.sum(r * r, axis=-1), axis=1))[:, None]
+
+    @dg.register_method("radius", applies=lambda dim, n: n >= 2)
+    def _radius(p):
+        promises = dict.fromkeys(dg.TRANSFORMATIONS, "invariant")
+        return dg.Method("radius", radius, "features", promises)
+
+    assert "radius" in dg.methods_for(2, 12) and "radius" not in dg.methods_for(2, 1)
+    rows = dg.check_invariance(chain2d[:20], "radius")
+    assert [r["transformation"] for r in rows] == list(dg.TRANSFORMATIONS)
+    assert all(r["ok"] for r in rows), rows
