@@ -31,3 +31,11 @@ MAX_POINTS = 200
 
 #: --pbc modes (trajalign.pbc), in help order
 PBC_MODES = ("auto", "whole", "cluster", "nojump", "none")
+
+#: HDF5 paths of the output layout (CONTRACT.md) that more than one module reads or writes
+POSITION = "particles/trajectory/position/value"
+FRAME_INDEX = "trajalign/frames/index"
+FRAME_TIME = "trajalign/frames/time"
+TRANSLATION = "trajalign/alignment/translation"
+RESUME = "trajalign/resume"
+DIAGNOSTICS = "trajalign/diagnostics"
