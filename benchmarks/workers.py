@@ -118,7 +118,7 @@ def per_block(n_frames: int) -> dict:
     import MDAnalysis as mda  # noqa: F401
     import numba  # noqa: F401
 
-    from trajalign import executors as ex
+    from trajalign import tasks as ex
     from trajalign.io import open_source
     from trajalign.io.h5md import H5MDWriter, sha256
     from trajalign.jobs.rotate import RotateJob
@@ -151,10 +151,10 @@ def per_block(n_frames: int) -> dict:
     out = ex.BlockOutput(1, b, block.frames, block.times, block.box, result, block.repair)
     prefix = f"trajalign-bench-{os.getpid()}"
     t0 = time.process_time()
-    ex._export(out, prefix)
+    ex.export_arrays(out, prefix)
     costs["block: hand-over, worker side (/dev/shm write)"] = time.process_time() - t0
     t0 = time.process_time()
-    ex._import(out)
+    ex.import_arrays(out)
     costs["block: hand-over, driver side (map)"] = time.process_time() - t0
     with tempfile.TemporaryDirectory() as tmp:
         w = H5MDWriter(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.transform import Rotation
 
+import trajalign.box as tbox
 import trajalign.internal as ti
 from trajalign.errors import DataError, NumericalError, ParameterError, SelectionError
 
@@ -254,7 +255,7 @@ def test_all_pairs_matches_pdist_order(chain2d):
     from trajalign.kernels.geometry import distances_kernel
 
     out = np.empty_like(d)
-    distances_kernel(ti._pad3(X), p, ti._box_table(np.zeros((1, 3, 3)), 0), out)
+    distances_kernel(tbox.pad3(X), p, tbox.kernel_box_table(np.zeros((1, 3, 3)), 0), out)
     np.testing.assert_array_equal(d, out)
 
 

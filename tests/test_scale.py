@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from contextlib import contextmanager
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from trajalign import executors as ex
+from trajalign import tasks
 from trajalign.errors import ClusterError, ClusterLost, ResumeError
 from trajalign.executors import DaskExecutor, make_executor
 from trajalign.io import open_source
@@ -428,17 +430,17 @@ def _block(n_big=300_000):
     return BlockOutput(3, 30, np.arange(10), np.zeros(10), None, result)
 
 
-@pytest.mark.skipif(ex.host_token() is None, reason="no /dev/shm here")
+@pytest.mark.skipif(tasks.host_token() is None, reason="no /dev/shm here")
 def test_shared_memory_handover_roundtrip():
     out = _block()
     coords, big, small = out.result.coords.copy(), out.result.extra["big"].copy(), 5
-    prefix = f"trajalign-test-{ex.secrets.token_hex(4)}"
-    ex._export(out, prefix, min_bytes=1 << 20)
-    assert isinstance(out.result.coords, ex._SharedArray)
-    assert isinstance(out.result.extra["big"], ex._SharedArray)
+    prefix = f"trajalign-test-{secrets.token_hex(4)}"
+    tasks.export_arrays(out, prefix, min_bytes=1 << 20)
+    assert isinstance(out.result.coords, tasks.SharedArray)
+    assert isinstance(out.result.extra["big"], tasks.SharedArray)
     assert isinstance(out.result.extra["small"], np.ndarray)  # below the threshold: inline
     assert len(_shm_files()) >= 2
-    ex._import(out)
+    tasks.import_arrays(out)
     np.testing.assert_array_equal(out.result.coords, coords)
     np.testing.assert_array_equal(out.result.extra["big"], big)
     assert out.result.extra["small"].size == small
@@ -446,7 +448,7 @@ def test_shared_memory_handover_roundtrip():
     assert not any(prefix in f for f in _shm_files())  # names removed when mapped
 
 
-@pytest.mark.skipif(ex.host_token() is None, reason="no /dev/shm here")
+@pytest.mark.skipif(tasks.host_token() is None, reason="no /dev/shm here")
 def test_shared_memory_full_keeps_the_array_in_the_result(monkeypatch):
     import errno
     import os
@@ -459,10 +461,10 @@ def test_shared_memory_full_keeps_the_array_in_the_result(monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data[:4096])  # a short write first, then the disk is full
 
-    monkeypatch.setattr(ex.os, "write", short_then_full)
+    monkeypatch.setattr(tasks.os, "write", short_then_full)
     out = _block()
     coords = out.result.coords.copy()
-    ex._export(out, f"trajalign-test-{ex.secrets.token_hex(4)}", min_bytes=1 << 20)
+    tasks.export_arrays(out, f"trajalign-test-{secrets.token_hex(4)}", min_bytes=1 << 20)
     assert isinstance(out.result.coords, np.ndarray)
     np.testing.assert_array_equal(out.result.coords, coords)
 

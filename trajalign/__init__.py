@@ -44,7 +44,7 @@ _LAZY = {
     "angles_from_bonds": "internal",
     "dihedrals_from_bonds": "internal",
     "read_tuples": "internal",
-    "box_vectors": "internal",
+    "box_vectors": "box",
     "minimum_image": "box",
     "open_source": "io",
     "make_whole": "pbc",

@@ -32,10 +32,13 @@ MAX_POINTS = 200
 #: --pbc modes (trajalign.pbc), in help order
 PBC_MODES = ("auto", "whole", "cluster", "nojump", "none")
 
-#: HDF5 paths of the diagnostics and of the aligned positions they read
-DIAG = "trajalign/diagnostics"
+#: HDF5 paths of the output layout (CONTRACT.md) that more than one module reads or writes
 POSITION = "particles/trajectory/position/value"
 FRAME_INDEX = "trajalign/frames/index"
+FRAME_TIME = "trajalign/frames/time"
+TRANSLATION = "trajalign/alignment/translation"
+RESUME = "trajalign/resume"
+DIAGNOSTICS = "trajalign/diagnostics"
 
 #: the jump rule (trajalign.diagnostics.jump_threshold): flag a frame whose consecutive
 #: RMSD exceeds the running median by more than JUMP_K robust standard deviations
@@ -62,9 +65,10 @@ __all__ = [
     "AXES",
     "CHECK_FRAMES",
     "COORD_METHODS",
-    "DIAG",
+    "DIAGNOSTICS",
     "FEATURE_METHODS",
     "FRAME_INDEX",
+    "FRAME_TIME",
     "JUMP_FLOOR",
     "JUMP_K",
     "JUMP_WINDOW",
@@ -76,6 +80,8 @@ __all__ = [
     "PERTURB_AMOUNT",
     "PERTURB_STEPS",
     "POSITION",
+    "RESUME",
     "ROTATE_METHODS",
     "TRANSFORMATIONS",
+    "TRANSLATION",
 ]

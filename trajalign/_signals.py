@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import signal
 
+from .errors import KeepsPartial
 
-class Terminated(BaseException):
+__all__ = ["Interrupted", "Terminated", "check", "handler", "install", "raise_for"]
+
+
+class Terminated(KeepsPartial, BaseException):
     """The process received SIGTERM (a scheduler's preemption, ``kill``).
 
     A BaseException, like KeyboardInterrupt: code that handles ``Exception`` (a cluster
     client waiting for a result, a retry loop) must not turn a stop into an error."""
+
+
+class Interrupted(KeepsPartial, KeyboardInterrupt):
+    """Ctrl-C (SIGINT), as a KeyboardInterrupt that can say what the run kept."""
 
 
 _received: list[int] = []
@@ -29,7 +37,7 @@ def handler(signum, frame):
 def raise_for(signum: int):
     if signum == signal.SIGTERM:
         raise Terminated()
-    raise KeyboardInterrupt()
+    raise Interrupted()
 
 
 def check() -> None:

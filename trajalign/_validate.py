@@ -6,6 +6,14 @@ import numpy as np
 
 from .errors import DataError, ParameterError, SelectionError
 
+__all__ = [
+    "as_coords",
+    "as_index",
+    "as_weights",
+    "check_finite_frames",
+    "nonfinite_error",
+]
+
 
 def as_coords(x: np.ndarray, name: str = "X", check_finite: bool = True) -> np.ndarray:
     """Return ``x`` as a C-contiguous float32/float64 (F, N, D) array, D in {2, 3}.
@@ -57,13 +65,12 @@ def check_finite_frames(arr: np.ndarray, name: str = "X", frames=None) -> None:
 
 def nonfinite_error(name: str, frame: int) -> DataError:
     """The error for NaN/inf in ``frame``; ``.frame`` lets the pipeline renumber it."""
-    err = DataError(
+    return DataError(
         f"{name} has NaN or inf coordinates in frame {frame}",
         "remove or repair that frame, or choose frames with --start/--stop",
+        frame=frame,
+        name=name,
     )
-    err.frame = frame
-    err.name = name
-    return err
 
 
 def as_weights(masses, n_points: int, name: str = "masses") -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from ._names import ROTATE_METHODS
 from ._validate import (
     as_coords,
     as_index,
@@ -20,6 +21,38 @@ from ._validate import (
     nonfinite_error,
 )
 from .errors import DataError, NumericalError, ParameterError, SelectionError
+
+__all__ = [
+    "AVERAGE_MAX_ITER",
+    "AVERAGE_TOL",
+    "CENTER_METHODS",
+    "DEGENERATE_GAP",
+    "PRINCIPAL_CENTERS",
+    "ROTATE_METHODS",
+    "SIGN_MODES",
+    "align_points",
+    "align_principal",
+    "AlignResult",
+    "api_message",
+    "average_reference",
+    "center",
+    "center_with_translation",
+    "check_fit_count",
+    "check_points",
+    "fit_weights",
+    "frame_list",
+    "kabsch_warnings",
+    "min_fit_atoms",
+    "overflow_error",
+    "points_block",
+    "prepare_reference",
+    "principal_block",
+    "principal_frame_lists",
+    "principal_warnings",
+    "raise_if_nonfinite",
+    "superpose",
+    "superpose_block",
+]
 
 CENTER_METHODS = ("com", "geometric", "point")
 
@@ -52,7 +85,7 @@ def center_with_translation(
         from .kernels.center import center_on_point
 
         center_on_point(x, as_index(point, n_points), out, trans)
-        _raise_if_nonfinite(trans)
+        raise_if_nonfinite(trans)
         check_finite_frames(out)
         return out, trans
     if method == "com":
@@ -68,7 +101,7 @@ def center_with_translation(
     from .kernels.center import center_weighted
 
     center_weighted(x, w, out, trans)
-    _raise_if_nonfinite(trans)
+    raise_if_nonfinite(trans)
     return out, trans
 
 
@@ -81,7 +114,7 @@ def overflow_error(frame: int) -> NumericalError:
     )
 
 
-def _raise_if_nonfinite(per_frame: np.ndarray) -> None:
+def raise_if_nonfinite(per_frame: np.ndarray) -> None:
     bad = ~np.isfinite(per_frame).all(axis=tuple(range(1, per_frame.ndim)))
     if bad.any():
         raise nonfinite_error("X", int(np.argmax(bad)))
@@ -470,7 +503,7 @@ def superpose(
         refc = prepare_reference(reference, w, dim)
     coords, rot, trans, rmsd, status = superpose_block(x, xfit, w, refc)
     if idx is None:
-        _raise_if_nonfinite(trans)
+        raise_if_nonfinite(trans)
     msgs += kabsch_warnings(status, np.arange(n_frames))
     res = AlignResult(coords, rot, trans, rmsd, refc, {"fit_status": status})
     return _issue(res, msgs)

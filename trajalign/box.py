@@ -11,9 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, ParameterError
-from .internal import _as_box
 
-__all__ = ["box_table", "minimum_image"]
+__all__ = [
+    "as_box",
+    "box_rows",
+    "box_table",
+    "box_vectors",
+    "inverse_rows",
+    "kernel_box_table",
+    "minimum_image",
+    "pad3",
+]
 
 _ZERO_EDGE = 1e-12  # as trajalign.kernels.box._ZERO_EDGE
 
@@ -77,14 +85,14 @@ def _boxes(box, n_frames: int, dim: int) -> np.ndarray:
     b = np.asarray(box, dtype=np.float64) if box is not None else None
     if dim == 2 and b is not None and b.shape[-2:] == (3, 3):
         # a 2D lattice given as 3D box vectors: a and b in the xy-plane, c zero
-        h, _ = _as_box(b, n_frames, 3)
+        h, _ = as_box(b, n_frames, 3)
         if np.any(h[:, 2] != 0):
             raise ParameterError(
                 "a 2D box given as (3, 3) vectors has a nonzero c row",
                 "give rows a=(ax,0,0), b=(bx,by,0), c=(0,0,0), or edges [a, b]",
             )
         return h
-    h, mode = _as_box(box, n_frames, dim)
+    h, mode = as_box(box, n_frames, dim)
     diag = np.diagonal(h, axis1=1, axis2=2)
     if dim == 3 and mode == 2 and np.any(diag <= _ZERO_EDGE):
         raise ParameterError(
@@ -173,3 +181,156 @@ def minimum_image(v, box) -> np.ndarray:
     if m:
         minimum_image_kernel(v64, table, idx, out)
     return out[:, :dim].astype(dtype, copy=False).reshape(arr.shape)
+
+
+def box_vectors(dimensions: np.ndarray) -> np.ndarray:
+    """Box vectors from MDAnalysis-style unit cells.
+
+    Parameters
+    ----------
+    dimensions : array_like, shape (6,) or (F, 6)
+        ``[a, b, c, alpha, beta, gamma]``: edge lengths and angles in degrees.
+
+    Returns
+    -------
+    ndarray, shape (3, 3) or (F, 3, 3), float64
+        Box vectors as rows, lower triangular (``a`` along x, ``b`` in the xy-plane), the
+        same matrix as :func:`MDAnalysis.lib.mdamath.triclinic_vectors` (right angles
+        give exact zeros, so an orthorhombic cell is diagonal).
+
+    Raises
+    ------
+    ParameterError
+        A length is negative or not finite, or the angles do not make a cell.
+    """
+    d = np.asarray(dimensions, dtype=np.float64)
+    single = d.ndim == 1
+    d = np.atleast_2d(d)
+    if d.ndim != 2 or d.shape[1] != 6:
+        raise ParameterError(
+            f"box has shape {np.shape(dimensions)}, not (6,) or (frames, 6)",
+            "give [a, b, c, alpha, beta, gamma] per frame, angles in degrees",
+        )
+    if not np.all(np.isfinite(d)):
+        raise ParameterError("box contains NaN or inf", "give finite box lengths and angles")
+    lengths, ang = d[:, :3], d[:, 3:]
+    if np.any(lengths < 0):
+        raise ParameterError("box has a negative edge length", "give lengths >= 0")
+    if np.any((ang <= 0) | (ang >= 180)):
+        raise ParameterError(
+            "box angles must lie strictly between 0 and 180 degrees",
+            "give angles in degrees, e.g. 90 90 90 for a rectangular box",
+        )
+    # exact zeros for right angles (cos(pi/2) is 6e-17 in floating point)
+    cos = np.where(ang == 90.0, 0.0, np.cos(np.deg2rad(ang)))
+    sin_g = np.where(ang[:, 2] == 90.0, 1.0, np.sin(np.deg2rad(ang[:, 2])))
+    cos_a, cos_b, cos_g = cos[:, 0], cos[:, 1], cos[:, 2]
+    lx, ly, lz = lengths.T
+    h = np.zeros((d.shape[0], 3, 3))
+    h[:, 0, 0] = lx
+    h[:, 1, 0] = ly * cos_g
+    h[:, 1, 1] = ly * sin_g
+    h[:, 2, 0] = lz * cos_b
+    h[:, 2, 1] = lz * (cos_a - cos_b * cos_g) / sin_g
+    zz = lz * lz - h[:, 2, 0] ** 2 - h[:, 2, 1] ** 2
+    if np.any(zz < -1e-9 * np.maximum(lz * lz, 1.0)):
+        raise ParameterError(
+            "box angles do not make a cell (one angle exceeds the sum of the others)",
+            "check the box angles",
+        )
+    h[:, 2, 2] = np.sqrt(np.maximum(zz, 0.0))
+    return h[0] if single else h
+
+
+def as_box(box, n_frames: int, dim: int) -> tuple[np.ndarray, int]:
+    """(h, mode) for the kernels: h (1 or F, 3, 3) float64 lower triangular box vectors,
+    mode 0 (no box), 1 (orthorhombic) or 2 (triclinic)."""
+    if box is None:
+        return np.zeros((1, 3, 3)), 0
+    b = np.asarray(box, dtype=np.float64)
+    if dim == 2:
+        if b.ndim == 1:
+            b = b[None]
+        if b.ndim != 2 or b.shape[1] != 2:
+            raise ParameterError(
+                f"a 2D box has shape {np.shape(box)}, not (2,) or (frames, 2)",
+                "give the rectangle's edge lengths [a, b] (one row per frame or one for all)",
+            )
+        if not np.all(np.isfinite(b)) or np.any(b < 0):
+            raise ParameterError("box lengths must be finite and >= 0", "check the box")
+        h = np.zeros((b.shape[0], 3, 3))
+        h[:, 0, 0], h[:, 1, 1] = b[:, 0], b[:, 1]
+    elif b.shape[-2:] == (3, 3):
+        h = b.reshape(-1, 3, 3).copy()
+        if not np.all(np.isfinite(h)):
+            raise ParameterError("box contains NaN or inf", "give finite box vectors")
+        if np.any(h[:, 0, 1:] != 0) or np.any(h[:, 1, 2] != 0):
+            raise ParameterError(
+                "box vectors are not lower triangular",
+                "give rows a=(ax,0,0), b=(bx,by,0), c=(cx,cy,cz), or [a,b,c,alpha,beta,gamma]",
+            )
+        if np.any(np.diagonal(h, axis1=1, axis2=2) < 0):
+            raise ParameterError(
+                "box vectors have a negative diagonal element", "use a right-handed box"
+            )
+    else:
+        h = box_vectors(b).reshape(-1, 3, 3)
+    if h.shape[0] not in (1, n_frames):
+        raise ParameterError(
+            f"{h.shape[0]} boxes for {n_frames} frames", "give one box, or one per frame"
+        )
+    off = h[:, 1, 0], h[:, 2, 0], h[:, 2, 1]
+    mode = 1 if all(np.all(o == 0) for o in off) else 2
+    return np.ascontiguousarray(h), mode
+
+
+def kernel_box_table(h: np.ndarray, mode: int) -> np.ndarray:
+    """The kernels' box table (one row per box, :func:`trajalign.box.box_table`) for
+    ``(h, mode)`` from :func:`as_box`; mode 0 gives one row that turns the minimum image
+    off. Costs microseconds per box.
+
+    Raises :class:`ParameterError` for a triclinic box with a zero edge or zero volume
+    (no lattice, so no minimum image)."""
+    from .kernels.box import MODE, TABLE_WIDTH
+
+    if mode == 0:
+        table = np.zeros((1, TABLE_WIDTH))
+        table[0, MODE] = 0.0  # explicit: mode 0 is "no periodicity"
+        return table
+    return box_table(h)
+
+
+def pad3(x: np.ndarray) -> np.ndarray:
+    """(F, N, 2) -> (F, N, 3) with z = 0, so one set of 3D kernels serves both."""
+    if x.shape[2] == 3:
+        return x
+    out = np.zeros((*x.shape[:2], 3), dtype=x.dtype)
+    out[:, :, :2] = x
+    return out
+
+
+def box_rows(box, n_frames: int, dim: int) -> np.ndarray:
+    """(B, 3, 3) float64 lower-triangular box rows, B = 1 or ``n_frames`` (see
+    :func:`trajalign.internal.distances` for the accepted forms)."""
+    h, _ = as_box(box, n_frames, dim)
+    return h
+
+
+def inverse_rows(h: np.ndarray) -> np.ndarray:
+    """Inverse of lower-triangular box rows; a zero edge (not periodic) gives zero
+    fractional coordinates along it."""
+    h = np.asarray(h, dtype=np.float64)
+    d = np.diagonal(h, axis1=-2, axis2=-1)
+    if np.all(d > 1e-12):
+        return np.linalg.inv(h)
+    if np.any(h[..., 1, 0] != 0) or np.any(h[..., 2, :2] != 0):
+        raise ParameterError(
+            "a triclinic box has an edge of length zero",
+            "give all three edges of a triclinic box, or a rectangular box",
+        )
+    inv = np.zeros_like(h)
+    for i in range(3):
+        inv[..., i, i] = np.where(
+            d[..., i] > 1e-12, 1.0 / np.where(d[..., i] > 1e-12, d[..., i], 1.0), 0.0
+        )
+    return inv

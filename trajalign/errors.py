@@ -7,6 +7,20 @@ problem and, after ``hint``, how to fix it; the command line prints it as one li
 
 from __future__ import annotations
 
+__all__ = [
+    "ClusterError",
+    "ClusterLost",
+    "DataError",
+    "InputError",
+    "KeepsPartial",
+    "NumericalError",
+    "OutputError",
+    "ParameterError",
+    "ResumeError",
+    "SelectionError",
+    "TrajalignError",
+]
+
 
 class TrajalignError(Exception):
     """Base class of every error trajalign raises for bad input or a failed run.
@@ -39,7 +53,23 @@ class InputError(TrajalignError):
 
 
 class DataError(TrajalignError, ValueError):
-    """Coordinates or other arrays have the wrong shape, dtype or values (NaN, inf)."""
+    """Coordinates or other arrays have the wrong shape, dtype or values (NaN, inf).
+
+    ``frame`` is the frame the problem is in, where it is one frame (numbered within the
+    array the API was given, so that the pipeline can name the source frame instead),
+    and ``name`` the array's name in the message."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        frame: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.frame = frame
+        self.name = name
 
 
 class SelectionError(TrajalignError, ValueError):
@@ -62,11 +92,23 @@ class ClusterError(TrajalignError):
     """The Dask cluster cannot be reached, or its workers failed a block."""
 
 
-class ClusterLost(ClusterError):
+class KeepsPartial:
+    """What a stopped run kept: mixed into the exceptions that end a run but keep its
+    finished blocks for ``--resume`` (:class:`ClusterLost`, and the stops of
+    :mod:`trajalign._signals`). The pipeline fills the fields with :meth:`keep`."""
+
+    #: the partial output holding the finished blocks; None when nothing was kept
+    partial: str | None = None
+    blocks_done: int = 0
+    blocks_total: int = 0
+
+    def keep(self, partial: str, blocks_done: int, blocks_total: int) -> None:
+        self.partial, self.blocks_done, self.blocks_total = partial, blocks_done, blocks_total
+
+
+class ClusterLost(KeepsPartial, ClusterError):
     """The cluster failed mid-run (workers or scheduler gone): the finished blocks are
     kept in the partial output for ``--resume``, and the hint says how many."""
-
-    keeps_partial = True
 
 
 class ResumeError(TrajalignError):

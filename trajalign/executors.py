@@ -6,59 +6,31 @@ and a frame range, never open files or Universes: each worker reopens the input 
 keeps it for its later blocks. Results come back per block; the driver in
 :mod:`trajalign.pipeline` is the only writer of the output.
 
-A worker on the driver's own machine (every ``--workers`` process) hands the large
-arrays of a block over as files in ``/dev/shm`` instead of sending them through Dask: the
-driver maps them and removes the names at once. Sending tens of MB per block through the
-scheduler's TCP connection made the driver, not the workers, the bottleneck.
+What a worker runs (:func:`~trajalign.tasks.run_task`, the shared-memory hand-over of a
+block's arrays) lives in :mod:`trajalign.tasks`, below both this module and
+:mod:`trajalign.pool`.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-import numpy as np
+from .errors import ClusterError, ClusterLost
+from .tasks import (
+    SHM_MIN_BYTES,
+    WORKER_SOURCES,
+    BlockOutput,
+    host_token,
+    import_arrays,
+    process_block,
+    run_task,
+    sweep,
+)
 
-from ._validate import nonfinite_error
-from .errors import ClusterError, ClusterLost, DataError
-
-
-@dataclass
-class BlockOutput:
-    """A processed block: its place in the output and the job's result (no input coords)."""
-
-    index: int
-    start: int
-    frames: np.ndarray
-    times: np.ndarray
-    box: np.ndarray | None
-    result: object  # pipeline.BlockResult
-    repair: dict | None = None  # the periodic repair's counts (trajalign.pbc)
-
-
-def process_block(
-    source, job, index: int, start: int, stop: int, anchors: dict | None = None
-) -> BlockOutput:
-    """Read frames ``[start, stop)`` of ``source`` and run ``job`` on them.
-
-    ``anchors`` maps block starts to nojump's state there (see
-    :meth:`~trajalign.io.sources.Source.nojump_anchors`), for blocks not read in order.
-    """
-    if anchors and start in anchors:
-        source._repair.set_anchor(start, anchors[start])
-    block = source.read(start, stop)
-    try:
-        result = job.process(block)
-    except DataError as err:
-        # the API numbers frames within the block; report the source frame
-        if getattr(err, "frame", None) is None:
-            raise
-        raise nonfinite_error("the input", int(block.frames[err.frame])) from None
-    return BlockOutput(index, start, block.frames, block.times, block.box, result, block.repair)
+__all__ = ["BlockOutput", "DaskExecutor", "LocalExecutor", "SerialExecutor", "make_executor"]
 
 
 class SerialExecutor:
@@ -86,137 +58,8 @@ class SerialExecutor:
             yield process_block(source, job, index, start, stop)
 
 
-# ------------------------------------------------------- shared-memory hand-over
-
-_SHM_DIR = "/dev/shm"
-#: arrays smaller than this travel with the task result (a file costs more than it saves)
-_SHM_MIN_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class _SharedArray:
-    """A block's array left by a worker in a file under ``/dev/shm``."""
-
-    path: str
-    shape: tuple
-    dtype: str
-
-
-def host_token() -> str | None:
-    """This machine and boot: equal tokens share ``/dev/shm``. None where there is none."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
-    except OSError:
-        return None
-    if not (os.path.isdir(_SHM_DIR) and os.access(_SHM_DIR, os.W_OK)):
-        return None
-    return f"{socket.gethostname()}/{boot}"
-
-
-def _write_shared(arr: np.ndarray, path: str) -> _SharedArray | None:
-    """Write ``arr`` to a new file ``path``; None (and no file) if that fails (full)."""
-    arr = np.ascontiguousarray(arr)
-    view = memoryview(arr.reshape(-1).view(np.uint8))
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError:
-        return None
-    try:
-        done = 0
-        while done < len(view):  # write() may stop short of the whole buffer
-            done += os.write(fd, view[done:])
-    except OSError:
-        os.close(fd)
-        os.unlink(path)
-        return None
-    os.close(fd)
-    return _SharedArray(path, arr.shape, arr.dtype.str)
-
-
-def _read_shared(ref: _SharedArray) -> np.ndarray:
-    """Map a worker's file and remove its name: the memory lives as long as the array."""
-    fd = os.open(ref.path, os.O_RDWR)
-    try:
-        size = os.fstat(fd).st_size
-        mm = mmap.mmap(fd, size) if size else None
-    finally:
-        os.close(fd)
-        os.unlink(ref.path)
-    if mm is None:
-        return np.empty(ref.shape, dtype=ref.dtype)
-    return np.frombuffer(mm, dtype=ref.dtype).reshape(ref.shape)
-
-
-def _export(out: BlockOutput, prefix: str, min_bytes: int = _SHM_MIN_BYTES) -> BlockOutput:
-    """Move the arrays of at least ``min_bytes`` of a block's result to files named
-    ``prefix-...`` in /dev/shm (those that do not fit stay in the result)."""
-    result = out.result
-    named = {"coords": result.coords, **result.extra}
-    moved = {}
-    for k, arr in named.items():
-        if isinstance(arr, np.ndarray) and arr.nbytes >= min_bytes:
-            ref = _write_shared(arr, f"{_SHM_DIR}/{prefix}-{out.index}-{k}")
-            if ref is not None:
-                moved[k] = ref
-    if moved:
-        result.coords = moved.pop("coords", result.coords)
-        result.extra = {**result.extra, **moved}
-    return out
-
-
-def _import(out: BlockOutput) -> BlockOutput:
-    """Replace the file references of a block's result by the mapped arrays."""
-    result = out.result
-    if isinstance(result.coords, _SharedArray):
-        result.coords = _read_shared(result.coords)
-    for k, v in result.extra.items():
-        if isinstance(v, _SharedArray):
-            result.extra[k] = _read_shared(v)
-    return out
-
-
-def _sweep(prefix: str) -> None:
-    """Remove files a run left in /dev/shm (blocks finished but never collected)."""
-    import glob
-
-    for path in glob.glob(f"{_SHM_DIR}/{prefix}-*"):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-# ----------------------------------------------------------------------------- Dask
-
-_WORKER_SOURCES: dict = {}
-
-
-def _run_task(spec, job, index, start, stop, shm=None, anchor=None, after=None) -> BlockOutput:
-    """Runs in a worker process: reopen the source by its spec (once per worker) and
-    process a block.
-
-    ``shm`` is (host token, file prefix, minimum bytes) of the driver: a worker on the
-    same machine hands the block's large arrays over as files (see :func:`_export`).
-    ``after``: (start, stop) of the block this worker does next, if known.
-    """
-    source = _WORKER_SOURCES.get(spec)
-    if source is None:
-        from .io import open_source
-
-        for old in _WORKER_SOURCES.values():  # a new run's input: close the last one's
-            old.close()
-        _WORKER_SOURCES.clear()
-        source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
-    source.expect(*(after or (None, None)))
-    out = process_block(source, job, index, start, stop, {start: anchor} if anchor else None)
-    if shm is not None and shm[0] == host_token():
-        out = _export(out, shm[1], shm[2])
-    return out
-
-
 def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
-    """A block on a Dask worker (:func:`_run_task` with the worker's thread count set);
+    """A block on a Dask worker (:func:`run_task` with the worker's thread count set);
     an error names the worker, which may be another machine than the driver's."""
     import numba
 
@@ -224,7 +67,7 @@ def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        return _run_task(spec, job, index, start, stop, shm, anchor)
+        return run_task(spec, job, index, start, stop, shm, anchor)
     except TrajalignError as err:
         err.message = f"on worker {_worker_name()}: {err.message}"
         raise
@@ -273,7 +116,7 @@ class LocalExecutor:
     def close(self) -> None:
         self.pool.close()
         for prefix in self._prefixes:
-            _sweep(prefix)
+            sweep(prefix)
         self._prefixes.clear()
 
     def map_blocks(self, source, job, blocks: Iterable[tuple[int, int, int]]) -> Iterator:
@@ -284,11 +127,11 @@ class LocalExecutor:
         token = host_token()
         shm = None
         if token is not None:
-            shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", _SHM_MIN_BYTES)
+            shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", SHM_MIN_BYTES)
             self._prefixes.append(shm[1])
         try:
             for out in self.pool.map(source.spec, job, blocks, anchors, shm, job.ordered):
-                yield _import(out)
+                yield import_arrays(out)
         except WorkerDied as died:
             _, start, stop = died.block
             raise ClusterLost(
@@ -299,7 +142,7 @@ class LocalExecutor:
             ) from None
         finally:
             if shm is not None:
-                _sweep(shm[1])
+                sweep(shm[1])
 
 
 def _tries() -> int:
@@ -465,7 +308,7 @@ class DaskExecutor:
             pass
         # a block that finished after its run was cancelled may have left a file
         for prefix in self._prefixes:
-            _sweep(prefix)
+            sweep(prefix)
         self._prefixes.clear()
         for name, level in self._log_levels.items():
             logging.getLogger(name).setLevel(level)
@@ -590,7 +433,7 @@ class DaskExecutor:
         token = host_token()
         shm = None
         if token is not None:
-            shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", _SHM_MIN_BYTES)
+            shm = (token, f"trajalign-{os.getpid()}-{secrets.token_hex(4)}", SHM_MIN_BYTES)
             self._prefixes.append(shm[1])
         # a bounded window of tasks in flight: finished blocks wait in worker memory until
         # the driver has written them, so submitting everything at once would hold the
@@ -638,7 +481,7 @@ class DaskExecutor:
                 for fut in sorted(done, key=lambda f: (f.status != "error", in_flight[f][0])):
                     _, start, stop = in_flight[fut]
                     doing = f"processing frames {start}-{stop - 1}"
-                    out = _import(self._result(fut, doing))
+                    out = import_arrays(self._result(fut, doing))
                     del in_flight[fut]
                     fut.release()  # let the worker drop the result
                     if pending:
@@ -648,7 +491,7 @@ class DaskExecutor:
             for fut in in_flight:
                 fut.release()  # the scheduler forgets tasks no one holds
             if shm is not None:
-                _sweep(shm[1])
+                sweep(shm[1])
 
     def _workers_now(self) -> int:
         """Workers the scheduler knows now (0 when it cannot be asked)."""
@@ -690,11 +533,11 @@ def _probe_task(spec):
     """On a worker: open the input as a block task would; (status, host, detail)."""
     host = _worker_name()
     try:
-        source = _WORKER_SOURCES.get(spec)
+        source = WORKER_SOURCES.get(spec)
         if source is None:
             from .io import open_source
 
-            source = _WORKER_SOURCES[spec] = open_source(**spec.as_dict())
+            source = WORKER_SOURCES[spec] = open_source(**spec.as_dict())
         return "ok", host, (source.n_frames, source.n_points)
     except Exception as exc:
         return "error", host, str(exc)

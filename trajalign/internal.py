@@ -20,140 +20,38 @@ from typing import Literal
 import numpy as np
 
 from ._validate import as_coords
+from .box import as_box, box_vectors, kernel_box_table, pad3
 from .errors import DataError, InputError, NumericalError, ParameterError, SelectionError
 
+# box_vectors lives in trajalign.box; re-exported here, where it always was
+__all__ = [
+    "UNDEFINED_POLICIES",
+    "all_pairs",
+    "angles",
+    "angles_from_bonds",
+    "angles_raw",
+    "bins",
+    "box_vectors",
+    "chain_tuples",
+    "check_eigvals",
+    "check_undefined",
+    "default_gamma",
+    "dihedrals",
+    "dihedrals_from_bonds",
+    "dihedrals_raw",
+    "distances",
+    "distances_raw",
+    "eigvals",
+    "eigvals_raw",
+    "inverse",
+    "rbf",
+    "rbf_centers",
+    "read_tuples",
+    "repeat",
+    "sincos",
+]
+
 UNDEFINED_POLICIES = ("raise", "nan")
-
-# ------------------------------------------------------------------------- boxes
-
-
-def box_vectors(dimensions: np.ndarray) -> np.ndarray:
-    """Box vectors from MDAnalysis-style unit cells.
-
-    Parameters
-    ----------
-    dimensions : array_like, shape (6,) or (F, 6)
-        ``[a, b, c, alpha, beta, gamma]``: edge lengths and angles in degrees.
-
-    Returns
-    -------
-    ndarray, shape (3, 3) or (F, 3, 3), float64
-        Box vectors as rows, lower triangular (``a`` along x, ``b`` in the xy-plane), the
-        same matrix as :func:`MDAnalysis.lib.mdamath.triclinic_vectors` (right angles
-        give exact zeros, so an orthorhombic cell is diagonal).
-
-    Raises
-    ------
-    ParameterError
-        A length is negative or not finite, or the angles do not make a cell.
-    """
-    d = np.asarray(dimensions, dtype=np.float64)
-    single = d.ndim == 1
-    d = np.atleast_2d(d)
-    if d.ndim != 2 or d.shape[1] != 6:
-        raise ParameterError(
-            f"box has shape {np.shape(dimensions)}, not (6,) or (frames, 6)",
-            "give [a, b, c, alpha, beta, gamma] per frame, angles in degrees",
-        )
-    if not np.all(np.isfinite(d)):
-        raise ParameterError("box contains NaN or inf", "give finite box lengths and angles")
-    lengths, ang = d[:, :3], d[:, 3:]
-    if np.any(lengths < 0):
-        raise ParameterError("box has a negative edge length", "give lengths >= 0")
-    if np.any((ang <= 0) | (ang >= 180)):
-        raise ParameterError(
-            "box angles must lie strictly between 0 and 180 degrees",
-            "give angles in degrees, e.g. 90 90 90 for a rectangular box",
-        )
-    # exact zeros for right angles (cos(pi/2) is 6e-17 in floating point)
-    cos = np.where(ang == 90.0, 0.0, np.cos(np.deg2rad(ang)))
-    sin_g = np.where(ang[:, 2] == 90.0, 1.0, np.sin(np.deg2rad(ang[:, 2])))
-    cos_a, cos_b, cos_g = cos[:, 0], cos[:, 1], cos[:, 2]
-    lx, ly, lz = lengths.T
-    h = np.zeros((d.shape[0], 3, 3))
-    h[:, 0, 0] = lx
-    h[:, 1, 0] = ly * cos_g
-    h[:, 1, 1] = ly * sin_g
-    h[:, 2, 0] = lz * cos_b
-    h[:, 2, 1] = lz * (cos_a - cos_b * cos_g) / sin_g
-    zz = lz * lz - h[:, 2, 0] ** 2 - h[:, 2, 1] ** 2
-    if np.any(zz < -1e-9 * np.maximum(lz * lz, 1.0)):
-        raise ParameterError(
-            "box angles do not make a cell (one angle exceeds the sum of the others)",
-            "check the box angles",
-        )
-    h[:, 2, 2] = np.sqrt(np.maximum(zz, 0.0))
-    return h[0] if single else h
-
-
-def _as_box(box, n_frames: int, dim: int) -> tuple[np.ndarray, int]:
-    """(h, mode) for the kernels: h (1 or F, 3, 3) float64 lower triangular box vectors,
-    mode 0 (no box), 1 (orthorhombic) or 2 (triclinic)."""
-    if box is None:
-        return np.zeros((1, 3, 3)), 0
-    b = np.asarray(box, dtype=np.float64)
-    if dim == 2:
-        if b.ndim == 1:
-            b = b[None]
-        if b.ndim != 2 or b.shape[1] != 2:
-            raise ParameterError(
-                f"a 2D box has shape {np.shape(box)}, not (2,) or (frames, 2)",
-                "give the rectangle's edge lengths [a, b] (one row per frame or one for all)",
-            )
-        if not np.all(np.isfinite(b)) or np.any(b < 0):
-            raise ParameterError("box lengths must be finite and >= 0", "check the box")
-        h = np.zeros((b.shape[0], 3, 3))
-        h[:, 0, 0], h[:, 1, 1] = b[:, 0], b[:, 1]
-    elif b.shape[-2:] == (3, 3):
-        h = b.reshape(-1, 3, 3).copy()
-        if not np.all(np.isfinite(h)):
-            raise ParameterError("box contains NaN or inf", "give finite box vectors")
-        if np.any(h[:, 0, 1:] != 0) or np.any(h[:, 1, 2] != 0):
-            raise ParameterError(
-                "box vectors are not lower triangular",
-                "give rows a=(ax,0,0), b=(bx,by,0), c=(cx,cy,cz), or [a,b,c,alpha,beta,gamma]",
-            )
-        if np.any(np.diagonal(h, axis1=1, axis2=2) < 0):
-            raise ParameterError(
-                "box vectors have a negative diagonal element", "use a right-handed box"
-            )
-    else:
-        h = box_vectors(b).reshape(-1, 3, 3)
-    if h.shape[0] not in (1, n_frames):
-        raise ParameterError(
-            f"{h.shape[0]} boxes for {n_frames} frames", "give one box, or one per frame"
-        )
-    off = h[:, 1, 0], h[:, 2, 0], h[:, 2, 1]
-    mode = 1 if all(np.all(o == 0) for o in off) else 2
-    return np.ascontiguousarray(h), mode
-
-
-def _box_table(h: np.ndarray, mode: int) -> np.ndarray:
-    """The kernels' box table (one row per box, :func:`trajalign.box.box_table`) for
-    ``(h, mode)`` from :func:`_as_box`; mode 0 gives one row that turns the minimum image
-    off. Costs microseconds per box.
-
-    Raises :class:`ParameterError` for a triclinic box with a zero edge or zero volume
-    (no lattice, so no minimum image)."""
-    from .kernels.box import MODE, TABLE_WIDTH
-
-    if mode == 0:
-        table = np.zeros((1, TABLE_WIDTH))
-        table[0, MODE] = 0.0  # explicit: mode 0 is "no periodicity"
-        return table
-    from .box import box_table
-
-    return box_table(h)
-
-
-def _pad3(x: np.ndarray) -> np.ndarray:
-    """(F, N, 2) -> (F, N, 3) with z = 0, so one set of 3D kernels serves both."""
-    if x.shape[2] == 3:
-        return x
-    out = np.zeros((*x.shape[:2], 3), dtype=x.dtype)
-    out[:, :, :2] = x
-    return out
-
 
 # ------------------------------------------------------------------------ tuples
 
@@ -391,11 +289,11 @@ def check_undefined(
 
 def _prepare(X, box, name="X"):
     x = as_coords(X, name)
-    h, mode = _as_box(box, x.shape[0], x.shape[2])
+    h, mode = as_box(box, x.shape[0], x.shape[2])
     return x, h, mode
 
 
-def _distances_raw(x: np.ndarray, pairs, h: np.ndarray, mode: int) -> np.ndarray:
+def distances_raw(x: np.ndarray, pairs, h: np.ndarray, mode: int) -> np.ndarray:
     """Distances of validated (F, N, 3) coordinates into a new (F, P) array of x's dtype;
     ``pairs`` None means every pair (without building the index array)."""
     from .kernels.geometry import distances_all_kernel, distances_kernel
@@ -406,27 +304,27 @@ def _distances_raw(x: np.ndarray, pairs, h: np.ndarray, mode: int) -> np.ndarray
     if n_pairs == 0:
         return out
     if pairs is None or _is_all_pairs(pairs, n):
-        distances_all_kernel(x, _box_table(h, mode), out)
+        distances_all_kernel(x, kernel_box_table(h, mode), out)
     else:
-        distances_kernel(x, pairs, _box_table(h, mode), out)
+        distances_kernel(x, pairs, kernel_box_table(h, mode), out)
     return out
 
 
-def _angles_raw(x, triplets, h, mode):
+def angles_raw(x, triplets, h, mode):
     from .kernels.geometry import angles_kernel
 
     out = np.empty((x.shape[0], triplets.shape[0]), dtype=x.dtype)
     if triplets.shape[0]:
-        angles_kernel(x, triplets, _box_table(h, mode), out)
+        angles_kernel(x, triplets, kernel_box_table(h, mode), out)
     return out
 
 
-def _dihedrals_raw(x, quads, h, mode):
+def dihedrals_raw(x, quads, h, mode):
     from .kernels.geometry import dihedrals_kernel
 
     out = np.empty((x.shape[0], quads.shape[0]), dtype=x.dtype)
     if quads.shape[0]:
-        dihedrals_kernel(x, quads, _box_table(h, mode), out)
+        dihedrals_kernel(x, quads, kernel_box_table(h, mode), out)
     return out
 
 
@@ -475,7 +373,7 @@ def distances(X: np.ndarray, pairs: np.ndarray | str, box: np.ndarray | None = N
         p = None
     else:
         p = _as_tuples(pairs, 2, n, "pairs")
-    return _distances_raw(_pad3(x), p, h, mode)
+    return distances_raw(pad3(x), p, h, mode)
 
 
 def angles(
@@ -510,7 +408,7 @@ def angles(
     """
     x, h, mode = _prepare(X, box)
     t = _as_tuples(triplets, 3, x.shape[1], "triplets")
-    out = _angles_raw(_pad3(x), t, h, mode)
+    out = angles_raw(pad3(x), t, h, mode)
     check_undefined(out, t, "angles", undefined)
     return out
 
@@ -558,18 +456,18 @@ def dihedrals(
             "use distances and angles for 2D data",
         )
     t = _as_tuples(quadruplets, 4, x.shape[1], "quadruplets")
-    out = _dihedrals_raw(x, t, h, mode)
+    out = dihedrals_raw(x, t, h, mode)
     check_undefined(out, t, "dihedrals", undefined)
     return out
 
 
-def _eigvals_raw(x, h, mode):
+def eigvals_raw(x, h, mode):
     from .kernels.geometry import inverse_eigvals_kernel
 
     out = np.empty((x.shape[0], x.shape[1]), dtype=x.dtype)
     bad = np.empty(x.shape[0], dtype=np.int64)
     with _one_blas_thread():
-        inverse_eigvals_kernel(x, _box_table(h, mode), out, bad)
+        inverse_eigvals_kernel(x, kernel_box_table(h, mode), out, bad)
     return out, bad
 
 
@@ -618,14 +516,12 @@ def eigvals(
         Eigenvalues in descending order, in 1 / (the length unit of ``X``).
     """
     x, h, mode = _prepare(X, box)
-    out, bad = _eigvals_raw(_pad3(x), h, mode)
-    _check_eigvals(out, bad, x.shape[1], undefined)
+    out, bad = eigvals_raw(pad3(x), h, mode)
+    check_eigvals(out, bad, x.shape[1], undefined)
     return out
 
 
-def _check_eigvals(
-    out, bad, n, undefined, frames=None, atom_ids=None, nan_option="undefined='nan'"
-):
+def check_eigvals(out, bad, n, undefined, frames=None, atom_ids=None, nan_option="undefined='nan'"):
     rows = np.flatnonzero(bad >= 0)
     if rows.size == 0 or undefined == "nan":
         return int(rows.size * n), int(rows.size)

@@ -28,9 +28,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._names import PBC_MODES
+from .box import box_rows, inverse_rows
 from .errors import ParameterError
 
-__all__ = ["PBC_MODES", "cluster", "make_whole", "nojump", "plan_molecules", "Repair"]
+__all__ = [
+    "CHECK_MAX_PAIRS",
+    "PBC_MODES",
+    "SPREAD_LIMIT",
+    "MoleculePlan",
+    "Repair",
+    "cluster",
+    "make_whole",
+    "nojump",
+    "pad3_float64",
+    "plan_molecules",
+    "repair_structure",
+]
 #: atoms of a molecule compared when clusters are formed (spread along its spanning tree)
 CLUSTER_REPS = 128
 #: pair evaluations per frame above which a cluster is refused (a solvated system)
@@ -168,36 +181,8 @@ def plan_molecules(bonds: np.ndarray | None, n_atoms: int, needed: np.ndarray) -
     )
 
 
-def box_rows(box, n_frames: int, dim: int) -> np.ndarray:
-    """(B, 3, 3) float64 lower-triangular box rows, B = 1 or ``n_frames`` (see
-    :func:`trajalign.internal.distances` for the accepted forms)."""
-    from .internal import _as_box
-
-    h, _ = _as_box(box, n_frames, dim)
-    return h
-
-
-def inverse_rows(h: np.ndarray) -> np.ndarray:
-    """Inverse of lower-triangular box rows; a zero edge (not periodic) gives zero
-    fractional coordinates along it."""
-    h = np.asarray(h, dtype=np.float64)
-    d = np.diagonal(h, axis1=-2, axis2=-1)
-    if np.all(d > 1e-12):
-        return np.linalg.inv(h)
-    if np.any(h[..., 1, 0] != 0) or np.any(h[..., 2, :2] != 0):
-        raise ParameterError(
-            "a triclinic box has an edge of length zero",
-            "give all three edges of a triclinic box, or a rectangular box",
-        )
-    inv = np.zeros_like(h)
-    for i in range(3):
-        inv[..., i, i] = np.where(
-            d[..., i] > 1e-12, 1.0 / np.where(d[..., i] > 1e-12, d[..., i], 1.0), 0.0
-        )
-    return inv
-
-
-def _pad3(x: np.ndarray) -> np.ndarray:
+def pad3_float64(x: np.ndarray) -> np.ndarray:
+    """(..., 2 or 3) -> a C-ordered float64 (..., 3) copy, z = 0 for 2D points."""
     if x.shape[-1] == 3:
         return np.array(x, dtype=np.float64, order="C")
     out = np.zeros(x.shape[:-1] + (3,), dtype=np.float64)
@@ -396,7 +381,7 @@ def _repair_array(X, box, bonds, mode: str) -> np.ndarray:
     f, n, d = x.shape
     h = box_rows(box, f, d)
     plan = plan_molecules(_bond_array(bonds, n), n, np.arange(n))
-    y = _pad3(x)[:, plan.atoms]  # plan.atoms is every point, in order
+    y = pad3_float64(x)[:, plan.atoms]  # plan.atoms is every point, in order
     Repair(mode, plan).apply(y, h, 0)
     out = np.empty(x.shape, dtype=x.dtype)
     out[:, plan.atoms] = y[..., :d]

@@ -20,9 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from . import _signals
+from ._names import RESUME
 from ._version import __version__
-from .errors import ClusterLost, OutputError, ParameterError, ResumeError
+from .errors import ClusterLost, KeepsPartial, OutputError, ParameterError, ResumeError
 from .io.output import move_into_place, prepare_output
+
+__all__ = [
+    "DEFAULT_MEMORY_MB",
+    "FLUSH_SECONDS",
+    "BlockResult",
+    "chunk_size",
+    "Job",
+    "partial_path",
+    "pbc_summary",
+    "run",
+    "run_key",
+]
 
 DEFAULT_MEMORY_MB = 256
 # bytes held per coordinate of a block: the float32 input, the output, float64 scratch,
@@ -164,7 +177,7 @@ def _open_partial(partial: Path, key: str, n_blocks: int, locking=None):
 
     try:
         with h5py.File(partial, "r", locking=locking) as f:
-            g = f.get("trajalign/resume")
+            g = f.get(RESUME)
             found = None if g is None else g.attrs.get("key")
             done = None if g is None else g["done"][()].astype(bool)
     except BlockingIOError:
@@ -195,7 +208,7 @@ def _resumed_chunk(partial: Path, chunk: int, locking) -> int:
         return chunk
     try:
         with h5py.File(partial, "r", locking=locking) as f:
-            return int(f["trajalign/resume"].attrs.get("chunk", chunk))
+            return int(f[RESUME].attrs.get("chunk", chunk))
     except (OSError, KeyError, ValueError):
         return chunk  # busy, or unreadable: the run's own checks say so
 
@@ -360,7 +373,7 @@ class _Run:
                 raise _busy(self.partial) from None
             try:
                 job.declare(self.writer, source)
-                g = self.writer.f.create_group("trajalign/resume")
+                g = self.writer.f.create_group(RESUME)
                 g.attrs["key"] = self.key
                 g.attrs["chunk"] = self.chunk
                 g.create_dataset("done", data=self.done.astype(np.uint8))
@@ -430,18 +443,52 @@ class _Run:
             parameters=params,
             hashes=hashes,
         )
-        del self.writer.f["trajalign/resume"]
+        del self.writer.f[RESUME]
 
-    def stop_kept(self, stop: BaseException) -> None:
-        """Ctrl-C/SIGTERM: checkpoint what is written and note it on the exception."""
+    def execute(self, executor, progress, resume: bool, argv, hashes) -> None:
+        """Open (or resume) the partial output, stream every block, finalize; on the way
+        out keep the partial output for a stop, delete it for an error."""
+        discard = False  # a refused resume leaves the partial output as it was
+        try:
+            self.open_output(resume)
+            discard = True
+            self.stream(executor, progress)
+            self.finalize(argv, hashes)
+            discard = False
+        except (KeyboardInterrupt, _signals.Terminated) as stop:
+            discard = False
+            if isinstance(stop, KeepsPartial):
+                self.stop_kept(stop)
+                raise
+            # Ctrl-C without trajalign's handler (a library caller): the same stop, with
+            # room for what it kept
+            kept = _signals.Interrupted(*stop.args)
+            self.stop_kept(kept)
+            raise kept from stop
+        except ClusterLost as lost:
+            # the cluster, not the data, failed: what is written stays for --resume
+            discard = False
+            self.stop_kept(lost)
+            _hint_kept(lost)
+            raise
+        except OSError as err:
+            # h5py reports a full disk or a failing device as OSError while writing
+            raise OutputError(
+                f"writing the output failed: {err}",
+                f"check free space and permissions in {self.target.parent}",
+            ) from None
+        finally:
+            self.close(discard)
+
+    def stop_kept(self, stop: KeepsPartial) -> None:
+        """Ctrl-C/SIGTERM/a lost cluster: checkpoint what is written and note it on the
+        exception."""
         if self.writer is None:
             return  # stopped before the partial output existed: nothing to keep
         if self.behind is not None:
             self.checkpoint(check=False)  # what is written is kept
-        stop.partial = str(self.partial)
         done = self.done_ds[()] if self.done_ds is not None else self.done
-        stop.blocks_done = int(np.asarray(done).sum())
-        stop.blocks_total = len(self.blocks)
+        stop.keep(str(self.partial), int(np.asarray(done).sum()), len(self.blocks))
 
     def close(self, discard: bool) -> None:
         """Stop the writer thread, close the file; ``discard`` deletes the partial output."""
@@ -540,45 +587,10 @@ def run(
         chunk = chunk_size(source.n_points, source.dim, None, memory_mb, extra)
     executor = executor or SerialExecutor()
     if chunk_frames is None:
-        # worker processes each take a contiguous share of the blocks (see
-        # trajalign.pool): with 8 blocks per worker or more, the shares end within an
-        # eighth of one another
-        n = getattr(executor, "parallelism", 1)
-        if n > 1:
-            chunk = min(chunk, max(1, -(-source.n_frames // (8 * n))))
-        if resume:  # continue in the partial output's own blocks, whatever the workers
-            chunk = _resumed_chunk(partial_path(target), chunk, hdf5_locking)
+        chunk = _spread_chunk(chunk, source.n_frames, executor, resume, target, hdf5_locking)
     r = _Run(source, job, target, chunk, hdf5_locking)
     with RunLock(target):
-        discard = False  # a refused resume leaves the partial output as it was
-        try:
-            r.open_output(resume)
-            discard = True
-            r.stream(executor, progress)
-            r.finalize(argv, hashes)
-            discard = False
-        except (KeyboardInterrupt, _signals.Terminated) as stop:
-            discard = False
-            r.stop_kept(stop)
-            raise
-        except ClusterLost as lost:
-            # the cluster, not the data, failed: what is written stays for --resume
-            discard = False
-            r.stop_kept(lost)
-            kept = (
-                f"{lost.blocks_done} of {lost.blocks_total} blocks are kept in {lost.partial}; "
-                "rerun the same command with --resume"
-            )
-            lost.hint = f"{lost.hint}; {kept}" if lost.hint else kept
-            raise
-        except OSError as err:
-            # h5py reports a full disk or a failing device as OSError while writing
-            raise OutputError(
-                f"writing the output failed: {err}",
-                f"check free space and permissions in {target.parent}",
-            ) from None
-        finally:
-            r.close(discard)
+        r.execute(executor, progress, resume, argv, hashes)
         r.commit(before_commit)
     n_out, dim_out = job.output_shape(source)
     return {
@@ -592,6 +604,27 @@ def run(
         "executor": executor.name,
         "pbc": r.pbc,
     }
+
+
+def _spread_chunk(chunk: int, n_frames: int, executor, resume: bool, target, locking) -> int:
+    """Frames per block when the user gave none, for the executor and a resumed run."""
+    # worker processes each take a contiguous share of the blocks (see trajalign.pool):
+    # with 8 blocks per worker or more, the shares end within an eighth of one another
+    n = getattr(executor, "parallelism", 1)
+    if n > 1:
+        chunk = min(chunk, max(1, -(-n_frames // (8 * n))))
+    if resume:  # continue in the partial output's own blocks, whatever the workers
+        chunk = _resumed_chunk(partial_path(target), chunk, locking)
+    return chunk
+
+
+def _hint_kept(lost: ClusterLost) -> None:
+    """Add what a lost cluster's run kept, and how to finish it, to the error's hint."""
+    kept = (
+        f"{lost.blocks_done} of {lost.blocks_total} blocks are kept in {lost.partial}; "
+        "rerun the same command with --resume"
+    )
+    lost.hint = f"{lost.hint}; {kept}" if lost.hint else kept
 
 
 def pbc_summary(source, counts: dict, resumed: bool = False) -> dict:

@@ -29,6 +29,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+__all__ = [
+    "MAX_TRIES",
+    "Pool",
+    "WorkerDied",
+]
+
 #: times a block is sent before a worker dying on it fails the run (Dask's default, 3
 #: allowed failures, means 4 tries; a block that kills every worker it meets is a bug)
 MAX_TRIES = 3
@@ -65,7 +71,7 @@ def _worker_main(conn, threads: int) -> None:
     multiprocessing.set_start_method("fork", force=True)
     import numba
 
-    from .executors import _run_task
+    from .tasks import run_task
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     inbox = _drain(conn)
@@ -85,7 +91,7 @@ def _worker_main(conn, threads: int) -> None:
             continue
         token, spec, index, start, stop, anchor, shm = payload
         try:
-            out = _run_task(spec, jobs[token], index, start, stop, shm, anchor, _next(inbox))
+            out = run_task(spec, jobs[token], index, start, stop, shm, anchor, _next(inbox))
             conn.send(("ok", index, out))
         except BaseException as exc:  # the driver decides; the worker stays for the next
             conn.send(("error", index, _portable(exc)))
@@ -95,14 +101,14 @@ def _leave() -> None:
     """Stop this worker at once: close its inputs (their reader processes), then exit
     without the interpreter's teardown, which took 0.4 s and is of no use here (the
     worker holds no output; the driver writes everything)."""
-    from .executors import _WORKER_SOURCES
+    from .tasks import WORKER_SOURCES
 
-    for source in _WORKER_SOURCES.values():
+    for source in WORKER_SOURCES.values():
         try:
             source.close()
         except Exception:
             pass
-    _WORKER_SOURCES.clear()
+    WORKER_SOURCES.clear()
     os._exit(0)
 
 
@@ -135,17 +141,17 @@ def _drain(conn):
 def _open_ahead(source_kw: dict) -> None:
     """Open the input while the driver opens it too (see :meth:`Pool.open`); a failure
     is left for the driver to report, and for the first block to meet again."""
-    from .executors import _WORKER_SOURCES
     from .io import open_source
+    from .tasks import WORKER_SOURCES
 
     try:
         source = open_source(**source_kw)
     except Exception:
         return
-    for old in _WORKER_SOURCES.values():
+    for old in WORKER_SOURCES.values():
         old.close()
-    _WORKER_SOURCES.clear()
-    _WORKER_SOURCES[source.spec] = source
+    WORKER_SOURCES.clear()
+    WORKER_SOURCES[source.spec] = source
 
 
 def _next(inbox) -> tuple[int, int] | None:
@@ -250,7 +256,7 @@ class Pool:
 
         Each worker takes a contiguous share of the blocks, in order, so that the reader
         of its input decodes ahead the block it will be asked for next (see
-        :class:`trajalign.io.integrity.GuardedReader`); a worker whose share is done
+        :class:`trajalign.io.guard.GuardedReader`); a worker whose share is done
         takes the last block of the largest share left. ``in_order``: hand out blocks in
         frame order instead, for jobs whose results the driver must write in order
         (results arriving early would wait in its memory).

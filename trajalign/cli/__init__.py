@@ -17,7 +17,7 @@ import click
 
 from .. import _signals
 from .._version import __version__
-from ..errors import TrajalignError
+from ..errors import KeepsPartial, TrajalignError
 
 _STATE = {"verbose": 0, "quiet": False, "silenced": False}
 
@@ -305,8 +305,8 @@ def _main(argv: list[str] | None, hard_exit: bool) -> None:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort, _signals.Terminated) as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, _signals.Terminated) else "interrupted"
-        stop = exc if hasattr(exc, "partial") else exc.__context__
-        if stop is not None and hasattr(stop, "partial"):
+        stop = exc if isinstance(exc, KeepsPartial) else exc.__context__
+        if isinstance(stop, KeepsPartial) and stop.partial is not None:
             click.echo(
                 f"Error: {what}; {stop.blocks_done} of {stop.blocks_total} blocks are kept in "
                 f"{stop.partial} (rerun the same command with --resume to finish)",
@@ -338,3 +338,16 @@ from . import diagnose as _diagnose  # noqa: E402,F401
 from . import info as _info  # noqa: E402,F401
 from . import internal as _internal  # noqa: E402,F401
 from . import rotate as _rotate  # noqa: E402,F401
+
+__all__ = [
+    "cli",
+    "keep_freed_memory",
+    "main",
+    "note",
+    "progress_bar",
+    "repair_line",
+    "report",
+    "run_job",
+    "set_threads",
+    "set_verbosity",
+]

@@ -7,6 +7,10 @@ import click
 from . import cli, run_job
 from .options import pass_kwargs, source_kwargs, with_input, with_output, with_plot
 
+__all__ = [
+    "center",
+]
+
 
 @cli.command()
 @with_input

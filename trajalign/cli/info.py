@@ -9,6 +9,15 @@ import click
 from . import cli
 from .options import pass_kwargs, source_kwargs, with_input
 
+__all__ = [
+    "check_files",
+    "check_line",
+    "describe",
+    "info",
+    "name_facts",
+    "pbc_facts",
+]
+
 
 @cli.command()
 @with_input

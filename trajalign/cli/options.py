@@ -10,6 +10,17 @@ import click
 from .._names import PBC_MODES
 from ..errors import ParameterError
 
+__all__ = [
+    "check_plot_dir",
+    "pass_kwargs",
+    "plot_options",
+    "source_kwargs",
+    "with_input",
+    "with_method_options",
+    "with_output",
+    "with_plot",
+]
+
 #: -v/-q also after the command (``trajalign rotate ... -q``), as before it
 verbosity_options = [
     click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors."),

@@ -9,6 +9,13 @@ import click
 from . import cli, note, run_job
 from .options import pass_kwargs, source_kwargs, with_input, with_output, with_plot
 
+__all__ = [
+    "CENTERS",
+    "METHODS",
+    "SIGNS",
+    "rotate",
+]
+
 # kept here as literals so that ``--help`` does not import numpy-heavy modules
 METHODS = ("kabsch", "principal", "point")
 SIGNS = ("continuity", "skew", "none")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from .._names import (
     COORD_METHODS,
-    DIAG,
+    DIAGNOSTICS,
     FEATURE_METHODS,
     JUMP_FLOOR,
     JUMP_K,
@@ -104,7 +104,7 @@ from .store import write_diagnosis
 __all__ = [
     "COLLINEAR_DEG",
     "COORD_METHODS",
-    "DIAG",
+    "DIAGNOSTICS",
     "FEATURE_METHODS",
     "JUMP_FLOOR",
     "JUMP_K",

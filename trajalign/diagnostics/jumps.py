@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._names import DIAG, FRAME_INDEX, JUMP_FLOOR, JUMP_K, JUMP_WINDOW, POSITION
+from .._names import DIAGNOSTICS, FRAME_INDEX, JUMP_FLOOR, JUMP_K, JUMP_WINDOW, POSITION
 from ..errors import DataError, ParameterError
 from .registry import get_method, quiet
 
@@ -201,7 +201,7 @@ def store_jump_diagnostics(
     pos = h5file[POSITION]
     n_frames = scores.shape[0]
     flags = flag_jumps(scores, k, window, floor)
-    g = h5file.require_group(DIAG)
+    g = h5file.require_group(DIAGNOSTICS)
     for name in ("consecutive_rmsd", "jump_flag"):
         if name in g:
             del g[name]
@@ -355,7 +355,7 @@ def read_jumps(f, k: float = JUMP_K, window: int = JUMP_WINDOW, floor: float = J
     rmsd : ndarray, shape (F,), float64
     flags : ndarray, shape (F,), bool
     """
-    g = f.get(DIAG)
+    g = f.get(DIAGNOSTICS)
     if g is not None and "consecutive_rmsd" in g and "jump_flag" in g:
         return np.asarray(g["consecutive_rmsd"]), np.asarray(g["jump_flag"], dtype=bool)
     pos = f[POSITION]
@@ -469,7 +469,7 @@ def read_rotate_jumps(
                 pass
         rmsd, flags = read_jumps(f, k, window, floor)
         principal = None
-        g = f.get(DIAG)
+        g = f.get(DIAGNOSTICS)
         if g is not None and "gap" in g:
             principal = {
                 key: np.asarray(g[key]) for key in ("gap", "sign_flip", "axis_swap") if key in g

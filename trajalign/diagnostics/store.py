@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._names import DIAG, JUMP_FLOOR
+from .._names import DIAGNOSTICS, JUMP_FLOOR
 from ..groups import group_mean
 from .diagnosis import Diagnosis
 from .jumps import jump_rule_attrs
@@ -123,7 +123,7 @@ def write_diagnosis(path, d: Diagnosis, argv: Sequence[str], options: dict) -> N
     with w:
         w.index[:] = d.frame_index
         w.time[:] = d.times
-        g = w.f.require_group(DIAG)
+        g = w.f.require_group(DIAGNOSTICS)
         _write_jumps(g, d)
         _write_sensitivity(g, d)
         _write_repair_and_overlay(g, d)

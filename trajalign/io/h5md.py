@@ -18,7 +18,17 @@ from importlib import metadata
 
 import numpy as np
 
+from .._names import FRAME_TIME, POSITION
 from .._version import __version__
+
+__all__ = [
+    "DEPENDENCIES",
+    "BackgroundHashes",
+    "dependency_versions",
+    "H5MDWriter",
+    "sha256",
+    "triclinic_vectors",
+]
 
 DEPENDENCIES = ("numpy", "scipy", "numba", "MDAnalysis", "h5py", "click", "dask", "distributed")
 
@@ -198,9 +208,9 @@ class H5MDWriter:
         self = cls.__new__(cls)
         self.f = f = h5py.File(path, "r+", locking=locking)
         self.index = f["trajalign/frames/index"]
-        self.time = f["trajalign/frames/time"]
+        self.time = f[FRAME_TIME]
         self.n_frames = self.index.shape[0]
-        self.position = f.get("particles/trajectory/position/value")
+        self.position = f.get(POSITION)
         self.edges = f.get("particles/trajectory/box/edges/value")
         if self.edges is None:
             self.edges = f.get("trajalign/input_box")

@@ -14,6 +14,13 @@ from pathlib import Path
 
 from ..errors import OutputError
 
+__all__ = [
+    "AtomicOutput",
+    "move_into_place",
+    "prepare_output",
+    "RunLock",
+]
+
 
 def prepare_output(path: str | os.PathLike, force: bool = False, option: str = "-o") -> Path:
     """Check that ``path`` can be written; return it as an absolute :class:`Path`.

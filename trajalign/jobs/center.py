@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._names import TRANSLATION
 from .._validate import as_index, as_weights
 from ..align import CENTER_METHODS, center_with_translation
 from ..errors import ParameterError
 from ..pipeline import BlockResult, Job
+
+__all__ = [
+    "CenterJob",
+]
 
 
 class CenterJob(Job):
@@ -38,7 +43,7 @@ class CenterJob(Job):
 
     def declare(self, writer, source) -> None:
         writer.create(
-            "trajalign/alignment/translation",
+            TRANSLATION,
             (source.n_frames, source.dim),
             attrs={"unit": source.length_unit},
         )
@@ -47,7 +52,7 @@ class CenterJob(Job):
         coords, trans = center_with_translation(
             block.coords, method=self.method, masses=self.masses, point=self.point
         )
-        return BlockResult(coords, {"trajalign/alignment/translation": trans})
+        return BlockResult(coords, {TRANSLATION: trans})
 
     def parameters(self) -> dict:
         p = {"method": self.method, "mass_weighted": self.masses is not None}

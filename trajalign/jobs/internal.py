@@ -12,25 +12,34 @@ import os
 import numpy as np
 
 from .._validate import check_finite_frames
+from ..box import as_box, pad3
 from ..errors import InputError, ParameterError, SelectionError
 from ..internal import (
-    _angles_raw,
-    _as_box,
-    _check_eigvals,
-    _dihedrals_raw,
-    _distances_raw,
-    _eigvals_raw,
-    _pad3,
     all_pairs,
     angles_from_bonds,
+    angles_raw,
     chain_tuples,
+    check_eigvals,
     check_undefined,
     default_gamma,
     dihedrals_from_bonds,
+    dihedrals_raw,
+    distances_raw,
+    eigvals_raw,
     rbf_centers,
     read_tuples,
 )
 from ..pipeline import BlockResult, Job
+
+__all__ = [
+    "DIHEDRAL_ENCODINGS",
+    "FEATURES",
+    "PAIR_KEYWORDS",
+    "ROOT",
+    "TRANSFORMS",
+    "bonded_tuples",
+    "InternalJob",
+]
 
 FEATURES = ("distances", "angles", "dihedrals", "eigvals")
 TRANSFORMS = ("none", "inverse", "rbf", "bins", "repeat")
@@ -189,7 +198,21 @@ class InternalJob(Job):
 
     # ----------------------------------------------------------------- prepare
     def prepare(self, source) -> None:
-        dim, n = source.dim, source.n_points
+        available, default = self._available(source)
+        asked = self.features_asked
+        if not asked:
+            asked = [f for f in default if not (f == "dihedrals" and source.dim == 2)]
+        self._check_asked(asked, available, source.dim)
+        self._take_tuples(asked, available, source.n_points)
+        self.features = asked
+        self._check_options(source)
+        self._choose_box(source)
+        self.length_unit = source.length_unit
+        self._n_points = source.n_points
+        self._check_sizes(source)
+
+    def _available(self, source) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The tuples ``--pairs`` offers per feature, and the features it implies."""
         spec = self.pairs_spec or ["bonds" if source.kind == "mdanalysis" else "chain"]
         if not self.pairs_spec and self.features_asked == ["eigvals"]:
             spec = ["all"]  # eigvals need no tuples: do not ask a topology for bonds
@@ -200,44 +223,51 @@ class InternalJob(Job):
                 f"--pairs {' '.join(spec)} mixes choices",
                 "give one of bonds, chain, all, or one or more tuple files",
             )
-        available: dict[str, np.ndarray] = {}
-        if keywords:
-            kind = keywords[0].lower()
-            self.pairs_source = kind
-            default = ["distances"] if kind == "all" else ["distances", "angles", "dihedrals"]
-            if kind == "all":
-                n_pairs = n * (n - 1) // 2
-                # check the size before the (P, 2) index array is built
-                if n_pairs * 8 > _MAX_FRAME_BYTES and "distances" in (
-                    self.features_asked or default
-                ):
-                    raise ParameterError(
-                        f"--pairs all on {n} points gives {n_pairs:.3g} distances per frame",
-                        "select fewer points with -s, or use --pairs bonds, chain or a tuple file",
-                    )
-                if "distances" in (self.features_asked or default):
-                    available["distances"] = all_pairs(n)
-            elif kind == "chain":
-                for feat, w in _WIDTH.items():
-                    available[feat] = chain_tuples(n, w)
-            else:
-                available = self._bonded(source)
-        else:
+        if not keywords:
             self.pairs_source = "file"
-            default = []
-            for path in files:
-                t = read_tuples(path, n)
-                feat = _FEATURE_OF_WIDTH[t.shape[1]]
-                if feat in available:
-                    raise InputError(
-                        f"two --pairs files hold {t.shape[1]}-column tuples ({feat})",
-                        "give one file per tuple width",
-                    )
-                available[feat] = t
-                default.append(feat)
-        asked = self.features_asked
-        if not asked:
-            asked = [f for f in default if not (f == "dihedrals" and dim == 2)]
+            return self._from_files(files, source.n_points)
+        kind = keywords[0].lower()
+        self.pairs_source = kind
+        n = source.n_points
+        available: dict[str, np.ndarray] = {}
+        default = ["distances"] if kind == "all" else ["distances", "angles", "dihedrals"]
+        if kind == "all":
+            wanted = "distances" in (self.features_asked or default)
+            n_pairs = n * (n - 1) // 2
+            # check the size before the (P, 2) index array is built
+            if wanted and n_pairs * 8 > _MAX_FRAME_BYTES:
+                raise ParameterError(
+                    f"--pairs all on {n} points gives {n_pairs:.3g} distances per frame",
+                    "select fewer points with -s, or use --pairs bonds, chain or a tuple file",
+                )
+            if wanted:
+                available["distances"] = all_pairs(n)
+        elif kind == "chain":
+            for feat, w in _WIDTH.items():
+                available[feat] = chain_tuples(n, w)
+        else:
+            available = self._bonded(source)
+        return available, default
+
+    @staticmethod
+    def _from_files(files: list[str], n: int) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Tuples from ``--pairs`` files, one feature per file's column count."""
+        available: dict[str, np.ndarray] = {}
+        default = []
+        for path in files:
+            t = read_tuples(path, n)
+            feat = _FEATURE_OF_WIDTH[t.shape[1]]
+            if feat in available:
+                raise InputError(
+                    f"two --pairs files hold {t.shape[1]}-column tuples ({feat})",
+                    "give one file per tuple width",
+                )
+            available[feat] = t
+            default.append(feat)
+        return available, default
+
+    def _check_asked(self, asked: list[str], available: dict, dim: int) -> None:
+        """Every asked feature has tuples, and every tuple file is asked for."""
         for feat in asked:
             if feat == "dihedrals" and dim == 2:
                 raise ParameterError(
@@ -264,6 +294,8 @@ class InternalJob(Job):
                     f"for {unused[0]}",
                     f"add {unused[0]} to --features, or drop that file",
                 )
+
+    def _take_tuples(self, asked: list[str], available: dict, n: int) -> None:
         for feat in asked:
             if feat == "eigvals":
                 continue
@@ -279,7 +311,8 @@ class InternalJob(Job):
                     f"select more points, or drop {feat} from --features",
                 )
             self.tuples[feat] = np.ascontiguousarray(t, dtype=np.int64)
-        self.features = asked
+
+    def _check_options(self, source) -> None:
         if self.transforms and "distances" not in self.features:
             raise ParameterError(
                 f"--transform {','.join(self.transforms)} applies to distances, which are "
@@ -292,20 +325,23 @@ class InternalJob(Job):
             )
         if self.pbc and not source.has_box:
             raise ParameterError("--pbc was given but the input has no periodic box", "drop --pbc")
+
+    def _choose_box(self, source) -> None:
         if self.pbc is None:
             self.use_box = source.has_box and source.spec.pbc != "none"
         else:
             self.use_box = bool(self.pbc)
         # tuples within one whole molecule are measured directly: the minimum image would
         # fold a molecule longer than half the box
-        self._intra: dict[str, np.ndarray] = {}
+        self._intra = {}
         mol = getattr(source, "molecules", None) if self.use_box else None
         if mol is not None:
             for feat, t in self.tuples.items():
                 self._intra[feat] = np.all(mol[t] == mol[t[:, :1]], axis=1)
             self._intra["eigvals"] = np.array([np.unique(mol).size == 1])
-        self.length_unit = source.length_unit
-        self._n_points = source.n_points
+
+    def _check_sizes(self, source) -> None:
+        n = source.n_points
         per_frame = self.frame_bytes(source)
         if "eigvals" in self.features and 8 * n * n > _MAX_FRAME_BYTES:
             raise ParameterError(
@@ -415,10 +451,10 @@ class InternalJob(Job):
 
         # NaN input would surface as "undefined angle" or NaN distances; name it as what it is
         check_finite_frames(block.coords)
-        x = _pad3(block.coords)
+        x = pad3(block.coords)
         b = x.shape[0]
         if self.use_box:
-            h, mode = _as_box(block.box, b, block.coords.shape[2])
+            h, mode = as_box(block.box, b, block.coords.shape[2])
         else:
             h, mode = np.zeros((1, 3, 3)), 0
         extra: dict[str, np.ndarray] = {}
@@ -434,7 +470,7 @@ class InternalJob(Job):
 
         if "distances" in self.features:
             t = self.tuples["distances"]
-            r = self._measure(_distances_raw, "distances", x, t, h, mode)
+            r = self._measure(distances_raw, "distances", x, t, h, mode)
             extra[f"{ROOT}/distances/value"] = r
             k = self.centers.size
             for tr in self.transforms:
@@ -454,12 +490,12 @@ class InternalJob(Job):
                 extra[f"{ROOT}/distances_{tr}/value"] = v
         if "angles" in self.features:
             t = self.tuples["angles"]
-            a = self._measure(_angles_raw, "angles", x, t, h, mode)
+            a = self._measure(angles_raw, "angles", x, t, h, mode)
             check(a, "angles", "angles", t)
             extra[f"{ROOT}/angles/value"] = a
         if "dihedrals" in self.features:
             t = self.tuples["dihedrals"]
-            d = self._measure(_dihedrals_raw, "dihedrals", x, t, h, mode)
+            d = self._measure(dihedrals_raw, "dihedrals", x, t, h, mode)
             check(d, "dihedrals", "dihedrals", t)
             extra[f"{ROOT}/dihedrals/value"] = d
             if self.dihedral_encoding == "sincos":
@@ -468,10 +504,10 @@ class InternalJob(Job):
                 extra[f"{ROOT}/dihedrals_sincos/value"] = sc
         if "eigvals" in self.features:
             one = self._intra.get("eigvals")
-            ev, bad = _eigvals_raw(
+            ev, bad = eigvals_raw(
                 x, *((np.zeros((1, 3, 3)), 0) if one is not None and one[0] else (h, mode))
             )
-            _check_eigvals(
+            check_eigvals(
                 ev, bad, x.shape[1], self.undefined, frames=block.frames, nan_option=_NAN_OPTION
             )
             extra[f"{ROOT}/eigvals/value"] = ev

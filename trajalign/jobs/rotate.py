@@ -14,13 +14,12 @@ import os
 
 import numpy as np
 
-from .._names import DIAG, POSITION, ROTATE_METHODS
+from .._names import DIAGNOSTICS, FRAME_TIME, POSITION, ROTATE_METHODS, TRANSLATION
 from .._validate import check_finite_frames
 from ..align import (
     DEGENERATE_GAP,
     PRINCIPAL_CENTERS,
     SIGN_MODES,
-    _raise_if_nonfinite,
     average_reference,
     check_fit_count,
     check_points,
@@ -31,16 +30,32 @@ from ..align import (
     principal_block,
     principal_frame_lists,
     principal_warnings,
+    raise_if_nonfinite,
     superpose_block,
 )
 from ..diagnostics import consecutive_rmsd
 from ..errors import DataError, InputError, ParameterError
 from ..pipeline import BlockResult, Job, chunk_size
 
+__all__ = [
+    "DIAG",
+    "FIT_INDICES",
+    "JUMPS",
+    "MASS_TOL",
+    "REF",
+    "RMSD",
+    "ROT",
+    "match_atoms",
+    "parse_points",
+    "RotateJob",
+    "trajectory_format",
+    "write_trajectory",
+]
+
 ROT = "trajalign/alignment/rotation"
-TRANS = "trajalign/alignment/translation"
 REF = "trajalign/alignment/reference"
 FIT_INDICES = "trajalign/alignment/fit_indices"
+DIAG = DIAGNOSTICS
 JUMPS = f"{DIAG}/consecutive_rmsd"
 RMSD = "observables/rmsd/value"
 
@@ -550,7 +565,7 @@ class RotateJob(Job):
         n, d, unit = source.n_frames, source.dim, source.length_unit
         rot = writer.create(ROT, (n, d, d))
         rot.attrs["convention"] = "aligned[t] = (x[t] - translation[t]) @ rotation[t]"
-        writer.create(TRANS, (n, d), attrs={"unit": unit})
+        writer.create(TRANSLATION, (n, d), attrs={"unit": unit})
         fit = writer.create(FIT_INDICES, (self.n_fit,), dtype=np.int64)
         fit[...] = self.fit_indices
         if self.method == "kabsch":
@@ -590,14 +605,14 @@ class RotateJob(Job):
         if self.method == "kabsch":
             out, rot, trans, rmsd, status = superpose_block(x, xfit, self.w, self.refc)
             if not self.has_aux:
-                _raise_if_nonfinite(trans)  # NaN in a fit atom reaches its translation
+                raise_if_nonfinite(trans)  # NaN in a fit atom reaches its translation
             self._note_frames("fit_status", block.frames[status == 2])
-            extra = {ROT: rot, TRANS: trans, RMSD: rmsd, f"{DIAG}/fit_status": status}
+            extra = {ROT: rot, TRANSLATION: trans, RMSD: rmsd, f"{DIAG}/fit_status": status}
             return BlockResult(out, extra)
         if self.method == "point":
             i, j, k = self.ijk
             out, rot, trans = points_block(x, xfit, i, j, k, block.frames)
-            return BlockResult(out, {ROT: rot, TRANS: trans})
+            return BlockResult(out, {ROT: rot, TRANSLATION: trans})
         # principal: continuity state only when this block follows the last one processed
         prev = self._prev if self._prev_index == block.start - 1 else None
         out, rot, trans, diag, last = principal_block(
@@ -611,7 +626,7 @@ class RotateJob(Job):
             if kind == "skew_undefined" and self.sign == "continuity" and block.start > 0:
                 continue
             self._note_frames(kind, frames)
-        extra = {ROT: rot, TRANS: trans}
+        extra = {ROT: rot, TRANSLATION: trans}
         extra.update({f"{DIAG}/{k}": v for k, v in diag.items()})
         return BlockResult(out, extra)
 
@@ -745,7 +760,7 @@ def write_trajectory(h5_path: str, source, target: str, force: bool = False) -> 
             h5py.File(h5_path, "r") as f,
         ):
             pos = f[POSITION]
-            times = f["trajalign/frames/time"]
+            times = f[FRAME_TIME]
             n = pos.shape[0]
             step = max(1, min(n, 2**26 // max(1, pos.shape[1] * 12)))
             try:

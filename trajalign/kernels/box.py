@@ -63,6 +63,14 @@ import numpy as np
 
 from ._config import JIT, PARALLEL_JIT
 
+__all__ = [
+    "N_SLICE",
+    "TABLE_WIDTH",
+    "box_table_kernel",
+    "mic",
+    "minimum_image_kernel",
+]
+
 TABLE_WIDTH = 51
 MODE, H2, BASIS, INVERSE, COLNORM, SLICE = 0, 1, 2, 11, 20, 23
 N_SLICE = 7

@@ -5,6 +5,12 @@ import numpy as np
 
 from ._config import JIT, PARALLEL_JIT
 
+__all__ = [
+    "center_on_point",
+    "center_weighted",
+    "first_nonfinite_frame",
+]
+
 
 @nb.njit(**PARALLEL_JIT)
 def center_weighted(x, w, out, trans):

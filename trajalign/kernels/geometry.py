@@ -24,6 +24,21 @@ from numba.extending import overload
 from ._config import JIT, PARALLEL_JIT
 from .box import BASIS, H2, INVERSE, MODE, mic
 
+__all__ = [
+    "angles_kernel",
+    "bins_kernel",
+    "dihedrals_kernel",
+    "distances_all_kernel",
+    "distances_kernel",
+    "first_nan",
+    "inverse_eigvals_kernel",
+    "inverse_kernel",
+    "nan_per_row",
+    "rbf_kernel",
+    "repeat_kernel",
+    "sincos_kernel",
+]
+
 
 def _is_float32(a):  # pragma: no cover - replaced by the overload in compiled code
     return a.dtype == np.float32

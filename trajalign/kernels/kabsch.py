@@ -29,6 +29,19 @@ import numpy as np
 
 from ._config import EXACT_PARALLEL_JIT, JIT, PARALLEL_JIT
 
+__all__ = [
+    "NEWTON_TOL",
+    "NOT_UNIQUE",
+    "OVERFLOW",
+    "accumulate_aligned",
+    "apply_flat",
+    "apply_motion",
+    "fit_frames",
+    "rotation_2d",
+    "rotation_3d",
+    "superpose_frames",
+]
+
 # relative tolerances, of the Frobenius norm |S| of the correlation matrix: the
 # eigenvalues of K are +-s1 +-s2 +-s3 (singular values of S), so |S| sets their scale
 # (E0 = (Gx + Gy) / 2 does not when the frame and reference differ in size)
@@ -316,7 +329,7 @@ def _direct_msd(xr, w, rr, n, dim, rot, trans):
     """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat rows xr, rr (n * dim,)."""
     msd = 0.0
     if dim == 3:
-        # scalars and flat rows as _apply_flat: frames of a large system with a small
+        # scalars and flat rows as apply_flat: frames of a large system with a small
         # RMSD (rmsd < 1.4% of Rg) all come here, so it runs at the speed of the move
         r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
         r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
@@ -380,7 +393,7 @@ def _fit_frame(xr, w, wr, wr3, rr, n, dim, gy, rot, trans, yr, orow):
 
 
 @nb.njit(**JIT)
-def _apply_flat(xr, orow, n, dim, rot, trans):
+def apply_flat(xr, orow, n, dim, rot, trans):
     """orow = (xr - trans) @ rot for one frame of flat (n * dim,) rows; float64 math."""
     # flat rows index faster than (n, dim) views in numba (about 2x here)
     if dim == 3:
@@ -460,7 +473,7 @@ def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
             rmsd[f] = np.sqrt(msd)
             status[f] = st
             # the move right after the fit: the frame and its output row are in cache
-            _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+            apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
 
 
 @nb.njit(**PARALLEL_JIT)
@@ -487,7 +500,7 @@ def apply_motion(x, rot, trans, out):
     xflat = x.reshape(n_frames, n * dim)
     oflat = out.reshape(n_frames, n * dim)
     for f in nb.prange(n_frames):
-        _apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+        apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
 
 
 @nb.njit(**EXACT_PARALLEL_JIT)

@@ -20,6 +20,16 @@ import numpy as np
 from ._config import EXACT_PARALLEL_JIT, JIT
 from .box import mic
 
+__all__ = [
+    "PARALLEL_JIT",
+    "SERIAL_JIT",
+    "cluster_kernel",
+    "nojump_kernel",
+    "spanning_forest",
+    "split_suspect_kernel",
+    "whole_kernel",
+]
+
 SERIAL_JIT = dict(JIT, parallel=False)
 # Arithmetic in written order (no contract/reassoc): with them LLVM may peel the first
 # frame of a loop and round it differently, and a frame's bits would then depend on

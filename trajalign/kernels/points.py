@@ -5,6 +5,14 @@ import numpy as np
 
 from ._config import PARALLEL_JIT
 
+__all__ = [
+    "COINCIDENT",
+    "COLLINEAR",
+    "OK",
+    "OVERFLOW",
+    "point_frames",
+]
+
 OK = 0
 COINCIDENT = 1  # points I and J at one place: the x axis is undefined
 COLLINEAR = 2  # 3D: I, J, K on one line (or K on I): the y axis is undefined

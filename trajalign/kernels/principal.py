@@ -15,7 +15,18 @@ import numba as nb
 import numpy as np
 
 from ._config import JIT, PARALLEL_JIT
-from .kabsch import _apply_flat
+from .kabsch import apply_flat
+
+__all__ = [
+    "ALL_AT_CENTRE",
+    "COLLINEAR",
+    "NONFINITE",
+    "OK",
+    "OVERFLOW",
+    "choose_signs",
+    "negate_columns",
+    "principal_frames",
+]
 
 # status codes of principal_frames
 OK = 0
@@ -389,7 +400,7 @@ def principal_frames(
             if same and dim == 3:
                 k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
             else:
-                _apply_flat(xflat[f], orow, n, dim, ax, tr)
+                apply_flat(xflat[f], orow, n, dim, ax, tr)
                 k0, k1, k2 = _third_moments(fflat[f], n_fit, dim, wg, ax, tr)
             for k in range(dim):
                 lam = evals[f, k]
