@@ -60,7 +60,7 @@ BYTES_PAST_FILE = 11  #: detail: the bytes the frame needs (the file ends first)
 HEADER_PAST_FILE = 12  #: detail: the bytes the header needs (the file ends inside it)
 BYTE_COUNT = 13  #: full decode: detail: the bytes the stream used (not its stored count)
 NBYTES = 14  #: detail: the stored byte count (<= 0)
-VALUE_RANGE = 15  #: detail: the atom whose decoded offset is outside its range
+VALUE_RANGE = 15  #: detail: an atom decoded outside the frame's range [minint, maxint]
 RUN_LENGTH = 16  #: detail: the atom whose run code is above 26 (no writer makes one)
 
 #: a frame's header fields, as :func:`read_header` stores them in an int64 (12,) array
@@ -330,6 +330,7 @@ def decode_frame(data, off, natoms, out, box):
 
     inv = np.float32(1.0 / np.float64(prec))
     min0, min1, min2 = h[H_MININT], h[H_MININT + 1], h[H_MININT + 2]
+    max0, max1, max2 = h[H_MAXINT], h[H_MAXINT + 1], h[H_MAXINT + 2]
     s0 = nb.uint64(h[H_MAXINT] - min0 + 1)
     s1 = nb.uint64(h[H_MAXINT + 1] - min1 + 1)
     s2 = nb.uint64(h[H_MAXINT + 2] - min2 + 1)
@@ -404,6 +405,9 @@ def decode_frame(data, off, natoms, out, box):
                 cx = np.int64(u0) + x - smallnum
                 cy = np.int64(u1) + y - smallnum
                 cz = np.int64(u2) + z - smallnum
+                # every atom of a frame lies in its integer bounding box [minint, maxint]
+                if cx < min0 or cx > max0 or cy < min1 or cy > max1 or cz < min2 or cz > max2:
+                    return VALUE_RANGE, first + k, time, step
                 if k == 0:
                     # the writer swapped this atom with the big one before it: the small
                     # atom comes first, and the next offset is taken from it
