@@ -509,3 +509,28 @@ def test_random_bytes_in_compressed_data_never_crash(tmp_path):
     total = sum(v for k, v in full.items() if k in known)
     caught = total - full.get("0", 0)
     assert caught >= 0.15 * total, tally
+
+
+def test_several_files_are_one_trajectory(tmp_path):
+    """Global frames run through the files in order (as MDAnalysis' ChainReader); a
+    damaged later file's error counts the good frames of the files before it."""
+    a = mdt.XTC_multi_frame
+    raw = open(a, "rb").read()
+    ix = xtc.build_index(a)
+    cut = tmp_path / "cut.xtc"
+    cut.write_bytes(raw[: int(ix.offsets[6]) + 20])  # frames 0-5 whole, 6 cut
+    chain = xtc.XTCChain.open([a, str(cut), a])
+    assert chain.n_frames == 16 and chain.error(stop=16) is None
+    err = chain.error()
+    assert "cut.xtc: is truncated: it ends inside frame 6" in str(err) and err.good == 16
+    pos = mda_frames(a)[0]
+    frames = np.array([0, 9, 10, 15, 3, 12])
+    got = chain.read(frames, 6)
+    expect = np.concatenate([pos, pos[:6]])[frames, :7]
+    assert np.array_equal(bits(got.coords), bits(expect))
+    assert np.array_equal(got.times, np.concatenate([ix.times, ix.times[:6]])[frames])
+    with pytest.raises(DamagedFileError, match="--stop 16"):
+        chain.read([15, 16])
+    with pytest.raises(ParameterError):
+        chain.read([-1])
+    assert chain.times().size == 16 and ix.dt == float(ix.times[1] - ix.times[0])

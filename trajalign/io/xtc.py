@@ -28,6 +28,7 @@ from .integrity import DamagedFileError, damaged
 
 __all__ = [
     "XTCBlock",
+    "XTCChain",
     "XTCFault",
     "XTCIndex",
     "XTCReader",
@@ -129,6 +130,12 @@ class XTCIndex:
             return None
         f = self.fault
         return frame_error(self.path, f.frame, f.byte, f.code, f.detail, self.natoms, self.size)
+
+    @property
+    def dt(self) -> float:
+        """Time between frames 0 and 1 in ps, as MDAnalysis' ``XTCReader.dt`` computes
+        it (0.0 for a single frame)."""
+        return float(self.times[1] - self.times[0]) if self.times.size > 1 else 0.0
 
     def current(self) -> bool:
         """The file still has the size and modification time it was indexed with."""
@@ -517,3 +524,125 @@ def read_block(
     """
     b = XTCReader(index).read(frames, last_atom)
     return b.coords, b.boxes, b.times, b.steps
+
+
+class XTCChain:
+    """Several XTC files read as one trajectory (global frame numbers), as MDAnalysis'
+    ``ChainReader`` numbers them: the frames of each file after those of the files
+    before it.
+
+    Parameters
+    ----------
+    indices : sequence of XTCIndex
+        One per file, in order.
+
+    Attributes
+    ----------
+    starts : (n_files + 1,) int64
+        The global number of each file's first frame, then the total.
+    """
+
+    def __init__(self, indices) -> None:
+        self.readers = [XTCReader(ix) for ix in indices]
+        counts = [r.index.n_frames for r in self.readers]
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # the first file fault ends the usable frames: what follows it cannot be placed
+        self._fault = None
+        self._usable = int(self.starts[-1])
+        for p, r in enumerate(self.readers):
+            if r.index.fault is not None:
+                self._fault = p
+                self._usable = int(self.starts[p]) + r.index.n_frames
+                break
+
+    @classmethod
+    def open(cls, paths, natoms: int | None = None) -> XTCChain:
+        """Index every file of ``paths`` (each checked to have ``natoms`` atoms, default
+        the first file's)."""
+        indices = []
+        for p in paths:
+            ix = build_index(p, natoms)
+            natoms = ix.natoms
+            indices.append(ix)
+        return cls(indices)
+
+    @property
+    def n_frames(self) -> int:
+        """Usable frames: every frame of every file, or those before the first fault."""
+        return self._usable
+
+    @property
+    def natoms(self) -> int:
+        return self.readers[0].index.natoms
+
+    def times(self) -> np.ndarray:
+        """(n_frames,) float64 ps of the usable frames, from the indices (nothing decoded)."""
+        return np.concatenate([r.index.times for r in self.readers])[: self._usable]
+
+    def error(self, stop: int | None = None) -> DamagedFileError | None:
+        """The first file fault, as the error a run over global frames ``[0, stop)``
+        meets (every frame when ``stop`` is None), its ``--stop`` in global frames; None
+        if there is none or ``stop`` ends the run before it."""
+        if self._fault is None or (stop is not None and stop <= self._usable):
+            return None
+        err = self.readers[self._fault].index.error()
+        first = int(self.starts[self._fault])
+        return err.shifted(first) if first else err
+
+    def locate(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(file number, frame within that file) of each global frame."""
+        frames = np.asarray(frames, dtype=np.int64)
+        part = np.searchsorted(self.starts, frames, side="right") - 1
+        part = np.minimum(part, len(self.readers) - 1)
+        return part, frames - self.starts[part]
+
+    def read(self, frames: np.ndarray, last_atom: int | None = None) -> XTCBlock:
+        """Decode atoms ``[0, last_atom]`` of global ``frames`` (see :meth:`XTCReader.read`).
+
+        Raises
+        ------
+        DamagedFileError
+            The first bad frame, or the first file fault for a frame at or after it, its
+            ``--stop`` counted in global frames.
+        ParameterError
+            A frame outside the trajectory, or ``last_atom`` out of range.
+        """
+        frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+        if frames.size and (frames.min() < 0 or frames.max() >= self._usable):
+            err = self.error()
+            if err is not None and frames.min() >= 0:
+                raise err
+            bad = int(frames.max()) if frames.max() >= self._usable else int(frames.min())
+            raise ParameterError(
+                f"frame {bad} is outside 0..{self._usable - 1}",
+                f"the trajectory has {self._usable} frames",
+            )
+        last = self.natoms - 1 if last_atom is None else int(last_atom)
+        if len(self.readers) == 1:
+            return self.readers[0].read(frames, last)
+        part, local = self.locate(frames)
+        n = frames.size
+        coords = np.empty((n, last + 1, 3), np.float32)
+        boxes_nm = np.empty((n, 3, 3), np.float32)
+        times = np.empty(n, np.float64)
+        steps = np.empty(n, np.int64)
+        for p in np.unique(part):
+            rows = np.flatnonzero(part == p)
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            contiguous = hi - lo == rows.size  # increasing frames: decode in place
+            buf = coords[lo:hi] if contiguous else None
+            try:
+                b = self.readers[p].read(local[rows], last, out=buf)
+            except DamagedFileError as err:
+                first = int(self.starts[p])
+                raise (err.shifted(first) if first else err) from None
+            if not contiguous:
+                coords[rows] = b.coords
+            boxes_nm[rows] = b.boxes_nm
+            times[rows] = b.times
+            steps[rows] = b.steps
+        return XTCBlock(coords, boxes_nm * np.float32(10.0), boxes_nm, times, steps)
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
