@@ -165,8 +165,10 @@ def write_xtc(path, positions, dims, precision, decimals: bool = True) -> None:
         (1, True, "normal"),
         (2, True, "normal"),
         (4.5, True, "normal"),
+        (5.5, True, "normal"),  # a big triplet of exactly 64 bits
         (6, True, "wide"),  # sizes <= 2^24 but their product needs 69 bits
-        (7, True, "large"),  # a size above 2^24: three fields per big atom
+        (7, True, "large"),  # a size above 2^24: three fields per big atom; small
+        (7.3, True, "large"),  # triplets of 60-64 bits and more (smallidx from 60, 63)
         (12345.678, False, "normal"),
         (333.0, False, "normal"),
     ],
