@@ -130,11 +130,22 @@ def _window(data, bit):
     """The 64 bits of ``data`` from bit ``bit`` on, most significant first (zeros past
     the end of ``data``)."""
     p = bit >> 3
-    w = nb.uint64(0)
     if p + 8 <= data.shape[0]:
-        for k in range(8):
-            w = (w << _U8) | nb.uint64(data[p + k])
+        # unsigned indices: no negative-index wraparound, so LLVM can merge the eight
+        # byte loads into one load and a byte swap
+        q = nb.uint64(p)
+        w = (
+            (nb.uint64(data[q]) << nb.uint64(56))
+            | (nb.uint64(data[q + nb.uint64(1)]) << nb.uint64(48))
+            | (nb.uint64(data[q + nb.uint64(2)]) << nb.uint64(40))
+            | (nb.uint64(data[q + nb.uint64(3)]) << nb.uint64(32))
+            | (nb.uint64(data[q + nb.uint64(4)]) << nb.uint64(24))
+            | (nb.uint64(data[q + nb.uint64(5)]) << nb.uint64(16))
+            | (nb.uint64(data[q + nb.uint64(6)]) << nb.uint64(8))
+            | nb.uint64(data[q + nb.uint64(7)])
+        )
     else:
+        w = nb.uint64(0)
         for k in range(8):
             w = w << _U8
             if p + k < data.shape[0]:
@@ -151,6 +162,22 @@ def _bits(data, bit, n):
 
 
 @nb.njit(**_INLINE)
+def _bswap(x):
+    """The uint64 ``x`` with its bytes in reverse order (LLVM makes this one instruction)."""
+    m = _MASK8
+    return (
+        ((x & m) << nb.uint64(56))
+        | (((x >> nb.uint64(8)) & m) << nb.uint64(48))
+        | (((x >> nb.uint64(16)) & m) << nb.uint64(40))
+        | (((x >> nb.uint64(24)) & m) << nb.uint64(32))
+        | (((x >> nb.uint64(32)) & m) << nb.uint64(24))
+        | (((x >> nb.uint64(40)) & m) << nb.uint64(16))
+        | (((x >> nb.uint64(48)) & m) << nb.uint64(8))
+        | (x >> nb.uint64(56))
+    )
+
+
+@nb.njit(**_INLINE)
 def _unpack(data, bit, nbits, s0, s1, s2):
     """One mixed-radix triplet of ``nbits`` bits (1..72) at bit ``bit``, sizes ``s0, s1,
     s2`` (uint64, each 1..2^24): (x, y, z) as uint64, x's high bits beyond 32 dropped as
@@ -163,13 +190,15 @@ def _unpack(data, bit, nbits, s0, s1, s2):
     last = nbits - 8 * m  # 1..8 bits
     if nbits <= 64:
         if nbits <= 57:
-            r = _bits(data, bit, nbits)
+            # the window byte-reversed: its whole bytes are the number's low bytes in
+            # order, and the last chunk is the top ``last`` bits of byte m
+            b = _bswap(_window(data, bit))
         else:
             r = (_bits(data, bit, nbits - 32) << nb.uint64(32)) | _bits(data, bit + nbits - 32, 32)
-        v = (r & ((nb.uint64(1) << nb.uint64(last)) - nb.uint64(1))) << nb.uint64(8 * m)
-        for k in range(m):
-            byte = (r >> nb.uint64(last + 8 * (m - 1 - k))) & _MASK8
-            v = v | (byte << nb.uint64(8 * k))
+            b = _bswap(r << nb.uint64(64 - nbits))
+        low = b & ((nb.uint64(1) << nb.uint64(8 * m)) - nb.uint64(1))
+        top = ((b >> nb.uint64(8 * m)) & _MASK8) >> nb.uint64(8 - last)
+        v = low | (top << nb.uint64(8 * m))
         z = v % s2
         t = v // s2
         y = t % s1
