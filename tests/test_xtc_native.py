@@ -48,7 +48,7 @@ CODES = {
     for name in (
         "OK BAD_MAGIC NATOMS NATOMS_REPEAT PRECISION RANGE SIZE SMALLIDX_START "
         "SMALLIDX_CHANGE BITS_PAST_END RUN_PAST_NATOMS BYTES_PAST_FILE HEADER_PAST_FILE "
-        "BYTE_COUNT NBYTES VALUE_RANGE RUN_LENGTH"
+        "BYTE_COUNT NBYTES VALUE_RANGE RUN_LENGTH BOX"
     ).split()
 }
 
@@ -306,6 +306,10 @@ def put(data, at, fmt, value):
         ((88, ">i4", 0), "NBYTES"),
         ((88, ">i4", -4), "NBYTES"),
         ((88, ">i4", 2**31 - 1), "BYTES_PAST_FILE"),
+        ((12, ">f4", np.nan), "BOX"),
+        ((16, ">f4", np.inf), "BOX"),
+        ((32, ">f4", -2.0), "BOX"),
+        ((40, ">f4", 2e6), "BOX"),
     ],
 )
 def test_each_header_fault_has_its_code(edit, code):
@@ -478,6 +482,20 @@ FUZZ = textwrap.dedent(
                 xtc.XTCReader(fix).read(np.arange(fix.n_frames), ix.natoms // 2)
             except DamagedFileError:
                 pass
+    # random bytes anywhere (headers too) of the whole file, through the file layer
+    for t in range(trials // 4):
+        d = base.copy()
+        for at in rng.integers(0, d.size, int(rng.integers(1, 6))):
+            d[at] = rng.integers(0, 256)
+        d[: int(rng.integers(0, 2)) * int(rng.integers(0, d.size))].tofile(tmp)
+        if rng.random() < 0.5:
+            d.tofile(tmp)
+        try:
+            fix = xtc.build_index(tmp)
+            xtc.XTCReader(fix).verify()
+        except DamagedFileError:
+            pass
+        tally["file"] = tally.get("file", 0) + 1
     print(json.dumps(tally))
     """
 )
@@ -489,7 +507,7 @@ def test_random_bytes_in_compressed_data_never_crash(tmp_path):
     stderr), every status is a known code, and a part of the damage is caught."""
     env = dict(os.environ)
     tally = {}
-    for name, trials in (("XTC_sub_sol", 400), ("RANDOM_WALK", 400)):
+    for name, trials in (("XTC_sub_sol", 400), ("RANDOM_WALK", 400), ("XTC_multi_frame", 400)):
         proc = subprocess.run(
             [sys.executable, "-c", FUZZ, getattr(mdt, name), str(trials), "1", str(tmp_path / "f")],
             capture_output=True,
@@ -502,6 +520,7 @@ def test_random_bytes_in_compressed_data_never_crash(tmp_path):
         for key, v in json.loads(proc.stdout.strip().splitlines()[-1]).items():
             tally[key] = tally.get(key, 0) + v
     known = {str(c) for c in CODES.values()}
+    assert tally["file"] == 300
     full = {k: v for k, v in tally.items() if k[0].isdigit()}
     assert set(full) <= known
     assert {k[8:] for k in tally if k.startswith("partial_")} <= known

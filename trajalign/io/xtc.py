@@ -67,7 +67,8 @@ MESSAGES = {
     "{nbytes} stored",
     14: "its compressed size {d} is not positive",
     15: "its compressed coordinates are damaged: atom {d} decodes outside the frame's range",
-    16: "its compressed coordinates are damaged: the run length at atom {d} is one no writer makes",
+    16: "its compressed coordinates are damaged: no writer makes the run length at atom {d}",
+    17: "its box or time is not numbers",
 }
 
 _TOOL_FMT = "XTC"
@@ -297,6 +298,11 @@ class XTCBlock:
         return box_dimensions(self.boxes_nm)
 
 
+def _angstrom(boxes_nm: np.ndarray) -> np.ndarray:
+    """Box vectors in Angstrom: nm times 10 in float32, as MDAnalysis converts."""
+    return boxes_nm * np.float32(10.0)
+
+
 def box_dimensions(boxes_nm: np.ndarray) -> np.ndarray:
     """MDAnalysis' ``ts.dimensions`` of XTC frames from their stored box vectors.
 
@@ -458,7 +464,7 @@ class XTCReader:
             raise self._error(int(frames[j]), int(status[j]), int(detail[j]))
         return XTCBlock(
             coords=out,
-            boxes=boxes * np.float32(10.0),
+            boxes=_angstrom(boxes),
             boxes_nm=boxes,
             times=times.astype(np.float64),
             steps=steps,
@@ -641,7 +647,7 @@ class XTCChain:
             boxes_nm[rows] = b.boxes_nm
             times[rows] = b.times
             steps[rows] = b.steps
-        return XTCBlock(coords, boxes_nm * np.float32(10.0), boxes_nm, times, steps)
+        return XTCBlock(coords, _angstrom(boxes_nm), boxes_nm, times, steps)
 
     def close(self) -> None:
         for r in self.readers:

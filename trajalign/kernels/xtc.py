@@ -65,6 +65,7 @@ BYTE_COUNT = 13  #: full decode: detail: the bytes the stream used (not its stor
 NBYTES = 14  #: detail: the stored byte count (<= 0)
 VALUE_RANGE = 15  #: detail: an atom decoded outside the frame's range [minint, maxint]
 RUN_LENGTH = 16  #: detail: the atom whose run code is above 26 (no writer makes one)
+BOX = 17  #: the box or time is NaN or inf, a box edge longer than 1e6 nm, a diagonal < 0
 
 #: a frame's header fields, as :func:`read_header` stores them in an int64 (12,) array
 H_NATOMS, H_STEP, H_NBYTES, H_SMALLIDX, H_END = 0, 1, 2, 3, 4
@@ -85,6 +86,7 @@ MAGICINTS = np.array(
 )
 FIRSTIDX = 9
 LASTIDX = 73
+MAX_BOX_NM = 1e6
 
 _U8 = nb.uint64(8)
 _MASK8 = nb.uint64(0xFF)
@@ -267,7 +269,7 @@ def read_header(data, off, natoms, h, box):
         return BAD_MAGIC, magic, zero, zero
     n = _i32(data, off + 4)
     h[H_NATOMS] = n
-    if n != natoms:
+    if n != natoms or n < 1:  # (a count below 1 would send a header walk backwards)
         return NATOMS, n, zero, zero
     h[H_STEP] = _i32(data, off + 8)
     bits = np.empty(10, np.uint32)
@@ -275,12 +277,18 @@ def read_header(data, off, natoms, h, box):
         bits[k] = _u32(data, off + 12 + 4 * k)
     f = bits.view(np.float32)
     time = f[0]
+    bad = not (abs(time) < np.inf)
     for r in range(3):
         for c in range(3):
-            box[r, c] = f[1 + 3 * r + c]
+            v = f[1 + 3 * r + c]
+            box[r, c] = v
+            # (the limits of io.integrity's header check: no box is that, only damage)
+            bad = bad or not (abs(v) <= MAX_BOX_NM) or (r == c and v < 0)
     lsize = _i32(data, off + 52)
     if lsize != natoms:
         return NATOMS_REPEAT, lsize, time, zero
+    if bad:
+        return BOX, 0, time, zero
     if natoms <= 9:
         h[H_END] = off + SHORT_HEADER + 12 * natoms
         if h[H_END] > size:
