@@ -403,6 +403,11 @@ def test_flipped_magic_and_a_wrong_topology(tmp_path):
     assert bad.n_frames == 4 and bad.fault.code == K.BAD_MAGIC and bad.fault.frame == 4
     assert f"frame 4 (byte {int(ix.offsets[4])}) is damaged" in str(bad.error())
     assert "--stop 4" in str(bad.error())
+    junk = tmp_path / "junk.xtc"
+    junk.write_bytes(os.urandom(4096))
+    assert "is not an XTC file" in str(xtc.build_index(str(junk), 10).error())
+    junk.write_bytes(open(path, "rb").read()[:30])
+    assert "is too short (30 bytes) to hold a frame" in str(xtc.build_index(str(junk)).error())
     other = xtc.build_index(path, natoms=11)
     assert other.n_frames == 0 and other.fault.code == K.NATOMS
     assert "says 10 atoms, the topology has 11" in str(other.error())

@@ -181,6 +181,12 @@ def frame_error(
         (shift it with :meth:`DamagedFileError.shifted` for a file after others).
     """
     k = _k()
+    # frame 0 bad from its first bytes: not an XTC at all (io.integrity's words)
+    if frame == 0 and code == k.BAD_MAGIC:
+        what = "is not an XTC file: it does not start with the XTC magic number 1995"
+        return damaged(path, what, None, _TOOL_FMT)
+    if frame == 0 and code == k.HEADER_PAST_FILE and size is not None:
+        return damaged(path, f"is too short ({size} bytes) to hold a frame", None, _TOOL_FMT)
     if code in (k.BYTES_PAST_FILE, k.HEADER_PAST_FILE):
         left = (size if size is not None else byte) - byte
         what = (
