@@ -67,7 +67,7 @@ VALUE_RANGE = 15  #: detail: an atom decoded outside the frame's range [minint, 
 RUN_LENGTH = 16  #: detail: the atom whose run code is above 26 (no writer makes one)
 BOX = 17  #: the box or time is NaN or inf, a box edge longer than 1e6 nm, a diagonal < 0
 
-#: a frame's header fields, as :func:`read_header` stores them in an int64 (12,) array
+#: a frame's header fields, as :func:`read_header` stores them in an int64 (H_LEN,) array
 H_NATOMS, H_STEP, H_NBYTES, H_SMALLIDX, H_END = 0, 1, 2, 3, 4
 H_MININT, H_MAXINT = 5, 8  # three each
 H_LEN = 11
