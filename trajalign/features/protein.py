@@ -316,7 +316,7 @@ class ProteinTopology:
         ParameterError
             An unknown name.
         SelectionError
-            The selection holds no atoms of the names the torsion needs.
+            The selection has no residue with atoms named N, CA and C (no protein).
         """
         key = str(name).lower()
         if key not in TORSIONS:
@@ -326,10 +326,11 @@ class ProteinTopology:
             {self.names[p]: int(p) for p in self.order[self.offsets[r] : self.offsets[r + 1]]}
             for r in range(self.n_residues)
         ]
-        core = _core_names(key)
-        if not any(all(a in here for a in core) for here in lookup):
+        # no protein at all is an error; a protein without the torsion (chi5 without
+        # ARG) gives no columns
+        if not any(all(a in here for a in ("N", "CA", "C")) for here in lookup):
             raise SelectionError(
-                f"{key} needs atoms named {', '.join(core)}: the selection has none",
+                f"{key} needs atoms named N, CA, C: the selection has none",
                 "use --features dihedrals with --pairs FILE for other molecules",
             )
         rows, res = [], []
@@ -509,14 +510,6 @@ class ProteinTopology:
 # ---------------------------------------------------------------------- helpers
 
 
-def _core_names(name: str) -> list[str]:
-    """The atom names a torsion needs within its own residue, for the error message."""
-    if name in BACKBONE_TORSIONS:
-        return ["N", "CA", "C"]
-    first = TORSIONS[name][0]
-    return [a for _, a in first[:3]]
-
-
 def _named(order, offsets, names, atom: str) -> np.ndarray:
     """Selection position of the atom called ``atom`` in each residue, -1 if none."""
     out = np.full(offsets.size - 1, -1, dtype=np.int64)
@@ -635,9 +628,10 @@ def torsions(X, atoms, name: str, box=None, warn: bool = True):
             f"X has shape {x.shape}, not (frames, {len(atoms)}, 3) for the selection",
             "pass the coordinates of the selected atoms",
         )
-    quads, labels = torsion_indices(atoms, name, x[0], warn=False)
+    top = ProteinTopology.from_atoms(atoms, x[0])
+    quads, labels = top.torsions(name)
     if warn and str(name).lower() in BACKBONE_TORSIONS:
-        for msg in ProteinTopology.from_atoms(atoms, x[0]).breaks:
+        for msg in top.breaks:
             warnings.warn(msg, ChainBreakWarning, stacklevel=2)
     return dihedrals(x, quads, box), labels
 
