@@ -324,9 +324,9 @@ def _brute(x, groups, pairs, h=None, direct=None):
     return out
 
 
-def _random_groups(rng, n_points, n_groups, spread=1.5, scale=30.0):
+def _random_groups(rng, n_points, n_groups, spread=1.5, scale=30.0, max_size=8):
     centres = rng.uniform(0, scale, (n_groups, 3))
-    sizes = rng.integers(1, 9, n_groups)
+    sizes = rng.integers(1, max_size + 1, n_groups)
     x0, groups, start = [], [], 0
     for c, s in zip(centres, sizes, strict=True):
         x0.append(c + rng.normal(0, spread, (s, 3)))
@@ -335,10 +335,13 @@ def _random_groups(rng, n_points, n_groups, spread=1.5, scale=30.0):
     return np.concatenate(x0), groups
 
 
+@pytest.mark.parametrize("max_size", [8, 24], ids=["small-groups", "bounded-groups"])
 @pytest.mark.parametrize("box_kind", ["none", "orthorhombic", "triclinic"])
-def test_mindist_equals_brute_force(box_kind):
+def test_mindist_equals_brute_force(box_kind, max_size):
+    # groups up to 8 atoms are measured in full; larger pairs (> 100 atom pairs) go
+    # through the bounding-sphere path
     rng = np.random.default_rng(7)
-    x0, groups = _random_groups(rng, 0, 40)
+    x0, groups = _random_groups(rng, 0, 40, max_size=max_size)
     n = x0.shape[0]
     x = (x0[None] + rng.normal(0, 0.7, (4, n, 3))).astype(np.float32)
     x.flags.writeable = False
