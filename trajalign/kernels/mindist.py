@@ -21,11 +21,13 @@ without a box), the triangle inequality gives
     |x_j - x_i + L| >= |c_B - x_i + L| - r_B >= |c_B - c_A + L| - r_A - r_B.
 
 So with ``best`` the smallest atom-pair distance found so far, an atom ``i`` whose
-``|mic(c_B - x_i)| - r_B`` exceeds ``best`` cannot take part in a shorter pair and is
-skipped, and so is an atom ``j`` whose ``|mic(x_j - c_A)| - r_A`` exceeds ``best``. The
-bounds hold for any coordinates (whole or not), so skipping never changes a value; only
-the amount of skipped work depends on the geometry. A good first ``best`` (the pair of
-the atom of A nearest ``c_B`` and the atom of B nearest ``c_A``) makes most atoms skip.
+``|c_B - x_i + L| - r_B`` exceeds ``best`` cannot take part in a shorter pair and its row
+is skipped. The bound holds for any coordinates (whole or not), so skipping never changes
+a value; only the amount of skipped work depends on the geometry. The first ``best`` is
+the row of the atom of A nearest ``c_B``. Rows are minima without an index (they
+vectorise); the index is found afterwards in the winning row only. Pairs of at most
+``_BRUTE_MAX`` atom pairs (two residues of heavy atoms) are measured in full: there the
+bounds cost more than they save.
 
 Periodic pairs: if ``S`` is the lattice vector that takes ``c_B - c_A`` to its minimum
 image and ``|c_B - c_A + S| + r_A + r_B`` is at most half the shortest lattice vector,
