@@ -32,9 +32,10 @@ EXE = [sys.executable, "-m", "trajalign"]
 PRELOAD = """
 import os, time
 import trajalign.executors as ex
+import trajalign.tasks as tasks
 from trajalign.errors import InputError
 
-_real = ex.process_block
+_real = tasks.process_block
 
 
 def slow(*args, **kw):
@@ -42,7 +43,7 @@ def slow(*args, **kw):
     return _real(*args, **kw)
 
 
-ex.process_block = slow
+tasks.process_block = slow
 
 def _hide(spec):
     # stands for a folder the workers' machines do not mount
@@ -51,7 +52,7 @@ def _hide(spec):
             raise InputError(f"{p}: no such file", "check the path")
 
 
-_real_run = ex._run_task
+_real_run = ex.run_task
 
 
 def run_task(spec, *args, **kw):
@@ -70,7 +71,7 @@ def probe(spec):
     return _real_probe(spec)
 
 
-ex._run_task = run_task
+ex.run_task = run_task
 ex._probe_task = probe
 """
 

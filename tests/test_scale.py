@@ -472,7 +472,7 @@ def test_shared_memory_full_keeps_the_array_in_the_result(monkeypatch):
 @pytest.fixture()
 def every_array_through_shm(monkeypatch):
     """The driver tells workers to hand over every array, however small, as a file."""
-    monkeypatch.setattr(ex, "_SHM_MIN_BYTES", 0)
+    monkeypatch.setattr(ex, "SHM_MIN_BYTES", 0)
 
 
 def test_cluster_through_shared_memory_equals_serial(tmp_path, cluster, every_array_through_shm):
