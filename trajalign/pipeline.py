@@ -120,6 +120,18 @@ class Job:
     def parameters(self) -> dict:
         return {"method": self.method}
 
+    #: ``--each``: the job shares something over the dataset (:meth:`dataset_state`)
+    shares_dataset: bool = False
+
+    def dataset_state(self, sources) -> object:
+        """``--each``: what every input's job shares, found once over the dataset (after
+        :meth:`prepare` on the first input; ``sources()`` opens each input in turn). None
+        where the job shares nothing (each input is then exactly a run on it alone)."""
+        return None
+
+    def use_dataset_state(self, state: object) -> None:
+        """``--each``: take :meth:`dataset_state` of the dataset before :meth:`prepare`."""
+
     #: True when a block's result depends on the block before it (principal axes with
     #: ``--sign continuity``): blocks are then processed independently, and the driver
     #: calls :meth:`stitch` on each in frame order, after the previous one is written.

@@ -159,20 +159,10 @@ def keep_freed_memory() -> None:
         pass  # not glibc (musl): nothing to tune
 
 
-def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commit=None) -> None:
-    """Open the source, run the job through the pipeline and report the summary.
-
-    ``before_commit(path, source)`` runs on the finished temporary output before it is
-    renamed into place (see :func:`trajalign.pipeline.run`)."""
+def make_run_executor(out_kw: dict):
+    """The executor of a run (serial, --workers, --scheduler), started."""
     from ..executors import make_executor
-    from ..io import open_source
-    from ..pipeline import run
-    from .options import check_plot_dir
 
-    check_plot_dir(out_kw.get("plot_dir"))
-    keep_freed_memory()
-    if out_kw["threads"] is not None:
-        set_threads(out_kw["threads"])
     executor = make_executor(
         workers=out_kw["workers"],
         scheduler=out_kw["scheduler"],
@@ -181,6 +171,45 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
         quiet=not _STATE["verbose"],
     )
     executor.start()
+    return executor
+
+
+def pipeline_kwargs(out_kw: dict) -> dict:
+    """The :func:`trajalign.pipeline.run` keywords that the output options set."""
+    return {
+        "chunk_frames": out_kw["chunk_frames"],
+        "memory_mb": out_kw["memory_mb"],
+        "argv": sys.argv,
+        "hdf5_locking": {"true": True, "false": False}.get(
+            out_kw["hdf5_locking"], out_kw["hdf5_locking"]
+        ),
+    }
+
+
+def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commit=None) -> None:
+    """Open the source, run the job through the pipeline and report the summary.
+
+    ``before_commit(path, source)`` runs on the finished temporary output before it is
+    renamed into place (see :func:`trajalign.pipeline.run`). With ``--each`` every input
+    is its own run (:mod:`trajalign.cli.each`)."""
+    from ..errors import ParameterError
+    from ..io import open_source
+    from ..pipeline import run
+    from .options import check_plot_dir
+
+    each, naming, keep_going = (out_kw.pop(k, None) for k in ("each", "each_name", "keep_going"))
+    if not each and (keep_going or naming not in (None, "stem")):
+        flag = "--keep-going" if keep_going else "--each-name"
+        raise ParameterError(f"{flag} goes with --each", f"add --each, or drop {flag}")
+    check_plot_dir(out_kw.get("plot_dir"))
+    keep_freed_memory()
+    if out_kw["threads"] is not None:
+        set_threads(out_kw["threads"])
+    if each:
+        from .each import run_each_command
+
+        return run_each_command(source_kw, job_factory, out_kw, label, naming, keep_going)
+    executor = make_run_executor(out_kw)
     try:
         with open_source(**source_kw) as source:
             executor.attach(source, source_kw)  # --workers: forked from here, now
@@ -194,18 +223,13 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
                     job,
                     output=out_kw["output"],
                     force=out_kw["force"],
-                    chunk_frames=out_kw["chunk_frames"],
-                    memory_mb=out_kw["memory_mb"],
-                    argv=sys.argv,
                     progress=bar.update if bar is not None else None,
                     executor=executor,
                     resume=out_kw["resume"],
-                    hdf5_locking={"true": True, "false": False}.get(
-                        out_kw["hdf5_locking"], out_kw["hdf5_locking"]
-                    ),
                     before_commit=None
                     if before_commit is None
                     else (lambda path: before_commit(path, source)),
+                    **pipeline_kwargs(out_kw),
                 )
             finally:
                 if bar is not None:
@@ -213,13 +237,18 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
     finally:
         executor.close()  # also when the input could not be opened
     if out_kw.get("plot_dir"):
-        from ..diagnostics import read_rotate_jumps
-        from ..plots import write_rotate_plots
-
-        jumps = read_rotate_jumps(summary["output"])
-        figures = write_rotate_plots(jumps, out_kw["plot_dir"], fmt=out_kw["plot_format"])
-        summary["figures"] = [os.path.abspath(p) for p in figures]
+        summary["figures"] = rotate_figures(summary["output"], out_kw["plot_dir"], out_kw)
     report(summary, out_kw["as_json"])
+
+
+def rotate_figures(output: str, plot_dir: str, out_kw: dict) -> list[str]:
+    """Write rotate's figures of ``output`` into ``plot_dir``; their absolute paths."""
+    from ..diagnostics import read_rotate_jumps
+    from ..plots import write_rotate_plots
+
+    jumps = read_rotate_jumps(output)
+    figures = write_rotate_plots(jumps, plot_dir, fmt=out_kw["plot_format"])
+    return [os.path.abspath(p) for p in figures]
 
 
 def report(summary: dict, as_json: bool) -> None:
@@ -347,6 +376,9 @@ __all__ = [
     "progress_bar",
     "repair_line",
     "report",
+    "make_run_executor",
+    "pipeline_kwargs",
+    "rotate_figures",
     "run_job",
     "set_threads",
     "set_verbosity",

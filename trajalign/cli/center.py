@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import cli, run_job
-from .options import pass_kwargs, source_kwargs, with_input, with_output, with_plot
+from .options import pass_kwargs, source_kwargs, with_each, with_input, with_output, with_plot
 
 __all__ = [
     "center",
@@ -15,6 +15,7 @@ __all__ = [
 @cli.command()
 @with_input
 @with_output
+@with_each
 @with_plot()
 @click.option(
     "--method",

@@ -11,6 +11,7 @@ from .._names import PBC_MODES
 from ..errors import ParameterError
 
 __all__ = [
+    "with_each",
     "check_plot_dir",
     "pass_kwargs",
     "plot_options",
@@ -140,6 +141,30 @@ output_options = [
 ]
 
 
+each_options = [
+    click.option(
+        "--each",
+        is_flag=True,
+        help="Every input is its own trajectory: -o names a folder that gets <input stem>.h5 "
+        "per input, each equal to a run on that input alone (the topology is parsed once).",
+    ),
+    click.option(
+        "--each-name",
+        type=click.Choice(["stem", "parent"]),
+        default="stem",
+        show_default=True,
+        help="With --each: name outputs <stem>.h5, or <parent folder>_<stem>.h5 for inputs "
+        "that share a file name (rep1/traj.xtc -> rep1_traj.h5).",
+    ),
+    click.option(
+        "--keep-going",
+        is_flag=True,
+        help="With --each: an input that fails is reported and the others are written "
+        "(exit status 1 at the end, with the failed inputs listed).",
+    ),
+]
+
+
 def plot_options(what: str) -> list:
     """--plot DIR and --plot-format; ``what`` names the figures in the help."""
     return [
@@ -200,6 +225,11 @@ def with_input(f):
 def with_output(f):
     """Add the output options (-o, --force, --chunk-frames, --memory, --json)."""
     return _apply(output_options, f)
+
+
+def with_each(f):
+    """Add --each, --each-name and --keep-going (center, rotate, internal)."""
+    return _apply(each_options, f)
 
 
 def with_plot(what: str = "the alignment-jump and overlay figures"):

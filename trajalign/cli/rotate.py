@@ -7,7 +7,7 @@ import os
 import click
 
 from . import cli, note, run_job
-from .options import pass_kwargs, source_kwargs, with_input, with_output, with_plot
+from .options import pass_kwargs, source_kwargs, with_each, with_input, with_output, with_plot
 
 __all__ = [
     "CENTERS",
@@ -34,6 +34,7 @@ _ONLY = {
 @cli.command()
 @with_input
 @with_output
+@with_each
 @with_plot()
 @click.option(
     "--method",
@@ -132,6 +133,11 @@ def rotate(kw: dict) -> None:
     if opts["point"] is not None and opts["center"] != "point":
         raise ParameterError("--point needs --center point", "add --center point or drop --point")
     src["aux_select"] = fit_select
+    if traj is not None and kw["each"]:
+        raise ParameterError(
+            "--write-traj writes one trajectory, and --each makes one output per input",
+            "drop --write-traj, or run rotate on one input at a time",
+        )
     if traj is not None:
         from ..io.output import prepare_output
         from ..jobs.rotate import trajectory_format

@@ -238,6 +238,7 @@ class RotateJob(Job):
 
     # rotated frames no longer lie in the input's box: it is kept as /trajalign/input_box
     positions_in_input_box = False
+    shares_dataset = True  # --each: one reference for every input (kabsch)
 
     def __init__(
         self,
@@ -287,6 +288,8 @@ class RotateJob(Job):
         self.reference_note = ""
         self.reference_match = ""  # how a reference file's atoms were paired
         self.average_passes = 0
+        # --each: the reference found once for every input, (centred fit atoms, note)
+        self.shared_reference: tuple[np.ndarray, str] | None = None
 
     def _refresh_warnings(self) -> None:
         """Rewrite the frame-list warnings in place (the pipeline may append to the list,
@@ -390,7 +393,24 @@ class RotateJob(Job):
             source.n_points + self.n_fit, source.dim, self.chunk_frames, self.memory_mb
         )
 
+    def dataset_state(self, sources) -> tuple[np.ndarray, str] | None:
+        """``--each``: one reference for every input, so that all outputs share one frame
+        of reference: ``first`` and ``frame:K`` are frames of the first input (as
+        prepared), ``average`` the average over every input's frames. A structure file is
+        the same file for each input anyway."""
+        if self.method != "kabsch":
+            return None
+        if self.reference == "average":
+            self.refc = self._average(None, sources)
+        return self.refc, self.reference_note
+
+    def use_dataset_state(self, state: tuple[np.ndarray, str] | None) -> None:
+        self.shared_reference = state
+
     def _resolve_reference(self, source) -> np.ndarray:
+        if self.shared_reference is not None:
+            refc, self.reference_note = self.shared_reference
+            return refc
         ref = self.reference
         dim = source.dim
         if ref == "first":
@@ -528,17 +548,28 @@ class RotateJob(Job):
             self.warnings.append(note)
         return perm
 
-    def _average(self, source) -> np.ndarray:
-        chunk = self._block_size(source)
+    def _average(self, source, sources=None) -> np.ndarray:
+        """The iterated average structure over the frames of ``source``, or of every
+        source that ``sources()`` opens in turn (``--each``)."""
+
+        def inputs():
+            if sources is None:
+                yield source
+            else:
+                yield from sources()
 
         def blocks():
-            for start in range(0, source.n_frames, chunk):
-                block = source.read(start, min(start + chunk, source.n_frames))
-                x = self._fit_of(block)
-                check_finite_frames(x, "the input", block.frames)
-                yield x
+            for src in inputs():
+                chunk = self._block_size(src)
+                for start in range(0, src.n_frames, chunk):
+                    block = src.read(start, min(start + chunk, src.n_frames))
+                    x = self._fit_of(block)
+                    check_finite_frames(x, "the input", block.frames)
+                    yield x
 
-        first = source.read(0, 1)
+        opened = inputs()
+        first = next(opened).read(0, 1)  # before the generator closes what it opened
+        opened.close()
         x0 = self._fit_of(first)
         check_finite_frames(x0, "the input", first.frames)
         refc, passes, ok = average_reference(blocks, x0[0], self.w)
