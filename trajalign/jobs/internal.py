@@ -107,16 +107,9 @@ def bonded_tuples(source) -> dict[str, np.ndarray] | None:
         return None
     bonds = np.asarray(source.bonds, dtype=np.int64)
     out = {"distances": bonds}
-    u = getattr(source, "universe", None)
-    for feat, attr, derive in (
-        ("angles", "angles", angles_from_bonds),
-        ("dihedrals", "dihedrals", dihedrals_from_bonds),
-    ):
-        group = getattr(u, attr, None) if u is not None else None
-        if group is not None and len(group):
-            out[feat] = _restrict(group.indices, source.atom_indices)
-        else:
-            out[feat] = derive(bonds)
+    for feat, derive in (("angles", angles_from_bonds), ("dihedrals", dihedrals_from_bonds)):
+        listed = source.topology_tuples(feat)
+        out[feat] = derive(bonds) if listed is None else _restrict(listed, source.atom_indices)
     return out
 
 
