@@ -202,3 +202,14 @@ def test_each_options_without_each_and_write_traj_are_refused(tmp_path, cli):
     (tmp_path / "file").write_text("")
     res = cli("center", BUTANE_DCD, "-t", BUTANE_PDB, "--each", "-o", tmp_path / "file")
     assert res.code == 1 and "is a file; with --each it names a folder" in res.stderr
+
+
+def test_info_check_each_counts_each_files_good_frames_on_its_own(tmp_path, replicas, cli):
+    bad = _damaged_copy(tmp_path)  # replaces r1.xtc: 1 good frame before the cut
+    n = mda.Universe(TPR_xvf, XTC_sub_sol).trajectory.n_frames
+    joined = cli("info", replicas[0], bad, "-t", TPR_xvf, "--check")
+    assert f"--stop {n + 1}" in joined.stderr  # one trajectory: the frames of r0 count too
+    res = cli("info", replicas[0], bad, "-t", TPR_xvf, "--check", "--each")
+    assert res.code == 1
+    assert res.stderr.strip().splitlines()[-1].startswith(f"Error: {bad}: is truncated")
+    assert "--stop 1," in res.stderr  # a trajectory of its own: its one good frame

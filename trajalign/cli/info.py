@@ -28,6 +28,13 @@ __all__ = [
     help="Also read every frame of every input file and report the first damaged frame "
     "of each (as gmx check does); writes nothing. Exit status 1 if any file is damaged.",
 )
+@click.option(
+    "--each",
+    is_flag=True,
+    help="The inputs are separate trajectories (as center/rotate/internal --each take "
+    "them): the facts are those of the first, and --check counts each file's good frames "
+    "(the --stop of its message) on its own.",
+)
 @pass_kwargs
 def info(kw: dict) -> None:
     """Frames, points, dimension, box, masses, bonds and time step of an input.
@@ -42,17 +49,18 @@ def info(kw: dict) -> None:
 
     as_json = kw.pop("as_json")
     check = kw.pop("check")
+    each = kw.pop("each")
     facts: dict = {}
     skw = source_kwargs(kw)  # pops the options from kw: once
     try:
-        with open_source(**skw) as src:
+        with open_source(**(dict(skw, paths=skw["paths"][:1]) if each else skw)) as src:
             facts = describe(src)
     except DamagedFileError:
         if not check:
             raise
         # the whole input cannot be opened: --check still names each file's damage
     if check:
-        facts["check"] = check_files(skw)
+        facts["check"] = check_files(skw, each=each)
     if as_json:
         plain = dict(facts)
         if check:
@@ -76,13 +84,16 @@ def info(kw: dict) -> None:
         raise err
 
 
-def check_files(kw: dict) -> list:
+def check_files(kw: dict, each: bool = False) -> list:
     """Read every frame of each input file on its own; one row per file.
 
     Parameters
     ----------
     kw : dict
         Keyword arguments of :func:`trajalign.io.open_source` for the whole input.
+    each : bool
+        The files are separate trajectories (``--each``): a message's ``--stop`` counts
+        that file's frames only, not those of the files before it.
 
     Returns
     -------
@@ -105,7 +116,7 @@ def check_files(kw: dict) -> list:
         try:
             with open_source(**one) as src:
                 row["frames"] = scan_source(src)
-            if before is not None:
+            if before is not None and not each:  # with --each, every file starts at 0
                 before += row["frames"]
         except TrajalignError as exc:
             if isinstance(exc, DamagedFileError) and before is None:
@@ -113,7 +124,7 @@ def check_files(kw: dict) -> list:
                 exc = DamagedFileError(exc.path, exc.what, None, exc.tool)
             elif isinstance(exc, DamagedFileError) and before:
                 exc = exc.shifted(before)
-            before = None
+            before = 0 if each else None
             row.update(ok=False, error=str(exc))
             row["exception"] = exc
         rows.append(row)
