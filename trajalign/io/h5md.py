@@ -6,6 +6,7 @@ writes one block of frames at its offset, so blocks may arrive in any order.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
@@ -73,13 +74,21 @@ class BackgroundHashes:
 
 
 def dependency_versions() -> dict[str, str]:
+    """Versions of Python and of trajalign's dependencies, for the provenance."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple:
+    # importlib.metadata scans site-packages on every call (0.1 s, paid by every output
+    # of a --each dataset); the versions cannot change within a process
     out = {"python": sys.version.split()[0]}
     for name in DEPENDENCIES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    return out
+    return tuple(out.items())
 
 
 def triclinic_vectors(box: np.ndarray) -> np.ndarray:
