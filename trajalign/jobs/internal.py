@@ -37,6 +37,7 @@ from .protein import (
     check_contact_options,
     mindist_setup,
     protein_topology,
+    protein_tuples,
     torsion_tuples,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "ROOT",
     "TRANSFORMS",
     "bonded_tuples",
+    "check_tuples",
     "InternalJob",
 ]
 
@@ -130,6 +132,21 @@ def bonded_tuples(source) -> dict[str, np.ndarray] | None:
         else:
             out[feat] = derive(bonds)
     return out
+
+
+def check_tuples(methods: list[str] | None):
+    """``tuples(source)`` for :func:`trajalign.diagnostics.plan_check`: the topology's
+    bonded tuples, and the protein tuples of the protein methods in ``methods``."""
+    protein = [m for m in methods or () if m in PROTEIN_FEATURES]
+    generic = not methods or any(m in ("distances", "angles", "dihedrals") for m in methods)
+
+    def tuples(source) -> dict | None:
+        out = dict(bonded_tuples(source) or {}) if generic else {}
+        if protein:
+            out.update(protein_tuples(source, protein))
+        return out or None
+
+    return tuples
 
 
 class InternalJob(Job):

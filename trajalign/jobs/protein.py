@@ -27,6 +27,7 @@ __all__ = [
     "check_contact_options",
     "mindist_setup",
     "protein_topology",
+    "protein_tuples",
     "torsion_tuples",
 ]
 
@@ -154,3 +155,22 @@ def check_contact_options(cutoff: float, transform: str, steepness: float) -> No
         raise ParameterError(
             f"--contact-steepness {steepness} is not positive", "give a steepness > 0"
         )
+
+
+def protein_tuples(source, names: list[str]) -> dict:
+    """Quadruplets of the torsions in ``names`` and, for ``mindist``, the plan of every
+    residue pair (``closest-heavy``, ``all``), for ``trajalign check``.
+
+    Returns
+    -------
+    dict
+        ``{"phi": (Q, 4) int64, ..., "mindist": MindistPlan}``.
+    """
+    top = protein_topology(source, names)
+    out: dict = {}
+    for name in names:
+        if name in TORSION_FEATURES:
+            out[name] = torsion_tuples(top, name)[0]
+        elif name == "mindist":
+            out[name] = mindist_setup(top, "closest-heavy", "all", source.n_points).plan
+    return out
