@@ -18,6 +18,15 @@ Kernel level only: no file reading or writing. Numba kernels are compiled (and c
 before timing. Results are checked against MDTraj before anything is timed.
 
 Usage: ``python benchmarks/features.py [--tile 10] [--repeat 3]``.
+
+Whole process (issue 22's goal: the ``trajalign internal`` process against a plain MDTraj
+script on the same frames, both timed from outside with ``farm-bench --vs``):
+
+- ``python benchmarks/features.py --prepare DIR`` writes ``DIR/adk980.dcd`` (the 98 frames
+  repeated ``--tile`` times, written by MDAnalysis) and prints the commands to pair;
+- ``python benchmarks/features.py --mdtraj FEATURE DCD PSF OUT`` is the MDTraj side:
+  ``md.load`` + ``compute_contacts(t, "all", "closest-heavy", periodic=False)`` (FEATURE
+  ``mindist``) or ``compute_phi(t, periodic=False)`` (``phi``) + ``np.save`` of the result.
 """
 
 from __future__ import annotations
@@ -40,11 +49,57 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
+def mdtraj_script(feature: str, dcd: str, psf: str, out: str) -> None:
+    """What a user writes with MDTraj: load, compute, save."""
+    import mdtraj as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = md.load(dcd, top=psf)
+        if feature == "mindist":
+            d, pairs = md.compute_contacts(t, "all", scheme="closest-heavy", periodic=False)
+            np.save(out, d)
+        else:
+            idx, d = md.compute_phi(t, periodic=False)
+            np.save(out, d)
+
+
+def prepare(folder: str, tile: int) -> None:
+    """The tiled DCD, and the command pairs for ``farm-bench``."""
+    import sys
+
+    import MDAnalysis as mda
+    from MDAnalysisTests.datafiles import DCD, PSF
+
+    os.makedirs(folder, exist_ok=True)
+    dcd = os.path.join(folder, f"adk{98 * tile}.dcd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(PSF, DCD)
+        with mda.Writer(dcd, u.atoms.n_atoms) as w:
+            for _ in range(tile):
+                for _ts in u.trajectory:
+                    w.write(u.atoms)
+    here = os.path.abspath(__file__)
+    ta = os.path.join(os.path.dirname(sys.executable), "trajalign")
+    for feat, opts in (("mindist", "--features mindist --scheme closest-heavy"),
+                       ("phi", "--features phi")):  # fmt: skip
+        a = f"{ta} -q internal {dcd} -t {PSF} {opts} -o {folder}/{feat}.h5 --force"
+        b = f"{sys.executable} {here} --mdtraj {feat} {dcd} {PSF} {folder}/{feat}_md.npy"
+        print(f"farm-bench -n 3 --timeout 900 --vs '{b}' -- {a}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tile", type=int, default=10, help="repeat the 98 frames this often")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--prepare", metavar="DIR", help="write the whole-process inputs")
+    ap.add_argument("--mdtraj", nargs=4, metavar=("FEATURE", "DCD", "PSF", "OUT"))
     args = ap.parse_args(argv)
+    if args.mdtraj:
+        return mdtraj_script(*args.mdtraj)
+    if args.prepare:
+        return prepare(args.prepare, args.tile)
 
     import MDAnalysis as mda
     import mdtraj as md

@@ -249,8 +249,8 @@ def output_facts(path: str, n_labels: int = 3) -> dict | None:
     -------
     dict or None
         ``output``, ``method``, ``frames`` and ``features``: one dict per feature with
-        ``name``, ``shape``, ``dtype``, ``unit``, ``columns`` (labels count) and
-        ``first_labels``.
+        ``name``, ``shape``, ``dtype``, ``unit``, ``columns`` (labels count),
+        ``first_labels``, ``more`` and ``labels_last`` (expanded features).
     """
     import os
 
@@ -281,6 +281,8 @@ def output_facts(path: str, n_labels: int = 3) -> dict | None:
             v = g["value"]
             labels = g["labels"][: n_labels + 1] if "labels" in g else []
             labels = [s.decode() if isinstance(s, bytes) else str(s) for s in labels]
+            last = g["labels_last"][()] if "labels_last" in g else []
+            last = [s.decode() if isinstance(s, bytes) else str(s) for s in last]
             feats.append(
                 {
                     "name": name,
@@ -290,6 +292,7 @@ def output_facts(path: str, n_labels: int = 3) -> dict | None:
                     "columns": int(g["labels"].shape[0]) if "labels" in g else None,
                     "first_labels": labels[:n_labels],
                     "more": len(labels) > n_labels,
+                    "labels_last": last,
                 }
             )
         frames = int(feats[0]["shape"][0])
@@ -309,5 +312,8 @@ def output_lines(facts: dict) -> list[str]:
         shape = "x".join(str(n) for n in ft["shape"])
         unit = f" {ft['unit']}" if ft["unit"] else ""
         first = ", ".join(ft["first_labels"]) + (", ..." if ft["more"] else "")
+        if ft["labels_last"]:
+            first += " x " + ", ".join(ft["labels_last"][:4])
+            first += ", ..." if len(ft["labels_last"]) > 4 else ""
         lines.append(f"  {ft['name']:<{width}}  {shape} {ft['dtype']}{unit}: {first}")
     return lines
