@@ -164,7 +164,7 @@ class ProteinTopology:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_atoms(cls, atoms, positions=None) -> ProteinTopology:
+    def from_atoms(cls, atoms, positions=None, bonds=None) -> ProteinTopology:
         """Resolve an MDAnalysis AtomGroup.
 
         Parameters
@@ -175,6 +175,10 @@ class ProteinTopology:
             Coordinates of the selection in the first frame (Angstrom, molecules whole),
             for the peptide-bond distance test when the topology has no bonds; default
             ``atoms.positions``.
+        bonds : array_like, shape (B, 2), int, optional
+            The topology's bonds within the selection, in selection positions (what
+            :attr:`Source.bonds` holds), to spare building MDAnalysis' bond group;
+            default: the universe's bonds.
 
         Raises
         ------
@@ -233,7 +237,7 @@ class ProteinTopology:
         candidates = np.flatnonzero(
             (chain[:-1] == chain[1:]) & (c_at[:-1] >= 0) & (n_at[1:] >= 0)
         ).astype(np.int64)
-        bonded = _bonded(atoms, idx, c_at[candidates], n_at[candidates + 1])
+        bonded = _bonded(atoms, idx, c_at[candidates], n_at[candidates + 1], bonds)
         if bonded is None:
             d = np.linalg.norm(x0[n_at[candidates + 1]] - x0[c_at[candidates]], axis=1)
             bonded = d <= PEPTIDE_BOND_MAX
@@ -533,20 +537,26 @@ def _named(order, offsets, names, atom: str) -> np.ndarray:
     return out
 
 
-def _bonded(atoms, idx, c_pos, n_pos) -> np.ndarray | None:
+def _bonded(atoms, idx, c_pos, n_pos, sel_bonds=None) -> np.ndarray | None:
     """Whether atoms ``idx[c_pos[k]]`` and ``idx[n_pos[k]]`` are bonded in the topology;
-    None where the topology has no bonds."""
-    u = atoms.universe
-    try:
-        bonds = u.bonds.indices if hasattr(u, "bonds") else None
+    None where the topology has no bonds. ``sel_bonds``: the bonds within the selection
+    (selection positions), given by the caller."""
+    if sel_bonds is not None:
+        b = np.asarray(sel_bonds, dtype=np.int64).reshape(-1, 2)
+        return _pair_in(b, c_pos, n_pos, idx.size) if b.size else None
+    try:  # one access: MDAnalysis builds the whole bond group on each
+        bonds = atoms.universe.bonds.indices
     except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
         bonds = None
     if bonds is None or len(bonds) == 0:
         return None
     b = np.asarray(bonds, dtype=np.int64)
-    n_all = int(max(b.max(), idx.max())) + 1
-    key = np.minimum(b[:, 0], b[:, 1]) * n_all + np.maximum(b[:, 0], b[:, 1])
-    ci, ni = idx[c_pos], idx[n_pos]
+    return _pair_in(b, idx[c_pos], idx[n_pos], int(max(b.max(), idx.max())) + 1)
+
+
+def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> np.ndarray:
+    """Whether each (ci[k], ni[k]) is a row of ``bonds`` (either order)."""
+    key = np.minimum(bonds[:, 0], bonds[:, 1]) * n_all + np.maximum(bonds[:, 0], bonds[:, 1])
     want = np.minimum(ci, ni) * n_all + np.maximum(ci, ni)
     return np.isin(want, key)
 

@@ -64,7 +64,7 @@ def protein_topology(source, features: list[str]) -> ProteinTopology:
         raise _no_protein(features[0], "an array input has no atom names")
     # the peptide-bond distance test (topologies without bonds) wants whole molecules
     first = np.asarray(source.read(0, 1).coords[0], dtype=np.float64)
-    return ProteinTopology.from_atoms(atoms, first)
+    return ProteinTopology.from_atoms(atoms, first, bonds=source.bonds)
 
 
 def torsion_tuples(top: ProteinTopology, name: str) -> tuple[np.ndarray, list[str]]:
