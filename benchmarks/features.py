@@ -18,6 +18,15 @@ Kernel level only: no file reading or writing. Numba kernels are compiled (and c
 before timing. Results are checked against MDTraj before anything is timed.
 
 Usage: ``python benchmarks/features.py [--tile 10] [--repeat 3]``.
+
+Whole process (issue 22's goal: the ``trajalign internal`` process against a plain MDTraj
+script on the same frames, each a child process, wall and CPU time, best of ``--repeat``):
+
+- ``python benchmarks/features.py --prepare DIR`` writes ``DIR/adk980.dcd`` (the 98 frames
+  repeated ``--tile`` times, written by MDAnalysis), then times both sides of each pair;
+- ``python benchmarks/features.py --mdtraj FEATURE DCD PSF OUT`` is the MDTraj side:
+  ``md.load`` + ``compute_contacts(t, "all", "closest-heavy", periodic=False)`` (FEATURE
+  ``mindist``) or ``compute_phi(t, periodic=False)`` (``phi``) + ``np.save`` of the result.
 """
 
 from __future__ import annotations
@@ -40,11 +49,78 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
+def mdtraj_script(feature: str, dcd: str, psf: str, out: str) -> None:
+    """What a user writes with MDTraj: load, compute, save."""
+    import mdtraj as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = md.load(dcd, top=psf)
+        if feature == "mindist":
+            d, pairs = md.compute_contacts(t, "all", scheme="closest-heavy", periodic=False)
+            np.save(out, d)
+        else:
+            idx, d = md.compute_phi(t, periodic=False)
+            np.save(out, d)
+
+
+def prepare(folder: str, tile: int, repeat: int = 3) -> None:
+    """Write the tiled DCD, then time ``trajalign internal`` against the MDTraj script
+    on it (whole processes, best of ``repeat``; CPU time of the child included)."""
+    import shlex
+    import subprocess
+    import sys
+
+    import MDAnalysis as mda
+    from MDAnalysisTests.datafiles import DCD, PSF
+
+    os.makedirs(folder, exist_ok=True)
+    dcd = os.path.join(folder, f"adk{98 * tile}.dcd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(PSF, DCD)
+        with mda.Writer(dcd, u.atoms.n_atoms) as w:
+            for _ in range(tile):
+                for _ts in u.trajectory:
+                    w.write(u.atoms)
+    here = os.path.abspath(__file__)
+    ta = os.path.join(os.path.dirname(sys.executable), "trajalign")
+
+    def timed(cmd: str) -> tuple[float, float]:
+        best = (float("inf"), float("inf"))
+        for _ in range(repeat):
+            c0, t0 = os.times(), time.perf_counter()
+            subprocess.run(shlex.split(cmd), check=True, capture_output=True)
+            wall, c1 = time.perf_counter() - t0, os.times()
+            cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+            best = min(best, (wall, cpu))
+        return best
+
+    print(
+        f"# whole processes on {98 * tile} frames, best of {repeat}; load {os.getloadavg()[0]:.2f}"
+    )
+    print("| feature | trajalign wall / CPU s | MDTraj wall / CPU s | MDTraj / trajalign (wall) |")
+    print("| --- | ---: | ---: | ---: |")
+    for feat, opts in (("mindist", "--features mindist --scheme closest-heavy"),
+                       ("phi", "--features phi")):  # fmt: skip
+        a = f"{ta} -q internal {dcd} -t {PSF} {opts} -o {folder}/{feat}.h5 --force"
+        b = f"{sys.executable} {here} --mdtraj {feat} {dcd} {PSF} {folder}/{feat}_md.npy"
+        timed(a)  # compile and cache the kernels first
+        (wa, ca), (wb, cb) = timed(a), timed(b)
+        print(f"| {feat} | {wa:.2f} / {ca:.2f} | {wb:.2f} / {cb:.2f} | {wb / wa:.2f}x |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tile", type=int, default=10, help="repeat the 98 frames this often")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--prepare", metavar="DIR", help="write the whole-process inputs")
+    ap.add_argument("--mdtraj", nargs=4, metavar=("FEATURE", "DCD", "PSF", "OUT"))
     args = ap.parse_args(argv)
+    if args.mdtraj:
+        return mdtraj_script(*args.mdtraj)
+    if args.prepare:
+        return prepare(args.prepare, args.tile, args.repeat)
 
     import MDAnalysis as mda
     import mdtraj as md

@@ -336,6 +336,25 @@ CASES = [
         lambda t: ["internal", npy(t, "n.npy", with_nan(GOOD, 2)), "--chunk-frames", 2],
         "NaN or inf coordinates in frame 2",
     ),
+    Case(
+        "protein-feature-array",
+        "a protein feature (phi) on an array input",
+        lambda t: ["internal", CHAIN2D, "--features", "phi"],
+        "phi needs atoms named N, CA, C: an array input has no atom names",
+    ),
+    Case(
+        "protein-feature-no-protein",
+        "a protein feature on a selection without protein residues",
+        lambda t: ["internal", BUTANE_DCD, "-t", BUTANE_PDB, "--features", "mindist"],
+        "mindist needs protein residues (atoms named CA): the selection has none",
+    ),
+    Case(
+        "unknown-scheme",
+        "internal --scheme that is not one of the mindist schemes",
+        lambda t: ["internal", BUTANE_DCD, "-t", BUTANE_PDB, "--features", "mindist",
+                   "--scheme", "heavy"],  # fmt: skip
+        "choose from ca, closest, closest-heavy, sidechain, sidechain-heavy",
+    ),
     # ---------------------------------------------------------------- topology, selection
     Case(
         "atom-count-mismatch",

@@ -162,11 +162,41 @@ def test_readme_console_block(block, readme_folder, monkeypatch):
         )
 
 
+ALL_PYTHON = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+#: the machine-learning examples need the ``ml`` extra and the adk example's output
+ML_BLOCKS = [b for b in ALL_PYTHON if "sklearn" in b]
 PYTHON_BLOCKS = [
     b
-    for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    for b in ALL_PYTHON
     if "dask_jobqueue" not in b  # needs a SLURM cluster: not run here
+    and b not in ML_BLOCKS
 ]
+
+
+def _run_python(block: str, capsys) -> None:
+    """Exec a README snippet; what it prints equals its full-line ``# `` comments."""
+    import warnings
+
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    shown = [ln[2:] for ln in block.splitlines() if ln.startswith("# ")]
+    assert printed == shown, block
+
+
+def test_readme_ml_snippets(readme_folder, monkeypatch, capsys):
+    """The ML examples run where scikit-learn (the ``ml`` extra) and the adk files are."""
+    pytest.importorskip("sklearn")
+    if not (readme_folder / ADK[0]).exists():
+        pytest.skip("needs adk_oplsaa.* (MDAnalysisTests not installed)")
+    assert ML_BLOCKS
+    monkeypatch.chdir(readme_folder)
+    line = next(c.line for b in BLOCKS for c in b.commands if "-o adk_features.h5" in c.line)
+    run_command(line.replace("adk_features.h5", "adk_features.h5 --force"))
+    for block in ML_BLOCKS:
+        _run_python(block, capsys)
 
 
 def test_readme_python_snippets(readme_folder, monkeypatch, capsys):

@@ -50,6 +50,22 @@ _LAZY = {
     "make_whole": "pbc",
     "cluster": "pbc",
     "nojump": "pbc",
+    "read_features": "features.read",
+    "torsion_indices": "features",
+    "torsions": "features",
+    "phi": "features",
+    "psi": "features",
+    "omega": "features",
+    "chi1": "features",
+    "chi2": "features",
+    "chi3": "features",
+    "chi4": "features",
+    "chi5": "features",
+    "mindist": "features",
+    "residue_mindist": "features",
+    "contacts": "features",
+    "ProteinTopology": "features",
+    "ChainBreakWarning": "features",
 }
 
 __all__ = [

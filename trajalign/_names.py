@@ -4,7 +4,9 @@ that ``trajalign --help`` stays light."""
 #: registry names; ``coords`` methods also take part in the sensitivity and overlay plots
 COORD_METHODS = ("none", "center-com", "center-point", "kabsch", "principal", "point")
 FEATURE_METHODS = ("distances", "angles", "dihedrals", "eigvals")
-METHOD_NAMES = COORD_METHODS + FEATURE_METHODS
+#: protein features of MDAnalysis inputs, checked when --method names them
+PROTEIN_METHODS = ("phi", "psi", "omega", "chi1", "chi2", "chi3", "chi4", "chi5", "mindist")
+METHOD_NAMES = COORD_METHODS + FEATURE_METHODS + PROTEIN_METHODS
 
 #: transformations the check applies, in table order
 TRANSFORMATIONS = (
@@ -79,6 +81,7 @@ __all__ = [
     "PERIODIC_IMAGES",
     "PERTURB_AMOUNT",
     "PERTURB_STEPS",
+    "PROTEIN_METHODS",
     "POSITION",
     "RESUME",
     "ROTATE_METHODS",

@@ -97,11 +97,13 @@ def check(kw: dict) -> None:
     method, and reports per transformation the largest change of its output from what
     the method promises: the same output (invariant), the output moved alike
     (equivariant), the output moved with frame 0 (Kabsch onto the first frame), or the
-    negated output (dihedrals under a mirror). Transformations a method does not promise
-    are reported without judgement. Exit status 1 when a promise is broken.
+    negated output (dihedrals and protein torsions under a mirror). Transformations a
+    method does not promise are reported without judgement. Exit status 1 when a promise is broken.
 
     Distances, angles and dihedrals use the input's own bonds, angles and dihedrals where
-    its topology has bonds (else all pairs and consecutive points); dihedrals next to a
+    its topology has bonds (else all pairs and consecutive points); the protein features
+    phi ... chi5 and mindist (closest-heavy, all residue pairs) are checked where --method
+    names them; dihedrals next to a
     bond angle within 10 degrees of straight are left out and counted. Principal axes
     promise rotation invariance with every --sign; --sign none (the eigen solver's
     signs) breaks it and is reported BROKEN. Each row's tolerance follows the rounding of
@@ -115,7 +117,7 @@ def check(kw: dict) -> None:
     """
     from ..diagnostics import broken_promise, format_table, plan_check, rows_json, validate_check
     from ..io import open_source
-    from ..jobs.internal import bonded_tuples
+    from ..jobs.internal import check_tuples
 
     src = source_kwargs(kw)
     methods = parse_list(kw["methods"], METHOD_NAMES, "--method")
@@ -139,7 +141,7 @@ def check(kw: dict) -> None:
             point=kw["point"],
             points=points,
             sign=kw["sign"],
-            tuples=bonded_tuples,
+            tuples=check_tuples(methods),
         )
         bar = progress_bar(plan.runs * plan.n_frames, "checking")
         try:

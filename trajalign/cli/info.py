@@ -10,6 +10,8 @@ from . import cli
 from .options import pass_kwargs, source_kwargs, with_input
 
 __all__ = [
+    "output_facts",
+    "output_lines",
     "check_files",
     "check_line",
     "describe",
@@ -40,8 +42,13 @@ def info(kw: dict) -> None:
     """Frames, points, dimension, box, masses, bonds and time step of an input.
 
     \b
+    Given an output of trajalign internal (an .h5 with /trajalign/features), lists its
+    features with their shapes and first labels instead.
+
+    \b
     Examples:
       trajalign info sample_data/butane.dcd -t sample_data/butane.pdb
+      trajalign info features.h5
       trajalign info run1.xtc run2.xtc -t top.gro --check
     """
     from ..io import open_source
@@ -50,6 +57,15 @@ def info(kw: dict) -> None:
     as_json = kw.pop("as_json")
     check = kw.pop("check")
     each = kw.pop("each")
+    out = output_facts(kw["traj"][0]) if len(kw["traj"]) == 1 and not check else None
+    if out is not None:
+        # an output of trajalign internal: its features, not trajectory facts
+        if as_json:
+            click.echo(json.dumps(out))
+            return
+        for line in output_lines(out):
+            click.echo(line)
+        return
     facts: dict = {}
     skw = source_kwargs(kw)  # pops the options from kw: once
     try:
@@ -229,3 +245,86 @@ def pbc_facts(src, first) -> str:
     if "split_molecules" in counts:
         text += f"; {counts['split_molecules']} split in frame 0"
     return text + ")"
+
+
+def output_facts(path: str, n_labels: int = 3) -> dict | None:
+    """Facts about a trajalign output with features; None for any other file.
+
+    Parameters
+    ----------
+    path : str
+    n_labels : int
+        First labels shown per feature.
+
+    Returns
+    -------
+    dict or None
+        ``output``, ``method``, ``frames`` and ``features``: one dict per feature with
+        ``name``, ``shape``, ``dtype``, ``unit``, ``columns`` (labels count),
+        ``first_labels``, ``more`` and ``labels_last`` (expanded features).
+    """
+    import os
+
+    if not os.path.isfile(path) or not path.lower().endswith((".h5", ".hdf5", ".h5md")):
+        return None
+    import h5py
+
+    from ..features.read import FEATURES_ROOT, feature_names
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return None
+    with f:
+        names = feature_names(f)
+        if not names:
+            return None
+        method = None
+        prov = f.get("trajalign/provenance")
+        if prov is not None and "parameters" in prov.attrs:
+            try:
+                method = json.loads(prov.attrs["parameters"]).get("method")
+            except (ValueError, AttributeError):
+                method = None
+        feats = []
+        for name in names:
+            g = f[FEATURES_ROOT][name]
+            v = g["value"]
+            labels = g["labels"][: n_labels + 1] if "labels" in g else []
+            labels = [s.decode() if isinstance(s, bytes) else str(s) for s in labels]
+            last = g["labels_last"][()] if "labels_last" in g else []
+            last = [s.decode() if isinstance(s, bytes) else str(s) for s in last]
+            feats.append(
+                {
+                    "name": name,
+                    "shape": list(v.shape),
+                    "dtype": str(v.dtype),
+                    "unit": str(v.attrs.get("unit", "")),
+                    "columns": int(g["labels"].shape[0]) if "labels" in g else None,
+                    "first_labels": labels[:n_labels],
+                    "more": len(labels) > n_labels,
+                    "labels_last": last,
+                }
+            )
+        frames = int(feats[0]["shape"][0])
+    return {"output": path, "method": method, "frames": frames, "features": feats}
+
+
+def output_lines(facts: dict) -> list[str]:
+    """``info``'s text for :func:`output_facts`: one line per feature."""
+    lines = [
+        f"output    {facts['output']}",
+        f"method    {facts['method']}",
+        f"frames    {facts['frames']}",
+        f"features  {len(facts['features'])}",
+    ]
+    width = max(len(ft["name"]) for ft in facts["features"])
+    for ft in facts["features"]:
+        shape = "x".join(str(n) for n in ft["shape"])
+        unit = f" {ft['unit']}" if ft["unit"] else ""
+        first = ", ".join(ft["first_labels"]) + (", ..." if ft["more"] else "")
+        if ft["labels_last"]:
+            first += " x " + ", ".join(ft["labels_last"][:4])
+            first += ", ..." if len(ft["labels_last"]) > 4 else ""
+        lines.append(f"  {ft['name']:<{width}}  {shape} {ft['dtype']}{unit}: {first}")
+    return lines

@@ -32,8 +32,47 @@ __all__ = [
     default=None,
     metavar="LIST",
     help="Comma list of distances, angles, dihedrals, eigvals (sorted eigenvalues of the "
-    "inverse-distance matrix of the selection, invariant under renumbering). "
-    "[default: what --pairs defines]",
+    "inverse-distance matrix of the selection, invariant under renumbering), and protein "
+    "features (MDAnalysis inputs, by atom names): phi, psi, omega, chi1..chi5 (never across "
+    "a chain break), mindist (residue minimum distances, see --scheme), contacts "
+    "(mindist <= --contact-cutoff). [default: what --pairs defines]",
+)
+@click.option(
+    "--scheme",
+    default="closest-heavy",
+    show_default=True,
+    metavar="ca|closest|closest-heavy|sidechain|sidechain-heavy",
+    help="mindist/contacts: which atoms of a residue count (MDTraj compute_contacts).",
+)
+@click.option(
+    "--residue-pairs",
+    default="all",
+    show_default=True,
+    metavar="all|FILE",
+    help="mindist/contacts: all (residues >= 3 apart in a chain, plus every inter-chain "
+    "pair) or a text file of two 0-based topology residue indices per line.",
+)
+@click.option(
+    "--contact-cutoff",
+    type=float,
+    default=4.5,
+    show_default=True,
+    help="contacts: cutoff (step) or centre (logistic), in the length unit.",
+)
+@click.option(
+    "--contact-transform",
+    type=click.Choice(["step", "logistic"]),
+    default="step",
+    show_default=True,
+    help="contacts: step (uint8, mindist <= cutoff) or logistic "
+    "(1 / (1 + exp(k (mindist - cutoff))), float32).",
+)
+@click.option(
+    "--contact-steepness",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="contacts: k of the logistic, in 1/length unit.",
 )
 @click.option(
     "--transform",
@@ -65,7 +104,8 @@ __all__ = [
     type=click.Choice(["angle", "sincos"]),
     default="angle",
     show_default=True,
-    help="sincos also writes dihedrals_sincos (sin, cos) pairs, continuous across +-pi.",
+    help="sincos also writes dihedrals_sincos (and phi_sincos, ... for torsions): (sin, "
+    "cos) pairs, continuous across +-pi.",
 )
 @click.option(
     "--no-pbc",
@@ -91,9 +131,13 @@ def internal(kw: dict) -> None:
     coordinates. Lengths are in the input's unit, angles in radians: angles in [0, pi],
     dihedrals in (-pi, pi] with the IUPAC sign (as MDAnalysis and MDTraj).
 
+    Every feature also gets /trajalign/features/<name>/labels, one per column
+    (labels_last for the last axis of rbf, bins, repeat and sincos).
+
     \b
     Examples:
       trajalign internal sample_data/butane.dcd -t sample_data/butane.pdb -o bonded.h5
+      trajalign internal adk.xtc -t adk.tpr -s protein --features phi,psi,mindist -o f.h5
       trajalign internal sample_data/chain2d.npz --pairs all --transform rbf -o d.h5
     """
     src = source_kwargs(kw)
@@ -109,6 +153,11 @@ def internal(kw: dict) -> None:
         "rbf_gamma": kw.pop("rbf_gamma"),
         "dihedral_encoding": kw.pop("dihedral_encoding"),
         "undefined": "raise" if kw.pop("undefined") == "error" else "nan",
+        "scheme": kw.pop("scheme"),
+        "residue_pairs": kw.pop("residue_pairs"),
+        "contact_cutoff": kw.pop("contact_cutoff"),
+        "contact_transform": kw.pop("contact_transform"),
+        "contact_steepness": kw.pop("contact_steepness"),
     }
     from ..jobs.internal import InternalJob
 

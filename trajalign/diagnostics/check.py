@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._names import CHECK_FRAMES, MAX_POINTS, PERIODIC_IMAGES, TRANSFORMATIONS
+from .._names import CHECK_FRAMES, MAX_POINTS, PERIODIC_IMAGES, PROTEIN_METHODS, TRANSFORMATIONS
 from ..errors import ParameterError
 from .invariance import check_invariance, check_periodic_images
 from .registry import get_method, methods_for
 
-#: features whose default tuples come from the topology (bonds, angles, dihedrals)
-_BONDED = {"distances", "angles", "dihedrals"}
+#: features whose tuples come from the topology (bonds, angles, dihedrals; protein
+#: torsions and residue pairs)
+_BONDED = {"distances", "angles", "dihedrals", *PROTEIN_METHODS}
 
 
 def validate_check(n_frames: int, trials: int, max_points: int, tol: float | None) -> None:

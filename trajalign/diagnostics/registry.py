@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._names import METHOD_NAMES, TRANSFORMATIONS
+from .._names import METHOD_NAMES, PROTEIN_METHODS, TRANSFORMATIONS
 from ..errors import ParameterError
 from .conditioning import (
     COLLINEAR_DEG,
@@ -392,6 +392,54 @@ def _eigvals(p: MethodParams) -> Method:
     )
 
 
+def _torsion_factory(name: str) -> Callable[[MethodParams], Method]:
+    def factory(p: MethodParams) -> Method:
+        t = p.tuples.get(name)
+        if t is None:
+            raise ParameterError(
+                f"{name} needs a protein: the input gives no {name} quadruplets",
+                "check it on an MDAnalysis protein input (a topology with atom names)",
+            )
+        # a torsion is a dihedral of named atoms: the same promises (negated by a mirror)
+        promises = {**_DISTANCE_PROMISES, "reflection": "negated"}
+        return _tuple_method(name, 4, t, promises, f"{name} of the selection's residues")
+
+    return factory
+
+
+for _name in PROTEIN_METHODS[:-1]:
+    register_method(_name, applies=lambda dim, n: dim == 3 and n >= 4)(_torsion_factory(_name))
+
+
+@register_method("mindist", applies=lambda dim, n: n >= 2)
+def _mindist(p: MethodParams) -> Method:
+    from ..kernels.box import TABLE_WIDTH
+
+    plan = p.tuples.get("mindist")
+    if plan is None:
+        raise ParameterError(
+            "mindist needs a protein: the input gives no residue pairs",
+            "check it on an MDAnalysis protein input (a topology with residues)",
+        )
+    no_box = np.zeros((1, TABLE_WIDTH))
+
+    def func(X, m):
+        x = np.ascontiguousarray(X)
+        if x.shape[2] == 2:
+            x = np.ascontiguousarray(np.concatenate([x, np.zeros_like(x[..., :1])], axis=2))
+        return plan.compute(x, no_box)[0]
+
+    return Method(
+        "mindist",
+        func,
+        "features",
+        dict(_DISTANCE_PROMISES),
+        description=f"{plan.n_pairs} residue pairs (closest-heavy)",
+        # a minimum of distances moves at most as fast as the distance it picks
+        conditioning=lambda X, m: 2.0,
+    )
+
+
 def _tuple_method(
     name: str, width: int, tuples: np.ndarray | None, promises: dict, description: str
 ) -> Method:
@@ -446,7 +494,8 @@ def get_method(
         mass-weighted, sign rule ``sign``), ``point`` (``points`` I,J[,K]), ``distances``
         (the ``tuples`` pairs, else all pairs), ``angles`` and ``dihedrals`` (the
         ``tuples`` triplets and quadruplets, else consecutive points), ``eigvals``
-        (inverse-distance spectrum).
+        (inverse-distance spectrum); ``phi`` ... ``chi5`` and ``mindist`` (the ``tuples``
+        quadruplets and :class:`~trajalign.features.MindistPlan` of a protein).
     dim : int
         Dimension of the data (2 or 3): the default ``points`` and whether dihedrals exist.
     point, points, sign
@@ -456,13 +505,20 @@ def get_method(
     tuples : dict, optional
         ``{"distances": (K, 2), "angles": (A, 3), "dihedrals": (Q, 4)}`` int arrays of
         point indices, the input's own (a topology's bonds, angles and dihedrals); a
-        feature missing or empty here uses the default above.
+        feature missing or empty here uses the default above. Protein methods take
+        ``"phi"`` ... (Q, 4) and ``"mindist"`` (a ``MindistPlan``) from here.
 
     Returns
     -------
     Method
     """
-    own = {k: np.asarray(v, dtype=np.int64) for k, v in (tuples or {}).items() if len(v)}
+    own = {}
+    for k, v in (tuples or {}).items():
+        if k == "mindist":  # a MindistPlan (trajalign.features.mindist_plan)
+            if v is not None and v.n_pairs:
+                own[k] = v
+        elif len(v):
+            own[k] = np.asarray(v, dtype=np.int64)
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ParameterError(f"unknown method {name!r}", f"use one of {', '.join(METHOD_NAMES)}")
@@ -488,7 +544,9 @@ def resolve_method(method: str | Method | Callable, dim: int = 3, **params) -> M
 
 def methods_for(dim: int, n_points: int) -> tuple[str, ...]:
     """Registry methods that apply to data of this dimension and size."""
-    return tuple(n for n in METHOD_NAMES if _APPLIES.get(n, lambda d, k: True)(dim, n_points))
+    # protein methods need a protein topology: only where --method names them
+    names = [n for n in METHOD_NAMES if n not in PROTEIN_METHODS]
+    return tuple(n for n in names if _APPLIES.get(n, lambda d, k: True)(dim, n_points))
 
 
 __all__ = [

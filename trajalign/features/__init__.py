@@ -3,6 +3,8 @@
 - :mod:`trajalign.features.protein`: residues, chains and peptide links of a selection;
   named torsions (phi, psi, omega, chi1-chi5 by atom names, never across a chain break)
   and residue groups for the mindist schemes, resolved once into index arrays + labels.
+- :mod:`trajalign.features.labels`: the column labels every feature dataset carries.
+- :mod:`trajalign.features.read`: :func:`read_features`, one training matrix from outputs.
 - :mod:`trajalign.features.mindist`: exact residue (or any group) minimum distances with
   the atom pair of each minimum, and contact maps; kernel in
   :mod:`trajalign.kernels.mindist`.
@@ -35,6 +37,7 @@ from .protein import (
     torsion_indices,
     torsions,
 )
+from .read import read_features
 
 __all__ = [
     "CONTACT_TRANSFORMS",
@@ -55,6 +58,7 @@ __all__ = [
     "omega",
     "phi",
     "psi",
+    "read_features",
     "residue_mindist",
     "torsion_indices",
     "torsions",

@@ -174,33 +174,10 @@ def mindist_plan(groups, pairs, n_points: int, molecules=None) -> MindistPlan:
 def _table(box, n_frames: int, dim: int) -> np.ndarray:
     """Box table for :meth:`MindistPlan.compute` from a box in any form
     :func:`trajalign.distances` takes."""
-    from ..box import box_table
-    from ..internal import box_vectors
-    from ..kernels.box import TABLE_WIDTH
+    from ..box import as_box, kernel_box_table
 
-    if box is None:
-        return np.zeros((1, TABLE_WIDTH))
-    b = np.asarray(box, dtype=np.float64)
-    if dim == 2 and b.shape[-1] == 2:
-        b2 = b.reshape(-1, 2)
-        if not np.all(np.isfinite(b2)) or np.any(b2 < 0):
-            raise ParameterError("box lengths must be finite and >= 0", "check the box")
-        h = np.zeros((b2.shape[0], 3, 3))
-        h[:, 0, 0], h[:, 1, 1] = b2[:, 0], b2[:, 1]
-    elif b.shape[-2:] == (3, 3):
-        h = b.reshape(-1, 3, 3)
-    elif b.shape[-1] == 6:
-        h = box_vectors(b).reshape(-1, 3, 3)
-    else:
-        raise ParameterError(
-            f"box has shape {b.shape}",
-            "give [a, b, c, alpha, beta, gamma], (3, 3) box vectors, or one per frame",
-        )
-    if h.shape[0] not in (1, n_frames):
-        raise ParameterError(
-            f"{h.shape[0]} boxes for {n_frames} frames", "give one box, or one per frame"
-        )
-    return box_table(h)
+    h, mode = as_box(box, n_frames, dim)
+    return kernel_box_table(h, mode)
 
 
 def _coords3(X) -> np.ndarray:

@@ -164,7 +164,7 @@ class ProteinTopology:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_atoms(cls, atoms, positions=None) -> ProteinTopology:
+    def from_atoms(cls, atoms, positions=None, bonds=None) -> ProteinTopology:
         """Resolve an MDAnalysis AtomGroup.
 
         Parameters
@@ -175,6 +175,10 @@ class ProteinTopology:
             Coordinates of the selection in the first frame (Angstrom, molecules whole),
             for the peptide-bond distance test when the topology has no bonds; default
             ``atoms.positions``.
+        bonds : array_like, shape (B, 2), int, optional
+            The topology's bonds within the selection, in selection positions (what
+            :attr:`Source.bonds` holds), to spare building MDAnalysis' bond group;
+            default: the universe's bonds.
 
         Raises
         ------
@@ -196,38 +200,29 @@ class ProteinTopology:
         offsets = np.zeros(resindex.size + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(counts)
         first_atom = order[first]
-        universe_res = atoms.universe.residues[resindex]
-        resnames = [str(s) for s in resnames_atom[first_atom]]
-        resids = np.asarray(universe_res.resids, dtype=np.int64)
-
-        names = np.array([_ALIASES.get(s, s) for s in raw], dtype=object)
+        resnames = resnames_atom[first_atom].tolist()
+        resids = np.asarray(atoms.universe.residues[resindex].resids, dtype=np.int64)
+        # row of each selected atom in the residue table
+        row = np.empty(n, dtype=np.int64)
+        row[order] = np.repeat(np.arange(resindex.size), counts)
+        names = _aliased(raw).astype(object)  # object: "CD1" must fit
         # ILE CD -> CD1 where the residue has no CD1
-        for r in range(resindex.size):
-            if resnames[r] == "ILE":
-                pos = order[offsets[r] : offsets[r + 1]]
-                here = set(names[pos])
-                if "CD" in here and "CD1" not in here:
-                    names[pos[names[pos] == "CD"]] = "CD1"
+        has_cd1 = np.bincount(row, weights=names == "CD1", minlength=resindex.size) > 0
+        is_ile = resnames_atom == "ILE"
+        names[(names == "CD") & is_ile & ~has_cd1[row]] = "CD1"
         names = names.astype(str)
-
-        protein = np.array(
-            [{"N", "CA", "C"} <= {_ALIASES.get(s, s) for s in res.atoms.names}
-             for res in universe_res],
-            dtype=bool,
-        )  # fmt: skip
+        protein = _protein_residues(atoms.universe, resindex)
         hydrogen = _hydrogens(atoms, raw)
-
         segids = np.asarray(atoms.segids).astype(str)[first_atom]
         chain_ids = None
         if hasattr(atoms, "chainIDs"):
             c = np.asarray(atoms.chainIDs).astype(str)[first_atom]
             if np.all(np.char.strip(c) != ""):
                 chain_ids = c
-        key = list(zip(segids, chain_ids if chain_ids is not None else segids, strict=True))
-        chain = np.zeros(resindex.size, dtype=np.int64)
-        for r in range(1, resindex.size):
-            chain[r] = chain[r - 1] + (key[r] != key[r - 1])
-        chains = [str(s).strip() for s in (chain_ids if chain_ids is not None else segids)]
+        other = chain_ids if chain_ids is not None else segids
+        new_chain = (segids[1:] != segids[:-1]) | (other[1:] != other[:-1])
+        chain = np.concatenate([[0], np.cumsum(new_chain)]).astype(np.int64)
+        chains = [str(s).strip() for s in other]
         chain_kind = "chain" if chain_ids is not None else "segment"
 
         x0 = np.asarray(atoms.positions if positions is None else positions, dtype=np.float64)
@@ -242,7 +237,7 @@ class ProteinTopology:
         candidates = np.flatnonzero(
             (chain[:-1] == chain[1:]) & (c_at[:-1] >= 0) & (n_at[1:] >= 0)
         ).astype(np.int64)
-        bonded = _bonded(atoms, idx, c_at[candidates], n_at[candidates + 1])
+        bonded = _bonded(atoms, idx, c_at[candidates], n_at[candidates + 1], bonds)
         if bonded is None:
             d = np.linalg.norm(x0[n_at[candidates + 1]] - x0[c_at[candidates]], axis=1)
             bonded = d <= PEPTIDE_BOND_MAX
@@ -322,39 +317,45 @@ class ProteinTopology:
         if key not in TORSIONS:
             raise ParameterError(f"unknown torsion {name!r}", f"choose from {', '.join(TORSIONS)}")
         patterns = TORSIONS[key]
-        lookup = [
-            {self.names[p]: int(p) for p in self.order[self.offsets[r] : self.offsets[r + 1]]}
-            for r in range(self.n_residues)
-        ]
+        named: dict[str, np.ndarray] = {}
+
+        def at(atom: str) -> np.ndarray:
+            if atom not in named:
+                named[atom] = _named(self.order, self.offsets, self.names, atom)
+            return named[atom]
+
         # no protein at all is an error; a protein without the torsion (chi5 without
         # ARG) gives no columns
-        if not any(all(a in here for a in ("N", "CA", "C")) for here in lookup):
+        if not np.any((at("N") >= 0) & (at("CA") >= 0) & (at("C") >= 0)):
             raise SelectionError(
                 f"{key} needs atoms named N, CA, C: the selection has none",
                 "use --features dihedrals with --pairs FILE for other molecules",
             )
-        rows, res = [], []
-        for r in range(self.n_residues):
-            for pat in patterns:
-                quad = []
-                for off, atom in pat:
-                    q = r + off
-                    # a neighbour counts only across a peptide bond of the same chain
-                    if off < 0 and (q < 0 or not self.link[q]):
-                        break
-                    if off > 0 and (q >= self.n_residues or not self.link[r]):
-                        break
-                    p = lookup[q].get(atom, -1)
-                    if p < 0:
-                        break
-                    quad.append(p)
-                if len(quad) == 4:
-                    rows.append(quad)
-                    res.append(r)
-                    break
-        indices = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        rr = np.array(res, dtype=np.int64)
-        labels = self._unique([f"{key} {self.residue_label(r)}" for r in res], self.resindex[rr])
+        n_res = self.n_residues
+        r = np.arange(n_res)
+        quads = np.full((n_res, 4), -1, dtype=np.int64)
+        for pat in patterns:
+            todo = quads[:, 0] < 0
+            cand = np.empty((n_res, 4), dtype=np.int64)
+            ok = todo.copy()
+            for k, (off, atom) in enumerate(pat):
+                q = r + off
+                inside = (q >= 0) & (q < n_res)
+                qc = np.clip(q, 0, n_res - 1)
+                # a neighbour counts only across a peptide bond of the same chain
+                if off < 0:
+                    inside &= self.link[qc]
+                elif off > 0:
+                    inside &= self.link
+                cand[:, k] = np.where(inside, at(atom)[qc], -1)
+                ok &= cand[:, k] >= 0
+            quads[ok] = cand[ok]
+        res = np.flatnonzero(quads[:, 0] >= 0)
+        rows = quads[res]
+        indices = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1, 4)
+        labels = self._unique(
+            [f"{key} {self.residue_label(i)}" for i in res.tolist()], self.resindex[res]
+        )
         return indices, labels
 
     # ----------------------------------------------------------------- groups
@@ -430,11 +431,8 @@ class ProteinTopology:
             Rows of this table; ``resindex[pairs]`` are topology residue indices.
         """
         if isinstance(spec, str) and spec.lower() == "all":
-            upper = np.char.upper(self.names.astype(str))
-            ok = np.array(
-                [np.any(upper[self._atoms(r)] == "CA") for r in range(self.n_residues)],
-                dtype=bool,
-            )
+            is_ca = np.char.upper(self.names.astype(str))[self.order] == "CA"
+            ok = np.add.reduceat(is_ca, self.offsets[:-1]) > 0 if is_ca.size else is_ca
             if groups is not None:
                 ok &= np.array([g.size > 0 for g in groups], dtype=bool)
             rows = np.flatnonzero(ok)
@@ -510,6 +508,25 @@ class ProteinTopology:
 # ---------------------------------------------------------------------- helpers
 
 
+def _aliased(raw: np.ndarray) -> np.ndarray:
+    """Atom names after :data:`_ALIASES` (one dict look-up per distinct name)."""
+    uniq, inv = np.unique(raw, return_inverse=True)
+    mapped = np.array([_ALIASES.get(s, s) for s in uniq.tolist()], dtype=object)
+    return mapped[inv.reshape(-1)].astype(str) if uniq.size else raw.copy()
+
+
+def _protein_residues(universe, resindex: np.ndarray) -> np.ndarray:
+    """Whether each residue has atoms named N, CA and C in the topology (selected or
+    not), aliases applied."""
+    every = _aliased(np.asarray(universe.atoms.names).astype(str))
+    res = np.asarray(universe.atoms.resindices, dtype=np.int64)
+    size = int(max(res.max(), resindex.max())) + 1
+    ok = np.ones(size, dtype=bool)
+    for atom in ("N", "CA", "C"):
+        ok &= np.bincount(res, weights=every == atom, minlength=size) > 0
+    return ok[resindex]
+
+
 def _named(order, offsets, names, atom: str) -> np.ndarray:
     """Selection position of the atom called ``atom`` in each residue, -1 if none."""
     out = np.full(offsets.size - 1, -1, dtype=np.int64)
@@ -520,20 +537,26 @@ def _named(order, offsets, names, atom: str) -> np.ndarray:
     return out
 
 
-def _bonded(atoms, idx, c_pos, n_pos) -> np.ndarray | None:
+def _bonded(atoms, idx, c_pos, n_pos, sel_bonds=None) -> np.ndarray | None:
     """Whether atoms ``idx[c_pos[k]]`` and ``idx[n_pos[k]]`` are bonded in the topology;
-    None where the topology has no bonds."""
-    u = atoms.universe
-    try:
-        bonds = u.bonds.indices if hasattr(u, "bonds") else None
+    None where the topology has no bonds. ``sel_bonds``: the bonds within the selection
+    (selection positions), given by the caller."""
+    if sel_bonds is not None:
+        b = np.asarray(sel_bonds, dtype=np.int64).reshape(-1, 2)
+        return _pair_in(b, c_pos, n_pos, idx.size) if b.size else None
+    try:  # one access: MDAnalysis builds the whole bond group on each
+        bonds = atoms.universe.bonds.indices
     except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
         bonds = None
     if bonds is None or len(bonds) == 0:
         return None
     b = np.asarray(bonds, dtype=np.int64)
-    n_all = int(max(b.max(), idx.max())) + 1
-    key = np.minimum(b[:, 0], b[:, 1]) * n_all + np.maximum(b[:, 0], b[:, 1])
-    ci, ni = idx[c_pos], idx[n_pos]
+    return _pair_in(b, idx[c_pos], idx[n_pos], int(max(b.max(), idx.max())) + 1)
+
+
+def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> np.ndarray:
+    """Whether each (ci[k], ni[k]) is a row of ``bonds`` (either order)."""
+    key = np.minimum(bonds[:, 0], bonds[:, 1]) * n_all + np.maximum(bonds[:, 0], bonds[:, 1])
     want = np.minimum(ci, ni) * n_all + np.maximum(ci, ni)
     return np.isin(want, key)
 

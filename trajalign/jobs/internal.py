@@ -12,8 +12,9 @@ import os
 import numpy as np
 
 from .._validate import check_finite_frames
-from ..box import as_box, pad3
+from ..box import as_box, kernel_box_table, pad3
 from ..errors import InputError, ParameterError, SelectionError
+from ..features.labels import KINDS, atom_texts, last_axis_labels, tuple_labels
 from ..internal import (
     all_pairs,
     angles_from_bonds,
@@ -30,18 +31,30 @@ from ..internal import (
     read_tuples,
 )
 from ..pipeline import BlockResult, Job
+from .protein import (
+    PROTEIN_FEATURES,
+    TORSION_FEATURES,
+    check_contact_options,
+    mindist_setup,
+    protein_topology,
+    protein_tuples,
+    torsion_tuples,
+)
 
 __all__ = [
     "DIHEDRAL_ENCODINGS",
     "FEATURES",
+    "GENERIC_FEATURES",
     "PAIR_KEYWORDS",
     "ROOT",
     "TRANSFORMS",
     "bonded_tuples",
+    "check_tuples",
     "InternalJob",
 ]
 
-FEATURES = ("distances", "angles", "dihedrals", "eigvals")
+GENERIC_FEATURES = ("distances", "angles", "dihedrals", "eigvals")
+FEATURES = GENERIC_FEATURES + PROTEIN_FEATURES
 TRANSFORMS = ("none", "inverse", "rbf", "bins", "repeat")
 PAIR_KEYWORDS = ("bonds", "chain", "all")
 DIHEDRAL_ENCODINGS = ("angle", "sincos")
@@ -51,7 +64,8 @@ ROOT = "trajalign/features"
 _NAN_OPTION = "--undefined nan"
 # one frame's features must fit comfortably in memory (all pairs of 23 000 points do not)
 _MAX_FRAME_BYTES = 2**31
-_CAN_BE_UNDEFINED = ("angles", "dihedrals", "distances_inverse", "eigvals")
+_CAN_BE_UNDEFINED = ("angles", "dihedrals", "distances_inverse", "eigvals", *TORSION_FEATURES)
+_BACKBONE = ("phi", "psi", "omega")
 
 
 def _split(value, name: str, allowed: tuple[str, ...]) -> list[str]:
@@ -113,6 +127,21 @@ def bonded_tuples(source) -> dict[str, np.ndarray] | None:
     return out
 
 
+def check_tuples(methods: list[str] | None):
+    """``tuples(source)`` for :func:`trajalign.diagnostics.plan_check`: the topology's
+    bonded tuples, and the protein tuples of the protein methods in ``methods``."""
+    protein = [m for m in methods or () if m in PROTEIN_FEATURES]
+    generic = not methods or any(m in ("distances", "angles", "dihedrals") for m in methods)
+
+    def tuples(source) -> dict | None:
+        out = dict(bonded_tuples(source) or {}) if generic else {}
+        if protein:
+            out.update(protein_tuples(source, protein))
+        return out or None
+
+    return tuples
+
+
 class InternalJob(Job):
     """Internal coordinates of each frame.
 
@@ -141,6 +170,18 @@ class InternalJob(Job):
         Undefined angles/dihedrals (coincident or collinear points) and zero distances
         under ``inverse``/``eigvals``: an error naming the frame and tuple, or NaN,
         counted in the run's warnings.
+    scheme : str
+        ``mindist``/``contacts``: which atoms of a residue count (``ca``, ``closest``,
+        ``closest-heavy``, ``sidechain``, ``sidechain-heavy``).
+    residue_pairs : "all" or path
+        ``mindist``/``contacts``: residue pairs (:meth:`ProteinTopology.residue_pairs`).
+    contact_cutoff, contact_transform, contact_steepness
+        ``contacts``: ``step`` (uint8, ``mindist <= cutoff``) or ``logistic`` (float32,
+        ``1 / (1 + exp(steepness (d - cutoff)))``), see :func:`trajalign.features.contacts`.
+
+    Protein features (``phi``, ``psi``, ``omega``, ``chi1`` ... ``chi5``, ``mindist``,
+    ``contacts``) need an MDAnalysis input; they mix with the others and need no
+    ``pairs``.
     """
 
     method = "internal"
@@ -158,8 +199,25 @@ class InternalJob(Job):
         dihedral_encoding: str = "angle",
         pbc: bool | None = None,
         undefined: str = "raise",
+        scheme: str = "closest-heavy",
+        residue_pairs: str | os.PathLike = "all",
+        contact_cutoff: float = 4.5,
+        contact_transform: str = "step",
+        contact_steepness: float = 2.0,
     ) -> None:
         super().__init__()
+        from .protein import SCHEMES
+
+        if str(scheme).lower() not in SCHEMES:
+            raise ParameterError(
+                f"unknown --scheme {scheme!r}", f"choose from {', '.join(SCHEMES)}"
+            )
+        check_contact_options(float(contact_cutoff), contact_transform, float(contact_steepness))
+        self.scheme = str(scheme).lower()
+        self.residue_pairs = os.fspath(residue_pairs) if residue_pairs else "all"
+        self.contact = (float(contact_cutoff), contact_transform, float(contact_steepness))
+        self.mindist = None
+        self.labels: dict[str, tuple[list[str], list[str] | None]] = {}
         if isinstance(pairs, str | os.PathLike):
             pairs = [pairs]
         self.pairs_spec = [os.fspath(p) for p in pairs] if pairs else []
@@ -191,23 +249,75 @@ class InternalJob(Job):
 
     # ----------------------------------------------------------------- prepare
     def prepare(self, source) -> None:
-        available, default = self._available(source)
-        asked = self.features_asked
-        if not asked:
+        generic = [f for f in self.features_asked if f in GENERIC_FEATURES]
+        protein = [f for f in self.features_asked if f in PROTEIN_FEATURES]
+        if protein and not generic and not self.pairs_spec:
+            available, default = {}, []  # protein features need no --pairs
+        else:
+            available, default = self._available(source, generic)
+        asked = generic
+        if not self.features_asked:
             asked = [f for f in default if not (f == "dihedrals" and source.dim == 2)]
         self._check_asked(asked, available, source.dim)
         self._take_tuples(asked, available, source.n_points)
-        self.features = asked
+        top = self._take_torsions(source, protein)
+        self.features = [f for f in self.features_asked if f in asked or f in protein] or asked
         self._check_options(source)
         self._choose_box(source)
+        if "mindist" in protein or "contacts" in protein:
+            mol = getattr(source, "molecules", None) if self.use_box else None
+            self.mindist = mindist_setup(top, self.scheme, self.residue_pairs, source.n_points, mol)
         self.length_unit = source.length_unit
         self._n_points = source.n_points
+        self._make_labels(source)
         self._check_sizes(source)
 
-    def _available(self, source) -> tuple[dict[str, np.ndarray], list[str]]:
+    def _take_torsions(self, source, protein: list[str]):
+        """Quadruplets and labels of the asked torsions; the protein topology (or None)."""
+        if not protein:
+            return None
+        top = protein_topology(source, protein)
+        torsions = [f for f in protein if f in TORSION_FEATURES]
+        for name in torsions:
+            quads, labels = torsion_tuples(top, name)
+            self.tuples[name] = np.ascontiguousarray(quads, dtype=np.int64)
+            self.labels[name] = (labels, None)
+        if any(f in _BACKBONE for f in torsions) and top.breaks:
+            # once per run, in the summary's warnings (not once per block or worker)
+            self._base_warnings = list(top.breaks)
+            self.warnings.extend(top.breaks)
+        return top
+
+    def _make_labels(self, source) -> None:
+        """``self.labels[name] = (labels, labels_last)`` for every dataset."""
+        texts = None
+        for name, feat, shape, _, _ in self._datasets():
+            if name in self.labels:
+                continue
+            if feat in KINDS:
+                if texts is None:
+                    texts = atom_texts(getattr(source, "atoms", None), source.n_points)
+                base = tuple_labels(KINDS[feat], self.tuples[feat], texts)
+            elif feat in ("mindist", "contacts"):
+                base = self.labels.get("mindist", (self.mindist.labels, None))[0]
+            elif feat == "eigvals":
+                base = [f"eigval {k}" for k in range(shape[0])]
+            else:  # a torsion's sincos
+                base = self.labels[feat][0]
+            if name == "distances_inverse":
+                base = [f"inverse {s}" for s in base]
+            elif feat == "contacts":
+                base = ["contact" + s[len("mindist") :] for s in base]
+            last = None
+            if len(shape) == 2:
+                tr = "sincos" if name.endswith("_sincos") else name.rsplit("_", 1)[1]
+                last = last_axis_labels(tr, self.centers, self.length_unit)
+            self.labels[name] = (base, last)
+
+    def _available(self, source, generic: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
         """The tuples ``--pairs`` offers per feature, and the features it implies."""
         spec = self.pairs_spec or ["bonds" if source.kind == "mdanalysis" else "chain"]
-        if not self.pairs_spec and self.features_asked == ["eigvals"]:
+        if not self.pairs_spec and generic == ["eigvals"]:
             spec = ["all"]  # eigvals need no tuples: do not ask a topology for bonds
         keywords = [p for p in spec if p.lower() in PAIR_KEYWORDS]
         files = [p for p in spec if p.lower() not in PAIR_KEYWORDS]
@@ -225,7 +335,7 @@ class InternalJob(Job):
         available: dict[str, np.ndarray] = {}
         default = ["distances"] if kind == "all" else ["distances", "angles", "dihedrals"]
         if kind == "all":
-            wanted = "distances" in (self.features_asked or default)
+            wanted = "distances" in (generic or default)
             n_pairs = n * (n - 1) // 2
             # check the size before the (P, 2) index array is built
             if wanted and n_pairs * 8 > _MAX_FRAME_BYTES:
@@ -312,12 +422,17 @@ class InternalJob(Job):
                 "not computed",
                 "add distances to --features",
             )
-        if self.dihedral_encoding == "sincos" and "dihedrals" not in self.features:
+        if self.dihedral_encoding == "sincos" and not self._angular():
             raise ParameterError(
-                "--dihedral-encoding sincos needs dihedrals", "add dihedrals to --features"
+                "--dihedral-encoding sincos needs dihedrals or a protein torsion",
+                "add dihedrals (or phi, psi, ...) to --features",
             )
         if self.pbc and not source.has_box:
             raise ParameterError("--pbc was given but the input has no periodic box", "drop --pbc")
+
+    def _angular(self) -> list[str]:
+        """The computed dihedral-like features (dihedrals and protein torsions)."""
+        return [f for f in self.features if f == "dihedrals" or f in TORSION_FEATURES]
 
     def _choose_box(self, source) -> None:
         if self.pbc is None:
@@ -373,7 +488,7 @@ class InternalJob(Job):
         k = self.centers.size
         out = []
         for feat in self.features:
-            if feat == "eigvals":
+            if feat in ("eigvals", "mindist", "contacts"):
                 continue
             n_t = self.tuples[feat].shape[0]
             u = unit if feat == "distances" else "radian"
@@ -396,10 +511,12 @@ class InternalJob(Job):
                 elif t == "repeat":
                     out.append(("distances_repeat", "distances", (p, k), np.float32,
                                 {"unit": unit}))  # fmt: skip
-        if "dihedrals" in self.features and self.dihedral_encoding == "sincos":
-            q = self.tuples["dihedrals"].shape[0]
-            out.append(("dihedrals_sincos", "dihedrals", (q, 2), np.float32,
-                        {"unit": "1", "components": np.array([b"sin", b"cos"])}))  # fmt: skip
+        if self.dihedral_encoding == "sincos":
+            for feat in self._angular():
+                q = self.tuples[feat].shape[0]
+                out.append((f"{feat}_sincos", feat, (q, 2), np.float32,
+                            {"unit": "1", "components": np.array([b"sin", b"cos"])}))  # fmt: skip
+        out += self._mindist_datasets()
         if "eigvals" in self.features:
             out.append(("eigvals", "eigvals", (self._n_points,), np.float32, {
                 "unit": inv_unit,
@@ -408,19 +525,69 @@ class InternalJob(Job):
             }))  # fmt: skip
         return out
 
+    def _mindist_datasets(self) -> list[tuple[str, str, tuple, object, dict]]:
+        if self.mindist is None:
+            return []
+        k = self.mindist.n_pairs
+        out = []
+        if "mindist" in self.features:
+            out.append(("mindist", "mindist", (k,), np.float32, {
+                "unit": self.length_unit, "scheme": self.mindist.scheme,
+                "description": "smallest distance between the two residues' atoms of the "
+                "scheme (exact); atoms holds the atom pair realising it",
+            }))  # fmt: skip
+        if "contacts" in self.features:
+            cutoff, transform, steep = self.contact
+            attrs = {"unit": "1", "scheme": self.mindist.scheme, "cutoff": cutoff,
+                     "cutoff_unit": self.length_unit, "transform": transform}  # fmt: skip
+            if transform == "logistic":
+                attrs.update(steepness=steep, steepness_unit=f"1/{self.length_unit}")
+                attrs["formula"] = "1 / (1 + exp(steepness * (mindist - cutoff)))"
+            else:
+                attrs["formula"] = "1 where mindist <= cutoff, else 0"
+            dtype = np.uint8 if transform == "step" else np.float32
+            out.append(("contacts", "contacts", (k,), dtype, attrs))
+        return out
+
     def frame_bytes(self, source) -> int:
         """Output bytes per frame, so blocks fit the memory budget with the features."""
         total = 0
         for _, _, shape, dtype, _ in self._datasets():
             # the float32 result plus the float32/float64 intermediate of its feature
             total += int(np.prod(shape)) * (np.dtype(dtype).itemsize + 4)
+        if self.mindist is not None:
+            # the (F, K, 2) int32 atom pairs, and the distances contacts are made from
+            total += 8 * self.mindist.n_pairs
+            if "mindist" not in self.features:
+                total += 4 * self.mindist.n_pairs
         return total
 
     def declare(self, writer, source) -> None:
+        import h5py
+
+        text = h5py.string_dtype("utf-8")
         for name, feat, shape, dtype, attrs in self._datasets():
             writer.create(f"{ROOT}/{name}/value", (source.n_frames, *shape), dtype, attrs)
             if feat in self.tuples:
                 writer.f.create_dataset(f"{ROOT}/{name}/indices", data=self.tuples[feat])
+            labels, last = self.labels[name]
+            writer.f.create_dataset(f"{ROOT}/{name}/labels", data=labels, dtype=text)
+            if last is not None:
+                writer.f.create_dataset(f"{ROOT}/{name}/labels_last", data=last, dtype=text)
+            if feat in ("mindist", "contacts"):
+                writer.f.create_dataset(f"{ROOT}/{name}/residues", data=self.mindist.residues)
+            if name == "mindist":
+                what = "selection positions of the atom pair realising each minimum"
+                writer.create(
+                    f"{ROOT}/mindist/atoms",
+                    (source.n_frames, shape[0], 2),
+                    np.int32,
+                    {"description": what + ", the first from the pair's first residue"},
+                )
+        # read_features' default order: the order the datasets were written in
+        names = [d[0] for d in self._datasets()]
+        if names:
+            writer.f[ROOT].attrs.create("order", names, dtype=text)
             if self.undefined == "nan" and name in _CAN_BE_UNDEFINED:
                 # per-frame NaN counts: the record of --undefined nan, also under Dask
                 # where the job's own counters stay in the workers
@@ -486,15 +653,17 @@ class InternalJob(Job):
             a = self._measure(angles_raw, "angles", x, t, h, mode)
             check(a, "angles", "angles", t)
             extra[f"{ROOT}/angles/value"] = a
-        if "dihedrals" in self.features:
-            t = self.tuples["dihedrals"]
-            d = self._measure(dihedrals_raw, "dihedrals", x, t, h, mode)
-            check(d, "dihedrals", "dihedrals", t)
-            extra[f"{ROOT}/dihedrals/value"] = d
+        for feat in self._angular():
+            t = self.tuples[feat]
+            d = self._measure(dihedrals_raw, feat, x, t, h, mode)
+            check(d, feat, "dihedrals", t)
+            extra[f"{ROOT}/{feat}/value"] = d
             if self.dihedral_encoding == "sincos":
                 sc = np.empty((*d.shape, 2), dtype=d.dtype)
                 sincos_kernel(d, sc)
-                extra[f"{ROOT}/dihedrals_sincos/value"] = sc
+                extra[f"{ROOT}/{feat}_sincos/value"] = sc
+        if self.mindist is not None:
+            extra.update(self._mindist_block(x, h, mode))
         if "eigvals" in self.features:
             one = self._intra.get("eigvals")
             ev, bad = eigvals_raw(
@@ -507,6 +676,19 @@ class InternalJob(Job):
             if self.undefined == "nan":
                 check(ev, "eigvals", "eigvals", None)
         return BlockResult(None, extra)
+
+    def _mindist_block(self, x, h, mode) -> dict[str, np.ndarray]:
+        """mindist values and atom pairs and/or contacts of one block."""
+        from ..features.mindist import contacts
+
+        dist, arg = self.mindist.plan.compute(np.ascontiguousarray(x), kernel_box_table(h, mode))
+        out = {}
+        if "mindist" in self.features:
+            out[f"{ROOT}/mindist/value"] = dist
+            out[f"{ROOT}/mindist/atoms"] = arg
+        if "contacts" in self.features:
+            out[f"{ROOT}/contacts/value"] = contacts(dist, *self.contact)
+        return out
 
     def _measure(self, fn, feat: str, x, t, h, mode):
         """``fn(x, t, h, mode)``, with the tuples inside one whole molecule measured
@@ -553,6 +735,14 @@ class InternalJob(Job):
             "undefined": self.undefined,
             "undefined_counts": {k: v[0] for k, v in self.nan_counts.items()},
         }
+        if self.mindist is not None:
+            cutoff, transform, steep = self.contact
+            p.update(scheme=self.scheme, residue_pairs=self.residue_pairs)
+            p["counts"]["mindist"] = self.mindist.n_pairs
+            if "contacts" in self.features:
+                p.update(contact_cutoff=cutoff, contact_transform=transform)
+                if transform == "logistic":
+                    p["contact_steepness"] = steep
         if self.transforms:
             p.update(rbf_centers=self.centers.tolist(), rbf_gamma=self.gamma)
         return p
