@@ -351,8 +351,16 @@ CASES = [
     Case(
         "unknown-scheme",
         "internal --scheme that is not one of the mindist schemes",
-        lambda t: ["internal", BUTANE_DCD, "-t", BUTANE_PDB, "--features", "mindist",
-                   "--scheme", "heavy"],  # fmt: skip
+        lambda t: [
+            "internal",
+            BUTANE_DCD,
+            "-t",
+            BUTANE_PDB,
+            "--features",
+            "mindist",
+            "--scheme",
+            "heavy",
+        ],  # fmt: skip
         "choose from ca, closest, closest-heavy, sidechain, sidechain-heavy",
     ),
     # ---------------------------------------------------------------- topology, selection
