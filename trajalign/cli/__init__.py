@@ -68,6 +68,11 @@ def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
         sys.unraisablehook = sys.__unraisablehook__
 
 
+def is_quiet() -> bool:
+    """``-q`` was given (before or after the command)."""
+    return bool(_STATE["quiet"])
+
+
 def note(message: str) -> None:
     """A line on stderr, unless --quiet."""
     if not _STATE["quiet"]:
@@ -370,6 +375,7 @@ from . import rotate as _rotate  # noqa: E402,F401
 
 __all__ = [
     "cli",
+    "is_quiet",
     "keep_freed_memory",
     "main",
     "note",

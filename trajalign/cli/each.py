@@ -14,7 +14,7 @@ import time
 
 import click
 
-from . import _STATE, make_run_executor, note, pipeline_kwargs, repair_line, rotate_figures
+from . import is_quiet, make_run_executor, note, pipeline_kwargs, repair_line, rotate_figures
 
 __all__ = ["run_each_command"]
 
@@ -69,7 +69,7 @@ def run_each_command(
     from ..batch import EachFailed, run_each
 
     bar = None
-    if not _STATE["quiet"] and sys.stderr.isatty() and not out_kw["as_json"]:
+    if not is_quiet() and sys.stderr.isatty() and not out_kw["as_json"]:
         bar = _EachBar(len(source_kw["paths"]), label)
 
     def on_input(item) -> None:
