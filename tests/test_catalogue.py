@@ -138,7 +138,8 @@ CASES = [
             "-t",
             GRO,
         ],
-        "is truncated: it ends inside frame 5 (byte 825872)",
+        # 55% of the file: frame 5 (bytes 825872-991043) is cut 82571 bytes in
+        "is truncated: it ends inside frame 5 (byte 825872; the frame needs 165172 bytes",
     ),
     Case(
         "text-as-npy",
@@ -174,15 +175,28 @@ CASES = [
     Case(
         "xtc-decoder-crash",
         "XTC with random bytes inside one frame's compressed data (MDAnalysis dies by "
-        "SIGFPE/SIGSEGV on it): decoded in a child process",
+        "SIGFPE/SIGSEGV on it): the native decoder's bounds checks name the frame",
         lambda t: ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO],
+        # the noise starts 55043 bytes into frame 5's stream; atom 15649 is the first
+        # to decode outside the frame's stored range
+        "frame 5 (byte 825872) is damaged: its compressed coordinates are damaged: atom "
+        "15649 decodes outside the frame's range",
+    ),
+    Case(
+        "xtc-decoder-crash-mdanalysis",
+        "the same file with --xtc-reader mdanalysis: MDAnalysis decodes in a child "
+        "process, whose death by a signal is reported",
+        lambda t: ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO]
+        + ["--xtc-reader", "mdanalysis"],
         "frame 5 cannot be decoded: the XTC decoder crashed",
     ),
     Case(
         "xtc-damaged-header",
-        "XTC with random bytes over a frame header: named before any decoding",
+        "XTC with random bytes over the last 12 bytes of frame 4's compressed data and "
+        "frame 5's header: the header walk stops at frame 5, and frame 4, which does not "
+        "decode to its end, is named",
         lambda t: [C, damaged_copy(t, XTC, "random"), "-t", GRO],
-        "frame 5 (byte 825872) is damaged: its header does not start with the XTC magic",
+        "frame 4 (byte 660708) is damaged: its compressed coordinates are damaged",
     ),
     Case(
         "xtc-trailing-bytes",
@@ -254,7 +268,7 @@ CASES = [
         "damaged-resume",
         "--resume on a damaged file: no partial output kept",
         lambda t: [C, damaged_copy(t, XTC, "payload"), "-t", GRO, "--resume"],
-        "frame 5 cannot be decoded",
+        "frame 5 (byte 825872) is damaged",
     ),
     Case(
         "info-check",

@@ -592,10 +592,9 @@ class XTCChain:
 
     @property
     def dt(self) -> float:
-        """Time between frames in ps, as MDAnalysis reports it for these files (the
-        first file's :attr:`XTCIndex.dt`; 1.0 where it has a single frame)."""
-        dt = self.readers[0].index.dt
-        return dt if self.readers[0].index.n_frames > 1 else 1.0
+        """Time between frames in ps, as MDAnalysis reports it for these files: the
+        first file's :attr:`XTCIndex.dt` (0.0 where it has a single frame)."""
+        return self.readers[0].index.dt
 
     def where(self, frame: int) -> tuple[str, int]:
         """(path, frame within that file) of global ``frame``."""
