@@ -21,6 +21,10 @@ nor the frame. This module holds
 - :func:`damaged`, the one shape of those errors:
   ``FILE: what is wrong, from which frame or byte (what to do)``.
 
+XTC inputs are read by the native reader (:mod:`trajalign.io.xtc`), which walks and
+checks the headers itself and cannot crash; the XTC parts here serve
+``--xtc-reader mdanalysis`` (and MDAnalysis' offsets walk of TRR files).
+
 Structural checks cannot see every damage (random bytes inside a TRR or DCD frame's
 coordinates are still numbers); they make sure no frame is lost or invented silently.
 """

@@ -3,6 +3,8 @@
 A :class:`Source` knows its frames, points, dimension, masses, bonds, box and times, and
 reads any block ``[start, stop)`` of its (sliced) frames as a float32 array. It is built
 from a :class:`SourceSpec` of plain values, so another process can reopen it by path.
+XTC files are decoded by trajalign's own reader (:mod:`trajalign.io.xtc`) unless the
+spec's ``xtc_reader`` says ``mdanalysis``; every other format is read by MDAnalysis.
 """
 
 from __future__ import annotations
@@ -114,11 +116,8 @@ def open_source(
     bonds : str or path, optional
         Array inputs: a text file of 0-based point index pairs, or ``"chain"``.
     xtc_reader : {"native", "mdanalysis"}, optional
-        XTC inputs: trajalign's own decoder (:mod:`trajalign.io.xtc`: only the atoms a
-        run needs, on every Numba thread, bit-equal to MDAnalysis, no process that can
-        crash) or MDAnalysis' (in a forked guard process). Default: the environment
-        variable ``TRAJALIGN_XTC_READER``, else ``native``. Other formats are always
-        read by MDAnalysis.
+        XTC inputs: trajalign's decoder (:mod:`trajalign.io.xtc`) or MDAnalysis' (in a
+        guard child process); default ``TRAJALIGN_XTC_READER``, else ``native``.
 
     Returns
     -------
@@ -145,6 +144,11 @@ def open_source(
         bonds=os.fspath(bonds) if bonds is not None and bonds != "chain" else bonds,
         xtc_reader=xtc_reader_choice(xtc_reader),
     )
+    return _open_spec(spec)
+
+
+def _open_spec(spec: SourceSpec) -> Source:
+    """The reader for ``spec``: arrays, or MDAnalysis (with the native XTC reader)."""
     if not spec.paths:
         raise InputError("no input files given", "name at least one trajectory file")
     for p in (*spec.paths, *([spec.top] if spec.top else [])):
