@@ -186,8 +186,9 @@ CASES = [
         "xtc-decoder-crash-mdanalysis",
         "the same file with --xtc-reader mdanalysis: MDAnalysis decodes in a child "
         "process, whose death by a signal is reported",
-        lambda t: ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO]
-        + ["--xtc-reader", "mdanalysis"],
+        lambda t: (
+            ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO] + ["--xtc-reader", "mdanalysis"]
+        ),
         "frame 5 cannot be decoded: the XTC decoder crashed",
     ),
     Case(
@@ -356,6 +357,12 @@ CASES = [
         "topology and trajectory with different atom counts",
         lambda t: [C, DCD, "-t", BUTANE_PDB],
         "do not match",
+    ),
+    Case(
+        "xtc-atom-count-mismatch",
+        "XTC with a topology of another atom count (native reader)",
+        lambda t: [C, XTC, "-t", PSF],
+        "topology and trajectory do not match",
     ),
     Case(
         "empty-selection",
@@ -748,6 +755,36 @@ def write_doc() -> None:
         + "\n".join(rows)
         + "\n\n"
         + EXTRA_ROWS
+        + "\n"
+        + xtc_messages()
+    )
+
+
+def xtc_messages() -> str:
+    """The native XTC reader's messages, one row per status code of its decoder."""
+    from trajalign.io import xtc
+    from trajalign.kernels import xtc as kernels
+
+    status = (
+        "BAD_MAGIC NATOMS NATOMS_REPEAT PRECISION RANGE SIZE SMALLIDX_START SMALLIDX_CHANGE "
+        "BITS_PAST_END RUN_PAST_NATOMS BYTES_PAST_FILE HEADER_PAST_FILE BYTE_COUNT NBYTES "
+        "VALUE_RANGE RUN_LENGTH BOX"
+    ).split()
+    names = {getattr(kernels, name): name for name in status}
+    rows = [
+        f"| {code} | `{names[code]}` | {text.format(n='N', d='D', nbytes='S')} |"
+        for code, text in sorted(xtc.MESSAGES.items())
+    ]
+    return (
+        "The native XTC reader (`trajalign/io/xtc.py`, the default for XTC inputs) names a\n"
+        "frame it cannot decode as `FILE: frame K (byte B) is damaged: WHAT (use the K good\n"
+        "frames before it with --stop K, check it with gmx check -f FILE, or write it again)`,\n"
+        "WHAT one of these, by the decoder's status code (D is the code's detail: an atom,\n"
+        "an axis, a count; N the topology's atom count; S the stored byte count). A cut frame reads `is truncated: it\n"
+        "ends inside frame K (byte B; the frame needs S bytes, L are left)`, and a file whose\n"
+        "first bytes are no XTC frame `is not an XTC file`. With `--xtc-reader mdanalysis`,\n"
+        "the messages are those of the rows above marked mdanalysis.\n\n"
+        "| code | status | WHAT |\n|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 
 

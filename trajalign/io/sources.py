@@ -199,13 +199,9 @@ def xtc_reader_choice(value: str | None = None) -> str:
 
 
 def uses_native_xtc(spec: SourceSpec) -> bool:
-    """Every file of ``spec`` is an XTC, a topology is given, and the native reader is
-    chosen (MDAnalysis reads everything else)."""
-    return (
-        spec.xtc_reader == "native"
-        and spec.top is not None
-        and all(p.lower().endswith(".xtc") for p in spec.paths)
-    )
+    """Every file of ``spec`` is an XTC and the native reader is chosen (MDAnalysis
+    reads everything else)."""
+    return spec.xtc_reader == "native" and all(p.lower().endswith(".xtc") for p in spec.paths)
 
 
 # ----------------------------------------------------------------------- MDAnalysis
@@ -348,12 +344,14 @@ class MDASource(Source):
         if chain.n_frames == 0:
             raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
         x0, dims = chain.first_frame()
-        u = _open_universe(
-            spec,
-            [spec.top, x0[None]],
-            format=MemoryReader,
-            dimensions=dims if np.all(dims[:3] > 0) else None,
-        )
+        reader_kw = dict(format=MemoryReader, dimensions=dims if np.all(dims[:3] > 0) else None)
+        if spec.top is None:  # atoms without names, as MDAnalysis opens an XTC alone
+            import MDAnalysis as mda
+
+            u = mda.Universe.empty(chain.natoms, trajectory=False)
+            u.load_new(x0[None], **reader_kw)
+        else:
+            u = _open_universe(spec, [spec.top, x0[None]], **reader_kw)
         self.total_frames = chain.n_frames
         self.dt = chain.dt
         self._check_values = False  # XTC stores integers in a checked range
