@@ -15,8 +15,10 @@ work). MDAnalysis' ``self_distance_array`` returns float64 per frame, stacked.
 Then the scaling of the kernels (frames, atoms, Numba threads 1 and 2) and the
 whole-process tables of :mod:`wholeprocess` (``trajalign rotate`` on a 20000-frame XTC
 against MDAnalysis and MDTraj scripts and the read+write floor; start-up times), the
-periodic repair against GROMACS (:mod:`pbc`) and ``--workers`` on a decode-bound XTC with
-its per-block costs (:mod:`workers`).
+periodic repair against GROMACS (:mod:`pbc`), ``--workers`` on a decode-bound XTC with
+its per-block costs (:mod:`workers`), the native XTC decoder per frame against MDAnalysis'
+(:mod:`xtc`) and whole ``rotate`` runs with it against the MDAnalysis read + h5py write
+floor (:mod:`xtcwhole`).
 
 Usage: ``python benchmarks/run.py [--quick] [--frames 2000] [--repeat 5] [--only NAME]``.
 """
@@ -339,7 +341,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=None, help="best of N [5; --quick 2]")
     ap.add_argument("--xtc-frames", type=int, default=None, help="[20000; --quick 4000]")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, a smaller XTC")
-    names = [*sorted(BENCHES), "scaling", "rotate", "startup", "pbc", "workers"]
+    names = [*sorted(BENCHES), "scaling", "rotate", "startup", "pbc", "workers", "xtc"]
+    names.append("xtc-whole")
     ap.add_argument("--only", choices=names, action="append")
     args = ap.parse_args()
     repeat = args.repeat or (2 if args.quick else 5)
@@ -364,6 +367,12 @@ def main() -> None:
         elif name == "workers":  # --workers on a decode-bound XTC (benchmarks/workers.py)
             frames = "2000" if args.quick else "10000"
             __import__("workers").main(["--frames", frames, "--repeat", str(min(repeat, 3))])
+        elif name == "xtc":  # the native XTC decoder per frame (benchmarks/xtc.py)
+            __import__("xtc").main(["--frames", "200", "--repeat", str(repeat)])
+        elif name == "xtc-whole":  # whole runs with the native reader (benchmarks/xtcwhole.py)
+            frames = ["--frames", "2000" if args.quick else "10000"]
+            frames += ["--protein-frames", str(xtc_frames)]
+            __import__("xtcwhole").main([*frames, "--repeat", str(min(repeat, 3))])
         else:
             import wholeprocess
 

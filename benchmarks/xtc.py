@@ -62,11 +62,11 @@ def best(fn, repeat: int) -> float:
     return min(out)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import numba
     from MDAnalysis.coordinates.XTC import XTCReader as MDAReader

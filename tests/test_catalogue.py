@@ -138,7 +138,8 @@ CASES = [
             "-t",
             GRO,
         ],
-        "is truncated: it ends inside frame 5 (byte 825872)",
+        # 55% of the file: frame 5 (bytes 825872-991043) is cut 82571 bytes in
+        "is truncated: it ends inside frame 5 (byte 825872; the frame needs 165172 bytes",
     ),
     Case(
         "text-as-npy",
@@ -174,15 +175,29 @@ CASES = [
     Case(
         "xtc-decoder-crash",
         "XTC with random bytes inside one frame's compressed data (MDAnalysis dies by "
-        "SIGFPE/SIGSEGV on it): decoded in a child process",
+        "SIGFPE/SIGSEGV on it): the native decoder's bounds checks name the frame",
         lambda t: ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO],
+        # the noise starts 55043 bytes into frame 5's stream; atom 15649 is the first
+        # to decode outside the frame's stored range
+        "frame 5 (byte 825872) is damaged: its compressed coordinates are damaged: atom "
+        "15649 decodes outside the frame's range",
+    ),
+    Case(
+        "xtc-decoder-crash-mdanalysis",
+        "the same file with --xtc-reader mdanalysis: MDAnalysis decodes in a child "
+        "process, whose death by a signal is reported",
+        lambda t: (
+            ["rotate", damaged_copy(t, XTC, "payload"), "-t", GRO] + ["--xtc-reader", "mdanalysis"]
+        ),
         "frame 5 cannot be decoded: the XTC decoder crashed",
     ),
     Case(
         "xtc-damaged-header",
-        "XTC with random bytes over a frame header: named before any decoding",
+        "XTC with random bytes over the last 12 bytes of frame 4's compressed data and "
+        "frame 5's header: the header walk stops at frame 5, and frame 4, which does not "
+        "decode to its end, is named",
         lambda t: [C, damaged_copy(t, XTC, "random"), "-t", GRO],
-        "frame 5 (byte 825872) is damaged: its header does not start with the XTC magic",
+        "frame 4 (byte 660708) is damaged: its compressed coordinates are damaged",
     ),
     Case(
         "xtc-trailing-bytes",
@@ -254,7 +269,7 @@ CASES = [
         "damaged-resume",
         "--resume on a damaged file: no partial output kept",
         lambda t: [C, damaged_copy(t, XTC, "payload"), "-t", GRO, "--resume"],
-        "frame 5 cannot be decoded",
+        "frame 5 (byte 825872) is damaged",
     ),
     Case(
         "info-check",
@@ -369,6 +384,12 @@ CASES = [
         "topology and trajectory with different atom counts",
         lambda t: [C, DCD, "-t", BUTANE_PDB],
         "do not match",
+    ),
+    Case(
+        "xtc-atom-count-mismatch",
+        "XTC with a topology of another atom count (native reader)",
+        lambda t: [C, XTC, "-t", PSF],
+        "topology and trajectory do not match",
     ),
     Case(
         "empty-selection",
@@ -761,6 +782,36 @@ def write_doc() -> None:
         + "\n".join(rows)
         + "\n\n"
         + EXTRA_ROWS
+        + "\n"
+        + xtc_messages()
+    )
+
+
+def xtc_messages() -> str:
+    """The native XTC reader's messages, one row per status code of its decoder."""
+    from trajalign.io import xtc
+    from trajalign.kernels import xtc as kernels
+
+    status = (
+        "BAD_MAGIC NATOMS NATOMS_REPEAT PRECISION RANGE SIZE SMALLIDX_START SMALLIDX_CHANGE "
+        "BITS_PAST_END RUN_PAST_NATOMS BYTES_PAST_FILE HEADER_PAST_FILE BYTE_COUNT NBYTES "
+        "VALUE_RANGE RUN_LENGTH BOX"
+    ).split()
+    names = {getattr(kernels, name): name for name in status}
+    rows = [
+        f"| {code} | `{names[code]}` | {text.format(n='N', d='D', nbytes='S')} |"
+        for code, text in sorted(xtc.MESSAGES.items())
+    ]
+    return (
+        "The native XTC reader (`trajalign/io/xtc.py`, the default for XTC inputs) names a\n"
+        "frame it cannot decode as `FILE: frame K (byte B) is damaged: WHAT (use the K good\n"
+        "frames before it with --stop K, check it with gmx check -f FILE, or write it again)`,\n"
+        "WHAT one of these, by the decoder's status code (D is the code's detail: an atom,\n"
+        "an axis, a count; N the topology's atom count; S the stored byte count). A cut frame reads `is truncated: it\n"
+        "ends inside frame K (byte B; the frame needs S bytes, L are left)`, and a file whose\n"
+        "first bytes are no XTC frame `is not an XTC file`. With `--xtc-reader mdanalysis`,\n"
+        "the messages are those of the rows above marked mdanalysis.\n\n"
+        "| code | status | WHAT |\n|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 
 

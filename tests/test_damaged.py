@@ -9,6 +9,7 @@ data, a file cut short, a repeated block, bytes appended, single header fields.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,14 @@ def make(tmp: Path, fmt: str, how: str) -> tuple[Path, str]:
     return path, top
 
 
+#: the payload damage as the native XTC reader names it: the 4000 random bytes start
+#: 55043 bytes into frame 5's compressed stream, and atom 15649 is the first one whose
+#: decoded value leaves the frame's stored range [minint, maxint]
+PAYLOAD = "frame 5 (byte 825872) is damaged: its compressed coordinates are damaged"
+#: the same damage read by MDAnalysis (--xtc-reader mdanalysis): its decoder dies by a
+#: signal in the guard's child process
+PAYLOAD_MDA = "frame 5 cannot be decoded: the XTC decoder crashed"
+
 # (format, damage) -> a fragment of the error line; every damage each format can show
 CASES = {
     ("dcd", "random"): "frame 48 (byte 1925924) is damaged: its record markers",
@@ -83,12 +92,15 @@ CASES = {
     ("dcd", "payload"): "frame 52 (byte 2086388) is damaged",
     ("dcd", "lastbyte"): "it ends inside frame 97",
     ("dcd", "repeat"): "frame 48 (byte 1925924) is damaged",
-    ("xtc", "random"): "frame 5 (byte 825872) is damaged: its header does not start",
+    # random, repeat: the changed bytes start at n // 2 = 825858, 12 bytes before the
+    # end of frame 4's compressed stream (825870; frame 5 starts at 825872): frame 4's
+    # last atoms are damaged, which only a full decode sees (test_frame_4_really_is_damaged)
+    ("xtc", "random"): "frame 4 (byte 660708) is damaged: its compressed coordinates",
     ("xtc", "zeros"): "frame 5 (byte 825872) is damaged",
     ("xtc", "cut"): "is truncated: it ends inside frame 5",
-    ("xtc", "payload"): "frame 5 cannot be decoded: the XTC decoder crashed",
+    ("xtc", "payload"): PAYLOAD + ": atom 15649 decodes outside the frame's range",
     ("xtc", "lastbyte"): "it ends inside frame 9",
-    ("xtc", "repeat"): "frame 5 (byte 825872) is damaged",
+    ("xtc", "repeat"): "frame 4 (byte 660708) is damaged: its compressed coordinates",
     ("xtc", "appended"): "frame 10 (byte 1651716) is damaged",
     ("trr", "random"): "frame 5 (byte 5722320) is damaged: its header does not start",
     ("trr", "zeros"): "frame 5 (byte 5722320) is damaged",
@@ -146,14 +158,16 @@ def test_stop_from_the_message_uses_the_good_frames(tmp_path):
             assert src.n_frames == k
 
 
-def test_decoder_crash_is_an_error_line_in_a_real_process(tmp_path):
-    """The XTC decoder dies by a signal on damaged compressed data (SIGFPE or SIGSEGV in
-    MDAnalysis itself); trajalign exits 1 with one line, through the console script."""
+@pytest.mark.parametrize("reader,says", [("native", PAYLOAD), ("mdanalysis", PAYLOAD_MDA)])
+def test_decoder_crash_is_an_error_line_in_a_real_process(tmp_path, reader, says):
+    """Damaged compressed data kill MDAnalysis' XTC decoder (SIGFPE or SIGSEGV): with
+    ``--xtc-reader mdanalysis`` its guard child dies and trajalign exits 1 with one
+    line; the native reader returns a status code. Through the console script."""
     path, top = make(tmp_path, "xtc", "payload")
     out = tmp_path / "o.h5"
     cmd = [os.path.join(os.path.dirname(sys.executable), "trajalign")]
     res = subprocess.run(
-        [*cmd, "rotate", str(path), "-t", top, "-o", str(out)],
+        [*cmd, "rotate", str(path), "-t", top, "-o", str(out), "--xtc-reader", reader],
         capture_output=True,
         text=True,
         timeout=120,
@@ -161,7 +175,7 @@ def test_decoder_crash_is_an_error_line_in_a_real_process(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 1, res.stderr
     assert len(lines) == 1, res.stderr
-    assert lines[0].startswith(f"Error: {path}: frame 5 cannot be decoded: the XTC decoder")
+    assert lines[0].startswith(f"Error: {path}: {says}")
     assert "--stop 5" in lines[0] and "gmx check" in lines[0]
     assert not out.exists() and not list(tmp_path.glob(".o.h5*"))
 
@@ -217,7 +231,7 @@ def test_several_files_name_the_damaged_one_and_count_the_frames_before(tmp_path
     bad, top = make(tmp_path, "xtc", "payload")
     out = tmp_path / "o.h5"
     res = invoke("center", good, bad, "-t", top, "-o", out)
-    assert_one_error(res, bad, out, "frame 5 cannot be decoded")
+    assert_one_error(res, bad, out, PAYLOAD)
     assert "--stop 15" in res.stderr
     cut, _ = make(tmp_path, "trr", "cut")
     res = invoke("center", TRR, cut, "-t", top, "-o", out)
@@ -236,7 +250,7 @@ def test_info_check_reports_each_file_and_writes_nothing(tmp_path):
     rows = [line for line in res.stdout.splitlines() if line.startswith("check")]
     assert len(rows) == 3
     assert rows[0].endswith(f"{good}: 10 frames, all readable")
-    assert f"{crash}: frame 5 cannot be decoded" in rows[1] and "--stop 15" in rows[1]
+    assert f"{crash}: {PAYLOAD}" in rows[1] and "--stop 15" in rows[1]
     assert f"{cut}: is truncated: it ends inside frame 5" in rows[2]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {crash}: frame 5")
@@ -261,6 +275,7 @@ def test_guarded_reading_equals_reading_in_process(tmp_path, monkeypatch):
     """The child-process reader returns the frames MDAnalysis reads here, for slices,
     selections with fit atoms, and blocks read out of order (the guess is wrong)."""
     kw = dict(top=GRO, select="name CA", aux_select="backbone", start=1, step=2)
+    kw["xtc_reader"] = "mdanalysis"
     with open_source(XTC, **kw) as guarded:
         assert guarded._guard is not None
         got = [guarded.read(s, min(s + 2, guarded.n_frames)) for s in (0, 2, 4, 2, 0)]
@@ -277,7 +292,7 @@ def test_guarded_reading_equals_reading_in_process(tmp_path, monkeypatch):
 
 
 def test_closing_a_source_ends_its_reader_process():
-    src = open_source(XTC, top=GRO)
+    src = open_source(XTC, top=GRO, xtc_reader="mdanalysis")
     pid = src._guard.pid
     src.read(0, 2)
     src.close()
@@ -289,7 +304,7 @@ def test_resume_on_a_damaged_file_leaves_nothing(tmp_path):
     path, top = make(tmp_path, "xtc", "payload")
     out = tmp_path / "o.h5"
     res = invoke("center", path, "-t", top, "--chunk-frames", 2, "--resume", "-o", out)
-    assert_one_error(res, path, out, "frame 5 cannot be decoded")
+    assert_one_error(res, path, out, PAYLOAD)
 
 
 def test_workers_report_the_damaged_file(tmp_path):
@@ -297,14 +312,14 @@ def test_workers_report_the_damaged_file(tmp_path):
     path, top = make(tmp_path, "xtc", "payload")
     out = tmp_path / "o.h5"
     res = invoke("center", path, "-t", top, "--chunk-frames", 1, "--workers", 1, "-o", out)
-    assert_one_error(res, path, out, "frame 5 cannot be decoded")
+    assert_one_error(res, path, out, PAYLOAD)
 
 
 def test_a_reader_killed_from_outside_is_not_called_damage():
     """The out-of-memory killer or a signal to the process group is no damage."""
     import signal
 
-    with open_source(XTC, top=GRO) as src:
+    with open_source(XTC, top=GRO, xtc_reader="mdanalysis") as src:
         os.kill(src._guard.pid, signal.SIGKILL)
         with pytest.raises(Exception, match="was killed \\(SIGKILL\\)") as exc:
             src.read(0, 2)
@@ -312,11 +327,12 @@ def test_a_reader_killed_from_outside_is_not_called_damage():
         np.testing.assert_array_equal(src.read(0, 2).frames, [0, 1])  # a new reader
 
 
-def test_after_a_crash_the_good_frames_still_read(tmp_path):
+@pytest.mark.parametrize("reader,says", [("native", PAYLOAD), ("mdanalysis", PAYLOAD_MDA)])
+def test_after_a_crash_the_good_frames_still_read(tmp_path, reader, says):
     path, top = make(tmp_path, "xtc", "payload")
-    with open_source(path, top=top) as src:
+    with open_source(path, top=top, xtc_reader=reader) as src:
         assert src.read(0, 5).coords.shape[0] == 5
-        with pytest.raises(DamagedFileError, match="frame 5 cannot be decoded") as exc:
+        with pytest.raises(DamagedFileError, match=re.escape(says)) as exc:
             src.read(5, 7)
         assert exc.value.good == 5
         np.testing.assert_array_equal(src.read(2, 4).frames, [2, 3])
@@ -325,7 +341,7 @@ def test_after_a_crash_the_good_frames_still_read(tmp_path):
 def test_guarded_blocks_reuse_their_shared_memory_once_dropped():
     """A block's arrays view shared memory the child wrote (no copy): a slot is reused
     only after the block is dropped, so memory stays at a few blocks."""
-    with open_source(XTC, top=GRO, select="name CA") as src:
+    with open_source(XTC, top=GRO, select="name CA", xtc_reader="mdanalysis") as src:
         kept = src.read(0, 2).coords.copy()
         held = src.read(0, 2)
         for s in range(0, 10, 2):
@@ -346,11 +362,27 @@ def test_guarded_blocks_reuse_their_shared_memory_once_dropped():
     ids=lambda a: a[0],
 )
 def test_every_command_names_the_damaged_file(tmp_path, args):
+    """The CA atoms and the last atom: the native reader decodes every frame to its
+    end, through the damage (atom 15649 of frame 5)."""
     path, top = make(tmp_path, "xtc", "payload")
     out = tmp_path / "o.h5"
     extra = ["-o", out] if args[0] in ("rotate", "internal") else []
-    res = invoke(args[0], path, "-t", top, "-s", "name CA", *args[1:], *extra)
-    assert_one_error(res, path, out, "frame 5 cannot be decoded")
+    res = invoke(args[0], path, "-t", top, "-s", "name CA or index 47680", *args[1:], *extra)
+    assert_one_error(res, path, out, PAYLOAD)
+
+
+def test_a_selection_before_the_damage_reads_the_intact_atoms(tmp_path):
+    """The decoder is sequential within a frame: the CA atoms (indices below 3341) of
+    frame 5 come from bits before the damaged bytes, so the native reader returns the
+    undamaged file's values for them, and a run on them succeeds (MDAnalysis decodes
+    every atom, and dies)."""
+    path, top = make(tmp_path, "xtc", "payload")
+    with (
+        open_source(path, top=top, select="name CA") as bad,
+        open_source(XTC, top=top, select="name CA") as good,
+    ):
+        assert bad.atom_indices.max() < 15649
+        np.testing.assert_array_equal(bad.read(0, 10).coords, good.read(0, 10).coords)
 
 
 def test_an_empty_trajectory_file(tmp_path):
@@ -364,7 +396,7 @@ def test_an_empty_trajectory_file(tmp_path):
 def test_a_forked_copy_does_not_end_the_reader_process():
     """multiprocessing's fork copies open sources; closing a copy there leaves this
     process's reader alone."""
-    with open_source(XTC, top=GRO) as src:
+    with open_source(XTC, top=GRO, xtc_reader="mdanalysis") as src:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             src.close()
@@ -407,3 +439,69 @@ def test_each_trr_header_field_is_checked(tmp_path, at, value, says):
     with pytest.raises(DamagedFileError, match=f"frame 3 \\(byte {int(offsets[3])}\\)") as exc:
         open_source(path, top=GRO)
     assert says in str(exc.value) and exc.value.good == 3
+
+
+@pytest.mark.parametrize("how", ["random", "repeat"])
+def test_frame_4_really_is_damaged(tmp_path, how):
+    """Why the native reader names frame 4 for these damages: the changed bytes start
+    inside frame 4's compressed stream, and MDAnalysis (in a child process: it may die)
+    decodes that frame's last atoms to other values than the undamaged file's."""
+    from MDAnalysis.lib.formats.libmdaxdr import XTCFile
+
+    with XTCFile(XTC) as f:
+        offsets = f.offsets
+    data = Path(XTC).read_bytes()
+    nbytes = int.from_bytes(data[offsets[4] + 88 : offsets[4] + 92], "big")
+    changed = len(data) // 2  # where damage() starts changing bytes
+    assert offsets[4] + 92 <= changed < offsets[4] + 92 + nbytes <= offsets[5]
+    path, _ = make(tmp_path, "xtc", how)
+    script = (
+        "import sys, numpy as np\n"
+        "from MDAnalysis.lib.formats.libmdaxdr import XTCFile\n"
+        "def frame4(p):\n"
+        "    with XTCFile(p) as f:\n"
+        "        return [f.read() for _ in range(5)][4]\n"
+        "a, b = frame4(sys.argv[1]), frame4(sys.argv[2])\n"
+        "assert a.step == b.step == 200000\n"
+        "print('same' if np.array_equal(a.x, b.x) else 'differ')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", script, XTC, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode < 0 or res.stdout.strip() == "differ", (res.stdout, res.stderr)
+
+
+_NO_FORK = """
+import os, sys
+def refuse(*a, **k):
+    sys.stderr.write("FORKED\\n")
+    raise OSError("no fork in this test")
+os.fork = os.forkpty = refuse
+from trajalign.cli import main
+sys.argv = ["trajalign", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("how", ["payload", "random", "zeros", "cut", "repeat", "lastbyte"])
+def test_native_reader_forks_no_child_and_dies_by_no_signal(tmp_path, how):
+    """The native XTC reader on a damaged file: no process is forked (os.fork refuses,
+    and says so), the run ends with exit status 1 and one error line, never a signal."""
+    path, top = make(tmp_path, "xtc", how)
+    out = tmp_path / "o.h5"
+    env = dict(os.environ, TRAJALIGN_XTC_READER="native")
+    res = subprocess.run(
+        [sys.executable, "-c", _NO_FORK, "rotate", str(path), "-t", top, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    assert "FORKED" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: "), res.stderr
+    assert not out.exists()

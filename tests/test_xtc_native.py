@@ -319,7 +319,7 @@ def test_each_header_fault_has_its_code(edit, code):
     put(data, off + at, fmt, value)
     s, _ = decode_status(data, off, ix.natoms)
     assert s == CODES[code]
-    err = xtc.XTCReader(ix)._error(1, s, 0)
+    err = xtc.XTCReader(ix).frame_error(1, s, 0)
     assert isinstance(err, DamagedFileError) and "\n" not in str(err)
     assert path in str(err) and "--stop 1" in str(err)
 

@@ -79,6 +79,14 @@ input_options = [
         is_flag=True,
         help="MDAnalysis inputs: guess bonds from distances (a topology without bonds).",
     ),
+    click.option(
+        "--xtc-reader",
+        type=click.Choice(["native", "mdanalysis"]),
+        default=None,
+        help="XTC inputs: trajalign's own decoder (native: only the atoms needed, on every "
+        "core, never a crash) or MDAnalysis' (for comparison) "
+        "[default: TRAJALIGN_XTC_READER or native].",
+    ),
 ]
 
 output_options = [
@@ -259,6 +267,7 @@ def source_kwargs(kw: dict) -> dict:
         "box": kw.pop("box"),
         "bonds": kw.pop("bonds"),
         "guess_bonds": kw.pop("guess_bonds"),
+        "xtc_reader": kw.pop("xtc_reader"),
     }
 
 

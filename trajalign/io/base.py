@@ -47,6 +47,9 @@ class SourceSpec:
     pbc: str = "auto"
     box: str | None = None
     bonds: str | None = None
+    #: the XTC reader: ``native`` (trajalign's, :mod:`trajalign.io.xtc`) or
+    #: ``mdanalysis``; resolved when the source is opened, so workers inherit it
+    xtc_reader: str = "native"
 
     def as_dict(self) -> dict:
         return asdict(self)

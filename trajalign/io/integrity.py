@@ -21,6 +21,10 @@ nor the frame. This module holds
 - :func:`damaged`, the one shape of those errors:
   ``FILE: what is wrong, from which frame or byte (what to do)``.
 
+XTC inputs are read by the native reader (:mod:`trajalign.io.xtc`), which walks and
+checks the headers itself and cannot crash; the XTC parts here serve
+``--xtc-reader mdanalysis`` (and MDAnalysis' offsets walk of TRR files).
+
 Structural checks cannot see every damage (random bytes inside a TRR or DCD frame's
 coordinates are still numbers); they make sure no frame is lost or invented silently.
 """
@@ -45,6 +49,7 @@ __all__ = [
     "XTC_MAGIC",
     "bad_boxes",
     "box_error",
+    "box_error_at",
     "check_trajectory",
     "coordinates_error",
     "crash_error",
@@ -683,6 +688,12 @@ def bad_boxes(box: np.ndarray) -> np.ndarray:
 def box_error(trajectory, frame: int, row: np.ndarray) -> DamagedFileError:
     """Global ``frame`` holds a box that is none: its data are damaged."""
     path, local, _, fmt = locate(trajectory, frame)
+    return box_error_at(path, local, frame, row, fmt)
+
+
+def box_error_at(path: str, local: int, frame: int, row: np.ndarray, fmt: str):
+    """Frame ``local`` of ``path`` (global ``frame``) holds the box ``row`` (6,), which
+    is none: the :class:`DamagedFileError` (``fmt`` picks the checking tool)."""
     if not np.any(row):
         what = f"frame {local} has no periodic box, frame 0 has one: the frame is damaged"
     else:
@@ -902,6 +913,9 @@ def scan_source(source, progress=None) -> int:
         The first damaged frame: a reader error, a decoder crash, a broken box, NaN,
         inf or absurd coordinates.
     """
+    chain = getattr(source, "xtc", None)
+    if chain is not None:
+        return _scan_xtc(source, chain, progress)
     chunk = max(1, (1 << 24) // max(1, source.n_points * source.dim))
     for start in range(0, source.n_frames, chunk):
         stop = min(start + chunk, source.n_frames)
@@ -914,6 +928,20 @@ def scan_source(source, progress=None) -> int:
                 raise coordinates_error(universe.trajectory, frame)
             what = f"frame {frame} holds NaN, inf or coordinates beyond {MAX_COORDINATE:.0e}"
             raise damaged(source.spec.paths[0], what, frame)
+        if progress is not None:
+            progress(stop - start)
+    return source.n_frames
+
+
+def _scan_xtc(source, chain, progress) -> int:
+    """:func:`scan_source` by the native XTC reader (``chain``, an
+    :class:`~trajalign.io.xtc.XTCChain`): every atom of every frame decoded, each
+    stream's byte count checked (a partial decode of a selection cannot check it)."""
+    frames = source.frame_indices
+    chunk = max(1, (1 << 26) // max(1, chain.natoms * 12))
+    for start in range(0, frames.size, chunk):
+        stop = min(start + chunk, frames.size)
+        chain.read(frames[start:stop])  # raises the first damaged frame's error
         if progress is not None:
             progress(stop - start)
     return source.n_frames

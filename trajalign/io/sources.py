@@ -3,6 +3,8 @@
 A :class:`Source` knows its frames, points, dimension, masses, bonds, box and times, and
 reads any block ``[start, stop)`` of its (sliced) frames as a float32 array. It is built
 from a :class:`SourceSpec` of plain values, so another process can reopen it by path.
+XTC files are decoded by trajalign's own reader (:mod:`trajalign.io.xtc`) unless the
+spec's ``xtc_reader`` says ``mdanalysis``; every other format is read by MDAnalysis.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .guard import ChildError, DecoderCrash, GuardedReader
 from .integrity import (
     bad_boxes,
     box_error,
+    box_error_at,
     check_trajectory,
     coordinates_error,
     crash_error,
@@ -53,6 +56,9 @@ __all__ = [
     "load_array",
     "open_source",
     "parse_index_list",
+    "uses_native_xtc",
+    "xtc_reader_choice",
+    "XTC_READERS",
 ]
 
 
@@ -72,6 +78,7 @@ def open_source(
     pbc: str = "auto",
     box: str | None = None,
     bonds: str | os.PathLike | None = None,
+    xtc_reader: str | None = None,
 ) -> Source:
     """Open one trajectory made of one or more consecutive files.
 
@@ -108,6 +115,9 @@ def open_source(
         default: a ``box`` array in the ``.npz``, (6,) or (F, 6), (2,) or (F, 2) in 2D.
     bonds : str or path, optional
         Array inputs: a text file of 0-based point index pairs, or ``"chain"``.
+    xtc_reader : {"native", "mdanalysis"}, optional
+        XTC inputs: trajalign's decoder (:mod:`trajalign.io.xtc`) or MDAnalysis' (in a
+        guard child process); default ``TRAJALIGN_XTC_READER``, else ``native``.
 
     Returns
     -------
@@ -132,7 +142,13 @@ def open_source(
         pbc=pbc or "auto",
         box=box,
         bonds=os.fspath(bonds) if bonds is not None and bonds != "chain" else bonds,
+        xtc_reader=xtc_reader_choice(xtc_reader),
     )
+    return _open_spec(spec)
+
+
+def _open_spec(spec: SourceSpec) -> Source:
+    """The reader for ``spec``: arrays, or MDAnalysis (with the native XTC reader)."""
     if not spec.paths:
         raise InputError("no input files given", "name at least one trajectory file")
     for p in (*spec.paths, *([spec.top] if spec.top else [])):
@@ -154,6 +170,38 @@ def open_source(
             "--masses is for array inputs", "MDAnalysis inputs take masses from the topology"
         )
     return MDASource(spec)
+
+
+#: the XTC readers ``--xtc-reader`` and ``TRAJALIGN_XTC_READER`` choose between
+XTC_READERS = ("native", "mdanalysis")
+
+
+def xtc_reader_choice(value: str | None = None) -> str:
+    """The XTC reader a source uses: ``value``, else ``TRAJALIGN_XTC_READER``, else
+    ``native``.
+
+    Raises
+    ------
+    ParameterError
+        A name that is neither ``native`` nor ``mdanalysis``.
+    """
+    if value:
+        choice, origin = value, "--xtc-reader"
+    else:
+        choice = os.environ.get("TRAJALIGN_XTC_READER", "") or "native"
+        origin = "TRAJALIGN_XTC_READER"
+    choice = choice.strip().lower()
+    if choice not in XTC_READERS:
+        raise ParameterError(
+            f"{origin} {choice!r} is not an XTC reader", f"use one of {', '.join(XTC_READERS)}"
+        )
+    return choice
+
+
+def uses_native_xtc(spec: SourceSpec) -> bool:
+    """Every file of ``spec`` is an XTC and the native reader is chosen (MDAnalysis
+    reads everything else)."""
+    return spec.xtc_reader == "native" and all(p.lower().endswith(".xtc") for p in spec.paths)
 
 
 # ----------------------------------------------------------------------- MDAnalysis
@@ -185,8 +233,9 @@ def _mda_error(exc: Exception, spec: SourceSpec) -> InputError:
 _TOPOLOGIES: dict = {}
 
 
-def _universe(spec: SourceSpec, args: list):
-    """``mda.Universe(*args)``, from an already parsed topology where there is one."""
+def _universe(spec: SourceSpec, args: list, **reader_kw):
+    """``mda.Universe(*args, **reader_kw)``, from an already parsed topology where there
+    is one (``args`` is the topology, then the coordinates)."""
     import MDAnalysis as mda
 
     key = None
@@ -195,8 +244,8 @@ def _universe(spec: SourceSpec, args: list):
         key = (os.path.abspath(spec.top), st.st_size, st.st_mtime_ns, spec.guess_bonds)
         entry = _TOPOLOGIES.get(key)
         if entry is not None:
-            return mda.Universe(entry["topology"], *spec.paths)
-    u = mda.Universe(*args, guess_bonds=spec.guess_bonds)
+            return mda.Universe(entry["topology"], *args[1:], **reader_kw)
+    u = mda.Universe(*args, guess_bonds=spec.guess_bonds, **reader_kw)
     if key is not None:
         _TOPOLOGIES.clear()  # one input at a time: the last one's
         _TOPOLOGIES[key] = {"topology": u._topology}
@@ -221,8 +270,31 @@ def topology_indices(u, attr: str) -> np.ndarray | None:
     return arr
 
 
+def _open_universe(spec: SourceSpec, args: list, **reader_kw):
+    """:func:`_universe`, with MDAnalysis' many error types turned into one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _universe(spec, args, **reader_kw)
+        except Exception as exc:  # MDAnalysis raises many types for bad files
+            # a damaged trajectory is named with its first bad frame where we can
+            # find it (MDAnalysis' own message names neither)
+            bad = None if reader_kw else open_error(spec.paths)
+            raise (bad or _mda_error(exc, spec)) from None
+
+
+def _stop_frame(stop: int | None, total: int) -> int | None:
+    """A ``--stop`` as a frame number (a negative one counts from ``total``)."""
+    return max(0, total + stop) if stop is not None and stop < 0 else stop
+
+
 class MDASource(Source):
-    """Frames from any trajectory MDAnalysis reads, with topology data."""
+    """Frames from any trajectory MDAnalysis reads, with topology data.
+
+    XTC files are decoded by trajalign's own reader (:mod:`trajalign.io.xtc`) unless
+    ``spec.xtc_reader`` is ``mdanalysis``: the universe then holds the topology and
+    frame 0 only (a memory reader), and :attr:`xtc` the indexed files.
+    """
 
     def topology_tuples(self, attr: str) -> np.ndarray | None:
         """(K, 2|3|4) atom tuples the topology lists (``bonds``, ``angles``,
@@ -231,16 +303,14 @@ class MDASource(Source):
 
     def __init__(self, spec: SourceSpec) -> None:
         super().__init__(spec=spec, kind="mdanalysis")
-        args = ([spec.top] if spec.top else []) + list(spec.paths)
-        preflight(spec.paths, spec.stop)  # what MDAnalysis' opening would crash on
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                self.universe = _universe(spec, args)
-            except Exception as exc:  # MDAnalysis raises many types for bad files
-                # a damaged trajectory is named with its first bad frame where we can
-                # find it (MDAnalysis' own message names neither)
-                raise (open_error(spec.paths) or _mda_error(exc, spec)) from None
+        self._guard = None
+        #: the native reader's indexed XTC files (:class:`~trajalign.io.xtc.XTCChain`),
+        #: or None where MDAnalysis reads the frames
+        self.xtc = None
+        if uses_native_xtc(spec):
+            self.universe = self._open_native(spec)
+        else:
+            self.universe = self._open_mdanalysis(spec)
         u = self.universe
         ag = self._select(spec.select)
         self.atoms = ag
@@ -254,25 +324,9 @@ class MDASource(Source):
             raise ParameterError(
                 "--length-unit is for array inputs", "MDAnalysis inputs are in Angstrom"
             )
-        try:  # text readers count frames on first use, reading the whole file
-            self.total_frames = int(u.trajectory.n_frames)
-        except Exception as exc:
-            raise read_error(u.trajectory, 0, exc, count=True) from None
-        # every frame header and the frame counts against the sizes, before any frame
-        # is used: no frame lost or invented silently, no decoder fed a broken header
-        stop = spec.stop
-        if stop is not None and stop < 0:
-            stop = max(0, self.total_frames + stop)
-        check_trajectory(u.trajectory, stop)
         if self.total_frames == 0:
             raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
         self.frame_indices = frame_slice(self.total_frames, spec.start, spec.stop, spec.step)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Reader has no dt information, set to 1.0 ps"
-            try:
-                self.dt = float(u.trajectory.dt)
-            except Exception:
-                self.dt = 1.0
         all_masses = None
         if hasattr(u.atoms, "masses"):
             all_masses = np.asarray(u.atoms.masses, dtype=np.float64)
@@ -289,15 +343,62 @@ class MDASource(Source):
                 "MDAnalysis inputs take the box from the trajectory and bonds from the topology",
             )
         self._setup_pbc(all_bonds)
-        self._guard = None
-        # formats that store raw floats: damaged bytes there still read as numbers
-        self._check_values = any(reader_format(r) != "XTC" for r, _, _ in parts(u.trajectory))
-        if needs_guard(u.trajectory):
+        if self.xtc is None and needs_guard(u.trajectory):
             # forked now, while this process holds no output file or worker threads
             try:
                 self._guard = GuardedReader(u.trajectory)
             except OSError:  # no process or shared memory to spare: read here
                 self._guard = None
+
+    def _open_native(self, spec: SourceSpec):
+        """Index the XTC files (every header checked), decode frame 0 (one thread: no
+        Numba thread pool is started before ``--workers`` fork), and make a universe of
+        the topology and that frame."""
+        from MDAnalysis.coordinates.memory import MemoryReader
+
+        from .xtc import XTCChain
+
+        chain = self.xtc = XTCChain.open(spec.paths)
+        err = chain.error(_stop_frame(spec.stop, chain.n_frames))
+        if err is not None:
+            raise err
+        if chain.n_frames == 0:
+            raise DataError(f"{spec.paths[0]} has zero frames", "check the trajectory file")
+        x0, dims = chain.first_frame()
+        reader_kw = dict(format=MemoryReader, dimensions=dims if np.all(dims[:3] > 0) else None)
+        if spec.top is None:  # atoms without names, as MDAnalysis opens an XTC alone
+            import MDAnalysis as mda
+
+            u = mda.Universe.empty(chain.natoms, trajectory=False)
+            u.load_new(x0[None], **reader_kw)
+        else:
+            u = _open_universe(spec, [spec.top, x0[None]], **reader_kw)
+        self.total_frames = chain.n_frames
+        self.dt = chain.dt
+        self._check_values = False  # XTC stores integers in a checked range
+        return u
+
+    def _open_mdanalysis(self, spec: SourceSpec):
+        """Open the files with MDAnalysis, after the checks its opening needs."""
+        args = ([spec.top] if spec.top else []) + list(spec.paths)
+        preflight(spec.paths, spec.stop)  # what MDAnalysis' opening would crash on
+        u = _open_universe(spec, args)
+        try:  # text readers count frames on first use, reading the whole file
+            self.total_frames = int(u.trajectory.n_frames)
+        except Exception as exc:
+            raise read_error(u.trajectory, 0, exc, count=True) from None
+        # every frame header and the frame counts against the sizes, before any frame
+        # is used: no frame lost or invented silently, no decoder fed a broken header
+        check_trajectory(u.trajectory, _stop_frame(spec.stop, self.total_frames))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Reader has no dt information, set to 1.0 ps"
+            try:
+                self.dt = float(u.trajectory.dt)
+            except Exception:
+                self.dt = 1.0
+        # formats that store raw floats: damaged bytes there still read as numbers
+        self._check_values = any(reader_format(r) != "XTC" for r, _, _ in parts(u.trajectory))
+        return u
 
     def _select(self, selection: str):
         try:
@@ -324,6 +425,8 @@ class MDASource(Source):
         or None. A reader that fails, crashes, stops early or returns a broken box is
         reported as a damaged file, with the file and the frame.
         """
+        if self.xtc is not None:
+            return self._read_native(frames, selections)
         traj = self.universe.trajectory
         if self._guard is not None:
             try:
@@ -351,6 +454,21 @@ class MDASource(Source):
                 bad = implausible_frames(out)
                 if bad.size:
                     raise coordinates_error(traj, int(frames[bad[0]]))
+        return arrays, times, box
+
+    def _read_native(self, frames: np.ndarray, selections: list):
+        """:meth:`_read_frames` by the native XTC reader: atoms up to the highest one
+        any selection needs (selection, fit atoms, repaired molecules), every frame of
+        a block decoded in parallel."""
+        from .xtc import read_selections
+
+        arrays, times, box = read_selections(self.xtc, frames, selections, self.has_box)
+        if box is not None:
+            bad = bad_boxes(box)
+            if bad.size:
+                frame = int(frames[bad[0]])
+                path, local = self.xtc.where(frame)
+                raise box_error_at(path, local, frame, box[bad[0]], "XTC")
         return arrays, times, box
 
     def _read_here(self, frames: np.ndarray, selections: list):
@@ -409,6 +527,8 @@ class MDASource(Source):
         return Block(start=start, coords=arrays[0], times=times, frames=frames, box=box, aux=aux)
 
     def close(self) -> None:
+        if getattr(self, "xtc", None) is not None:
+            self.xtc.close()  # its memory maps (reopened by the next read)
         if getattr(self, "_guard", None) is not None:
             self._guard.close()
             self._guard = None

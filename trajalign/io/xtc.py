@@ -37,6 +37,7 @@ __all__ = [
     "frame_error",
     "last_needed_atom",
     "read_block",
+    "read_selections",
 ]
 
 
@@ -467,7 +468,7 @@ class XTCReader:
         bad = np.flatnonzero(status)
         if bad.size:
             j = int(bad[0])
-            raise self._error(int(frames[j]), int(status[j]), int(detail[j]))
+            raise self.frame_error(int(frames[j]), int(status[j]), int(detail[j]))
         return XTCBlock(
             coords=out,
             boxes=_angstrom(boxes),
@@ -476,7 +477,9 @@ class XTCReader:
             steps=steps,
         )
 
-    def _error(self, frame: int, code: int, detail: int) -> DamagedFileError:
+    def frame_error(self, frame: int, code: int, detail: int) -> DamagedFileError:
+        """The error for ``frame`` of this file whose status is ``code`` (see
+        :func:`frame_error`)."""
         ix = self.index
         byte = int(ix.offsets[frame])
         nbytes = None
@@ -587,6 +590,44 @@ class XTCChain:
     def natoms(self) -> int:
         return self.readers[0].index.natoms
 
+    @property
+    def dt(self) -> float:
+        """Time between frames in ps, as MDAnalysis reports it for these files: the
+        first file's :attr:`XTCIndex.dt` (0.0 where it has a single frame)."""
+        return self.readers[0].index.dt
+
+    def where(self, frame: int) -> tuple[str, int]:
+        """(path, frame within that file) of global ``frame``."""
+        part, local = self.locate(np.array([frame]))
+        return self.readers[int(part[0])].index.path, int(local[0])
+
+    def first_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """Frame 0 decoded fully on this thread (no Numba thread pool started, so the
+        process may still fork), its stream's byte count checked.
+
+        Returns
+        -------
+        coords : (natoms, 3) float32
+            Angstrom, bit-equal to MDAnalysis.
+        dims : (6,) float32
+            ``[a, b, c, alpha, beta, gamma]`` as MDAnalysis' ``ts.dimensions`` (zeros
+            for no box).
+
+        Raises
+        ------
+        DamagedFileError
+            Frame 0 does not decode.
+        """
+        k = _k()
+        r = self.readers[0]
+        out = np.empty((self.natoms, 3), np.float32)
+        box = np.empty((3, 3), np.float32)
+        at = int(r.index.offsets[0])
+        status, detail, _, _ = k.decode_frame(r.data, at, self.natoms, out, box)
+        if status != k.OK:
+            raise r.frame_error(0, int(status), int(detail))
+        return out, box_dimensions(box[None])[0]
+
     def times(self) -> np.ndarray:
         """(n_frames,) float64 ps of the usable frames, from the indices (nothing decoded)."""
         return np.concatenate([r.index.times for r in self.readers])[: self._usable]
@@ -658,3 +699,72 @@ class XTCChain:
     def close(self) -> None:
         for r in self.readers:
             r.close()
+
+
+#: bytes of decoded frames a block read holds at a time where it keeps only some atoms
+#: (a few ions at the end of a solvated system need nearly every atom decoded)
+DECODE_BUDGET = 64 << 20
+
+
+def _is_prefix(idx: np.ndarray, n: int) -> bool:
+    """``idx`` is ``0, 1, ..., n - 1``."""
+    return (
+        idx.size == n
+        and (n == 0 or (idx[0] == 0 and idx[-1] == n - 1))
+        and bool(np.all(np.diff(idx) == 1))
+    )
+
+
+def read_selections(
+    chain: XTCChain, frames: np.ndarray, selections: list, with_box: bool
+) -> tuple[list, np.ndarray, np.ndarray | None]:
+    """The atoms of ``selections`` in global ``frames``, decoding each frame only up to
+    the highest atom any of them needs.
+
+    Parameters
+    ----------
+    chain : XTCChain
+        The indexed files.
+    frames : (F,) int64
+        Global frame numbers.
+    selections : list of (M_k,) int64 arrays or None
+        Atom indices (file numbering), None for every atom.
+    with_box : bool
+        Return the boxes too.
+
+    Returns
+    -------
+    arrays : list of (F, M_k, 3) float32
+        Angstrom, bit-equal to MDAnalysis' ``ts.positions[sel]``.
+    times : (F,) float64
+        ps.
+    box : (F, 6) float64 or None
+        ``[a, b, c, alpha, beta, gamma]`` as MDAnalysis' ``ts.dimensions`` (zeros for a
+        frame without a box), None unless ``with_box``.
+
+    Raises
+    ------
+    DamagedFileError
+        The first frame that does not decode, the file and the frame named.
+    """
+    frames = np.asarray(frames, dtype=np.int64)
+    n = frames.size
+    whole = any(s is None for s in selections)
+    last = chain.natoms - 1 if whole else last_needed_atom(*selections)
+    if all(s is None or _is_prefix(s, last + 1) for s in selections):
+        b = chain.read(frames, last)  # every array is the decoded block itself
+        box = b.dimensions().astype(np.float64) if with_box else None
+        return [b.coords for _ in selections], b.times, box
+    outs = [np.empty((n, chain.natoms if s is None else s.size, 3), np.float32) for s in selections]
+    times = np.empty(n, np.float64)
+    box = np.empty((n, 6), np.float64) if with_box else None
+    step = max(1, DECODE_BUDGET // ((last + 1) * 12))
+    for a in range(0, n, step):
+        z = min(n, a + step)
+        b = chain.read(frames[a:z], last)
+        for out, sel in zip(outs, selections, strict=True):
+            out[a:z] = b.coords if sel is None else b.coords[:, sel]
+        times[a:z] = b.times
+        if box is not None:
+            box[a:z] = b.dimensions()
+    return outs, times, box
