@@ -380,3 +380,21 @@ def test_default_rbf_gamma_that_underflows_is_one_error_line(cli, tmp_path):
     line = only_error_line(res)
     assert "--rbf-gamma 0 is not positive" in line and "unexpected" not in line
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_undefined_nan_counts_each_feature(tmp_path, cli):
+    # every feature that can be undefined gets its own per-frame count, whatever its
+    # place among the datasets (a count was once written for the last feature only)
+    x = np.random.default_rng(0).normal(size=(5, 6, 3)).astype(np.float32)
+    x[2, 1] = x[2, 2]  # coincident points: undefined angles and dihedrals in frame 2
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "o.h5"
+    args = ["--features", "angles,dihedrals", "--pairs", "chain", "--undefined", "nan"]
+    res = cli("internal", tmp_path / "x.npy", *args, "--dihedral-encoding", "sincos", "-o", out)
+    assert res.code == 0, res.stderr
+    with h5py.File(out) as f:
+        for feat in ("angles", "dihedrals"):
+            value = f[f"trajalign/features/{feat}/value"][()]
+            counts = f[f"trajalign/features/{feat}/undefined"][()]
+            np.testing.assert_array_equal(counts, np.isnan(value).sum(axis=1))
+            assert counts[2] > 0

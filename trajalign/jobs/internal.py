@@ -584,10 +584,6 @@ class InternalJob(Job):
                     np.int32,
                     {"description": what + ", the first from the pair's first residue"},
                 )
-        # read_features' default order: the order the datasets were written in
-        names = [d[0] for d in self._datasets()]
-        if names:
-            writer.f[ROOT].attrs.create("order", names, dtype=text)
             if self.undefined == "nan" and name in _CAN_BE_UNDEFINED:
                 # per-frame NaN counts: the record of --undefined nan, also under Dask
                 # where the job's own counters stay in the workers
@@ -597,6 +593,10 @@ class InternalJob(Job):
                     np.int32,
                     {"description": "number of undefined (NaN) values in each frame"},
                 )
+        # read_features' default order: the order the datasets were written in
+        names = [d[0] for d in self._datasets()]
+        if names:
+            writer.f[ROOT].attrs.create("order", names, dtype=text)
 
     # ----------------------------------------------------------------- process
     def process(self, block) -> BlockResult:
