@@ -21,6 +21,7 @@ one on the sample data).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,116 @@ def bench_rotate(n_frames: int, repeat: int, chunk: int = 1000) -> dict:
     return rows
 
 
+#: the commands of the cold-start table (issue 25), on the sample butane
+COLD_JOBS = {
+    "center": ["center"],
+    "rotate (kabsch)": ["rotate"],
+    "rotate --method principal": ["rotate", "--method", "principal"],
+    "internal --transform inverse,rbf": ["internal", "--transform", "inverse,rbf"],
+    "rotate --pbc none": ["rotate", "--pbc", "none"],
+}
+
+
+def _timed(cmd: list[str], env: dict, cwd: str | None = None) -> tuple[float, float]:
+    """(wall, CPU of the child: user + sys) seconds of one run of ``cmd``. CPU time is
+    the steadier number on a shared machine: compilation is single-threaded."""
+    before = os.times()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, cpu
+
+
+def _source_env(src: str | None, cache: str) -> tuple[list[str], dict]:
+    """The trajalign command and environment: this checkout's, or the tree ``src``
+    (an unpacked older commit, run with this interpreter) for a before/after table."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    if src is None:
+        return trajalign_cmd(), env
+    env["PYTHONPATH"] = os.path.abspath(src)
+    return [sys.executable, "-m", "trajalign"], env
+
+
+def demo_commands(root: str) -> list[list[str]]:
+    """The trajalign commands of ``make demo`` (its recipe, read with ``make -n``)."""
+    text = subprocess.run(
+        ["make", "-s", "-n", "demo"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cmds = []
+    for line in text.splitlines():
+        parts = shlex.split(line)
+        if parts and parts[0].endswith("/trajalign"):
+            cmds.append(parts[1:])
+    return cmds
+
+
+def bench_cold(repeat: int = 1, src: str | None = None, demo: bool = True) -> dict:
+    """Cold (empty ``NUMBA_CACHE_DIR``) against warm (the same cache, filled) runs.
+
+    Returns ``{name: (cold wall, warm wall, cold CPU, warm CPU)}``, best of ``repeat``
+    (cold runs get a new empty cache each time). ``src``: run that source tree instead.
+    """
+    root = os.path.abspath(src) if src else ROOT
+    sample = os.path.join(root, "sample_data")
+    rows: dict[str, tuple] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "o.h5")
+        for name, args in COLD_JOBS.items():
+            job = [*args, f"{sample}/butane.dcd", "-t", f"{sample}/butane.pdb"]
+            job += ["-o", out, "--force"]
+            cold, warm = [], []
+            for _ in range(max(1, repeat)):
+                cache = tempfile.mkdtemp(dir=tmp)
+                exe, env = _source_env(src, cache)
+                cold.append(_timed([*exe, "-q", *job], env))
+                warm.append(_timed([*exe, "-q", *job], env))
+                shutil.rmtree(cache, ignore_errors=True)
+            rows[name] = (min(c[0] for c in cold), min(w[0] for w in warm),
+                          min(c[1] for c in cold), min(w[1] for w in warm))  # fmt: skip
+        if demo:
+            outdir = os.path.join(tmp, "demo")
+            cmds = [
+                [a if a != "demo_output" and not a.startswith("demo_output/")
+                 else a.replace("demo_output", outdir, 1) for a in c]
+                for c in demo_commands(root)
+            ]  # fmt: skip
+            cache = tempfile.mkdtemp(dir=tmp)
+            exe, env = _source_env(src, cache)
+            runs = []
+            for _ in range(2):  # cold, then warm
+                wall = cpu = 0.0
+                for c in cmds:
+                    w, u = _timed([*exe, "-q", *c], env, cwd=root)
+                    wall += w
+                    cpu += u
+                runs.append((wall, cpu))
+            rows[f"make demo ({len(cmds)} commands)"] = (
+                runs[0][0], runs[1][0], runs[0][1], runs[1][1]
+            )  # fmt: skip
+    return rows
+
+
+def print_cold(rows: dict, title: str = "cold start") -> None:
+    """The cold/warm table, with the machine's load (other work slows the cold runs)."""
+    load = os.getloadavg()
+    print(f"\n{title} (load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} cores)")
+    print("| command | cold | warm | cold / warm | cold CPU | warm CPU | CPU ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, (cw, ww, cc, wc) in rows.items():
+        print(
+            f"| `{name}` | {cw:.1f} s | {ww:.2f} s | {cw / ww:.1f}x "
+            f"| {cc:.1f} s | {wc:.2f} s | {cc / wc:.1f}x |"
+        )
+
+
 def bench_startup(repeat: int) -> dict:
     """``trajalign --help``; a cold run (empty NUMBA_CACHE_DIR) and a warm one."""
     rows: dict[str, float] = {}
@@ -166,3 +277,14 @@ def bench_startup(repeat: int) -> dict:
             rows[f"trajalign {name}, sample data, warm"] = _wall(cmd, env=env, repeat=repeat)
             shutil.rmtree(cache, ignore_errors=True)
     return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="cold (empty Numba cache) against warm runs")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--src", help="another source tree (e.g. an unpacked older commit)")
+    ap.add_argument("--no-demo", action="store_true", help="skip the make demo row")
+    a = ap.parse_args()
+    print_cold(bench_cold(a.repeat, a.src, not a.no_demo), f"cold start: {a.src or 'this tree'}")

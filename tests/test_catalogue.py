@@ -242,6 +242,13 @@ CASES = [
         "frame 14 holds the box",
     ),
     Case(
+        "netcdf-zero-box",
+        "AMBER NetCDF with zero bytes in the middle (MDAnalysis fails on the zero cell "
+        "with a Python TypeError)",
+        lambda t: [C, damaged_copy(t, NCDF, "zeros"), "-t", PRMncdf],
+        "frame 14 has no periodic box, frame 0 has one",
+    ),
+    Case(
         "mdcrd-damaged",
         "AMBER ASCII mdcrd with zero bytes in the middle (first bad line named)",
         lambda t: [C, damaged_copy(t, TRJ, "zeros"), "-t", PRM],

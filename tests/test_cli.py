@@ -360,3 +360,19 @@ def test_progress_bar_shows_frames_per_second_and_time_left():
     bar.done = 400
     assert bar._rate_and_eta(100.0) == "100 frames/s, 0:00:06 left"
     assert bar._rate_and_eta(0.0) is None
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2"]], ids=["serial", "workers"])
+def test_dcd_run_prints_no_third_party_warning(tmp_path, extra):
+    # MDAnalysis' DCDReader raises a DeprecationWarning on every read, and MDAnalysis puts
+    # a "once" filter for it in front of ours when it is imported: a real process on a DCD
+    # (the driver opens the reader, the workers read frames), and -v brings it back
+    out = tmp_path / "o.h5"
+    base = [*EXE, "rotate", BUTANE_DCD, "-t", BUTANE_PDB, "-o", str(out), "--force", *extra]
+    p = subprocess.run(base, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "Warning" not in p.stderr and "warnings.warn" not in p.stderr, p.stderr
+    assert p.stderr.startswith("wrote "), p.stderr
+    v = subprocess.run([*base, "-v"], capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    assert "DeprecationWarning" in v.stderr

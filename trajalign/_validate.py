@@ -56,11 +56,27 @@ def check_finite_frames(arr: np.ndarray, name: str = "X", frames=None) -> None:
 
     ``frames`` maps rows of ``arr`` to the frame numbers to report (source frames).
     """
-    from .kernels.center import first_nonfinite_frame
-
-    bad = int(first_nonfinite_frame(arr))
+    bad = first_nonfinite_frame(arr)
     if bad >= 0:
         raise nonfinite_error(name, int(frames[bad]) if frames is not None else bad)
+
+
+def first_nonfinite_frame(arr: np.ndarray) -> int:
+    """Index of the first frame of ``arr`` (F, ...) holding a NaN or inf, or -1.
+
+    numpy in blocks of about 4 M values (a bounded temporary): a Numba kernel for this
+    cost a second or more of compilation in every first run, for a pass numpy makes at
+    memory speed.
+    """
+    n_frames = arr.shape[0]
+    per = max(1, arr[0].size) if n_frames else 1
+    step = max(1, (1 << 22) // per)
+    flat = arr.reshape(n_frames, -1)
+    for a in range(0, n_frames, step):
+        ok = np.isfinite(flat[a : a + step]).all(axis=1)
+        if not ok.all():
+            return a + int(np.argmin(ok))
+    return -1
 
 
 def nonfinite_error(name: str, frame: int) -> DataError:

@@ -24,6 +24,11 @@ __all__ = [
 ]
 
 _ZERO_EDGE = 1e-12  # as trajalign.kernels.box._ZERO_EDGE
+# the box table's layout (trajalign.kernels.box), here so that building a table for
+# rectangular boxes imports no Numba kernel
+TABLE_WIDTH = 51
+MODE, H2, BASIS, INVERSE, COLNORM, SLICE = 0, 1, 2, 11, 20, 23
+N_SLICE = 7
 
 
 def box_table(h) -> np.ndarray:
@@ -49,8 +54,6 @@ def box_table(h) -> np.ndarray:
         diagonal element, or spans no lattice (a triclinic box with a zero ``a`` or ``b``,
         or with ``c_z = 0`` but ``c`` not zero).
     """
-    from .kernels.box import TABLE_WIDTH, box_table_kernel
-
     a = np.asarray(h, dtype=np.float64)
     if a.shape[-2:] != (3, 3) or a.ndim not in (2, 3) or a.size == 0:
         raise ParameterError(
@@ -69,14 +72,50 @@ def box_table(h) -> np.ndarray:
         raise ParameterError(
             "box vectors have a negative diagonal element", "use a right-handed box"
         )
-    out = np.empty((a.shape[0], TABLE_WIDTH))
-    box_table_kernel(a, out)
+    out = _orthorhombic_rows(a)
+    lattice = np.flatnonzero((a[:, 1, 0] != 0) | (a[:, 2, 0] != 0) | (a[:, 2, 1] != 0))
+    if lattice.size:
+        # the lattice reduction is compiled only for runs that meet a triclinic box, and
+        # a box repeated over frames (NVT) is reduced once
+        from .kernels.box import box_table_kernel
+
+        uniq, inverse = np.unique(a[lattice], axis=0, return_inverse=True)
+        rows = np.empty((uniq.shape[0], TABLE_WIDTH))
+        box_table_kernel(np.ascontiguousarray(uniq), rows)
+        out[lattice] = rows[inverse.reshape(-1)]
     bad = np.flatnonzero(out[:, 0] < 0)
     if bad.size:
         raise ParameterError(
             f"box {int(bad[0])} is triclinic with a zero edge or zero volume: no lattice",
             "give a, b and c > 0, or a zero c row for a 2D lattice",
         )
+    return out
+
+
+def _orthorhombic_rows(a: np.ndarray) -> np.ndarray:
+    """Table rows of (B, 3, 3) boxes read as diagonal (mode 0 or 1), in numpy.
+
+    The same arithmetic as the orthorhombic branch of
+    :func:`trajalign.kernels.box._box_row`, bit for bit (one division and three products
+    per box), so that a run without a triclinic box compiles no box kernel. Rows of
+    triclinic boxes are overwritten by the caller.
+    """
+    n = a.shape[0]
+    out = np.zeros((n, TABLE_WIDTH))
+    out[:, SLICE + 3 : SLICE + 4 * N_SLICE : 4] = np.inf
+    edges = np.abs(np.diagonal(a, axis1=1, axis2=2))
+    periodic = edges > _ZERO_EDGE
+    safe = np.where(periodic, edges, 1.0)
+    for i in range(3):
+        out[:, BASIS + 4 * i] = np.where(periodic[:, i], edges[:, i], 0.0)
+        inv = np.where(periodic[:, i], 1.0 / safe[:, i], 0.0)
+        out[:, INVERSE + 4 * i] = inv
+        out[:, COLNORM + i] = inv
+    shortest = np.min(np.where(periodic, edges, np.inf), axis=1)
+    some = np.isfinite(shortest)
+    out[:, MODE] = np.where(some, 1.0, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out[:, H2] = np.where(some, 0.25 * shortest * shortest * (1.0 - 1e-12), np.inf)
     return out
 
 
@@ -291,8 +330,6 @@ def kernel_box_table(h: np.ndarray, mode: int) -> np.ndarray:
 
     Raises :class:`ParameterError` for a triclinic box with a zero edge or zero volume
     (no lattice, so no minimum image)."""
-    from .kernels.box import MODE, TABLE_WIDTH
-
     if mode == 0:
         table = np.zeros((1, TABLE_WIDTH))
         table[0, MODE] = 0.0  # explicit: mode 0 is "no periodicity"

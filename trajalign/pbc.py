@@ -190,6 +190,43 @@ def pad3_float64(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _bonds_within_images(x: np.ndarray, parent: np.ndarray, p: np.ndarray) -> bool:
+    """True if :func:`trajalign.kernels.pbc.whole_kernel` would move no atom of ``x``.
+
+    Every tree bond (atom minus parent, float64) is tested as the kernel's minimum image
+    tests it before it moves anything: in an orthorhombic row the per-axis rounding is
+    zero, in a lattice row the vector is within the proven half shortest vector. When no
+    bond moves, no position changes and every bond is as read, so the kernel, its
+    compilation included, can be skipped; a block with any other bond goes to the kernel.
+    """
+    child = np.flatnonzero(parent >= 0)
+    if child.size == 0:
+        return True
+    if np.all(p[:, 0] == 0.0):
+        return True
+    if np.any((p[:, 0] != 1.0) & (p[:, 0] != 2.0) & (p[:, 0] != 0.0)):
+        return False
+    up = parent[child]
+    n_frames = x.shape[0]
+    step = max(1, (1 << 21) // (3 * child.size))
+    for a in range(0, n_frames, step):
+        b = min(n_frames, a + step)
+        d = x[a:b, child].astype(np.float64) - x[a:b, up].astype(np.float64)
+        rows = p[a:b] if p.shape[0] > 1 else p
+        mode = rows[:, 0][:, None]
+        # the kernel's arithmetic in its order: floor(d * inverse + 0.5) per axis, and
+        # dx * dx + dy * dy + dz * dz against h2
+        k0 = np.floor(d[..., 0] * rows[:, None, 11] + 0.5) == 0.0
+        k1 = np.floor(d[..., 1] * rows[:, None, 15] + 0.5) == 0.0
+        k2 = np.floor(d[..., 2] * rows[:, None, 19] + 0.5) == 0.0
+        short = d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2]
+        keep = np.where(mode == 1.0, k0 & k1 & k2, True)
+        keep &= np.where(mode == 2.0, short <= rows[:, None, 1], True)
+        if not np.all(keep):
+            return False
+    return True
+
+
 @dataclass
 class Repair:
     """A periodic repair in one mode, applied block by block.
@@ -231,9 +268,10 @@ class Repair:
         tally = {}
         if plan.bonded:
             split = np.zeros(x0.shape[0], np.int64)
-            whole_kernel(
-                x0, plan.order, plan.parent, plan.mol, p, 0 if p.shape[0] == 1 else 1, split
-            )
+            if not _bonds_within_images(x0, plan.parent, p):
+                whole_kernel(
+                    x0, plan.order, plan.parent, plan.mol, p, 0 if p.shape[0] == 1 else 1, split
+                )
             tally["split_molecules"] = int(split.sum())
             tally["split_frames"] = int(np.count_nonzero(split))
         if (

@@ -29,6 +29,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from . import _warnings
+
 __all__ = [
     "MAX_TRIES",
     "Pool",
@@ -56,8 +58,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(conn, threads: int) -> None:
+def _worker_main(conn, threads: int, quiet_warnings: bool = False) -> None:
     """A worker's life: take messages from the driver until it says stop or goes away."""
+    if quiet_warnings:
+        # a fork-server child starts with Python's warning filters, not the driver's
+        from ._warnings import silence
+
+        silence()
     # Ctrl-C and a batch system's SIGTERM reach the whole process group: the driver
     # decides what to keep and stops the workers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -216,7 +223,10 @@ class Pool:
             ctx = self._ctx
         here, there = ctx.Pipe(duplex=True)
         proc = ctx.Process(
-            target=_worker_main, args=(there, self.threads), daemon=True, name="trajalign-worker"
+            target=_worker_main,
+            args=(there, self.threads, _warnings.silenced()),
+            daemon=True,
+            name="trajalign-worker",
         )
         proc.start()
         there.close()

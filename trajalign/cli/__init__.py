@@ -11,7 +11,6 @@ import os
 import sys
 import time
 import traceback
-import warnings
 
 import click
 
@@ -51,21 +50,16 @@ def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
     """
     _STATE["verbose"] += verbose
     _STATE["quiet"] = _STATE["quiet"] or quiet
+    from .._warnings import restore, silence
+
+    # third-party notices (MDAnalysis' "no dt information", its DCD reader's
+    # DeprecationWarning, ...) would add lines around our one-line messages; -v shows them
     if not _STATE["verbose"] and not _STATE.get("silenced"):
         _STATE["silenced"] = True
-        _STATE["filters"] = list(warnings.filters)
-        # third-party notices (MDAnalysis' "no dt information", ...) would add lines
-        # around our one-line messages; -v shows them
-        warnings.simplefilter("ignore")
-        # and so would tracebacks that third-party destructors print while a bad file is
-        # closed ("Exception ignored in: DCDReader.__del__"), after our own Error: line
-        sys.unraisablehook = lambda unraisable: None
+        silence()
     elif _STATE["verbose"] and _STATE.get("silenced"):  # -v after the command
         _STATE["silenced"] = False
-        warnings.filters[:] = _STATE["filters"]
-        # Python's implicit last rule, added through the API so its cache is refreshed
-        warnings.simplefilter("default", append=True)
-        sys.unraisablehook = sys.__unraisablehook__
+        restore()
 
 
 def is_quiet() -> bool:

@@ -635,7 +635,32 @@ def read_error(
         text = text[:157] + "..."
     if count:
         return damaged(path, f"its frames cannot be counted: {text}", None, fmt)
+    if fmt == "NCDF":
+        # MDAnalysis' NetCDF reader fails on a frame whose cell is zero (zeroed bytes)
+        # with a Python internal ("'NoneType' object is not subscriptable"): name the box
+        row = _ncdf_box(trajectory, frame)
+        if row is not None and bad_boxes(row[None]).size:
+            return box_error(trajectory, frame, row)
     return damaged(path, f"frame {local} cannot be read: {text}", frame, fmt)
+
+
+def _ncdf_box(trajectory, frame: int) -> np.ndarray | None:
+    """``[a, b, c, alpha, beta, gamma]`` of global ``frame`` of a NetCDF part, read from
+    the file's variables without the reader's conversion, or None (no box, no access)."""
+    found = parts(trajectory)[0]
+    for part in parts(trajectory):
+        if part[2] <= frame:
+            found = part
+    reader, _, first = found
+    try:
+        variables = reader.trjfile.variables
+        if "cell_lengths" not in variables or "cell_angles" not in variables:
+            return None
+        lengths = np.asarray(variables["cell_lengths"][frame - first], dtype=np.float64)
+        angles = np.asarray(variables["cell_angles"][frame - first], dtype=np.float64)
+        return np.concatenate([lengths.reshape(3), angles.reshape(3)])
+    except Exception:  # a reader without these variables: the generic message
+        return None
 
 
 #: how a decoder dies on damaged data (other signals come from outside: SIGKILL, ...)

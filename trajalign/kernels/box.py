@@ -285,11 +285,13 @@ def _box_row(h, row):
     row[H2] = 0.25 * lam2 * (1.0 - 1e-12)
 
 
-@nb.njit(**PARALLEL_JIT)
+# serial: a parallel loop costs seconds of compilation, and the caller
+# (trajalign.box.box_table) passes only the distinct triclinic boxes, one for an NVT run
+@nb.njit(**JIT)
 def box_table_kernel(h, out):
     """Box table rows for ``h`` (B, 3, 3) float64 lower-triangular box vectors (rows)
     into ``out`` (B, TABLE_WIDTH) float64; layout in the module docstring."""
-    for b in nb.prange(h.shape[0]):
+    for b in range(h.shape[0]):
         _box_row(h[b], out[b])
 
 

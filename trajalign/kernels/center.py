@@ -8,7 +8,6 @@ from ._config import JIT, PARALLEL_JIT
 __all__ = [
     "center_on_point",
     "center_weighted",
-    "first_nonfinite_frame",
 ]
 
 
@@ -76,21 +75,3 @@ def center_on_point(x, k, out, trans):
         if dim == 3:
             trans[f, 2] = t2
         _subtract(xr, oflat[f], n_points, dim, t0, t1, t2)
-
-
-@nb.njit(**PARALLEL_JIT)
-def first_nonfinite_frame(x):
-    """Index of the first frame holding a NaN or inf, or -1. x : (F, N, D)."""
-    n_frames, n_points, dim = x.shape
-    bad = np.full(n_frames, False)
-    for f in nb.prange(n_frames):
-        s = 0.0
-        for i in range(n_points):
-            for d in range(dim):
-                s += x[f, i, d] * 0.0
-        # x*0 is 0 for finite values and NaN for NaN or inf, so one sum tests the frame
-        bad[f] = s != s
-    for f in range(n_frames):
-        if bad[f]:
-            return f
-    return -1

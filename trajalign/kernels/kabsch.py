@@ -324,26 +324,39 @@ def _moments2(xr, w, wr, n, yr, orow):
     return s00, s01, s10, s11, m0, m1, g
 
 
+# Every kernel below exists once per dimension: a run compiles the 3D path (or the 2D
+# one) only, about half the code a dimension-generic kernel with both branches compiled.
+# The arithmetic of each path is the one the generic kernels had.
+
+
 @nb.njit(**JIT)
-def _direct_msd(xr, w, rr, n, dim, rot, trans):
-    """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat rows xr, rr (n * dim,)."""
+def _direct_msd3(xr, w, rr, n, rot, trans):
+    """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat 3D rows xr, rr (3n,)."""
+    # scalars and flat rows as apply_flat: frames of a large system with a small
+    # RMSD (rmsd < 1.4% of Rg) all come here, so it runs at the speed of the move
     msd = 0.0
-    if dim == 3:
-        # scalars and flat rows as apply_flat: frames of a large system with a small
-        # RMSD (rmsd < 1.4% of Rg) all come here, so it runs at the speed of the move
-        r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
-        r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
-        r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
-        t0, t1, t2 = trans[0], trans[1], trans[2]
-        for i in range(n):
-            a = np.float64(xr[3 * i]) - t0
-            b = np.float64(xr[3 * i + 1]) - t1
-            c = np.float64(xr[3 * i + 2]) - t2
-            d0 = a * r00 + b * r10 + c * r20 - rr[3 * i]
-            d1 = a * r01 + b * r11 + c * r21 - rr[3 * i + 1]
-            d2 = a * r02 + b * r12 + c * r22 - rr[3 * i + 2]
-            msd += w[i] * (d0 * d0 + d1 * d1 + d2 * d2)
-        return msd
+    r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
+    r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
+    r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
+    t0, t1, t2 = trans[0], trans[1], trans[2]
+    for i in range(n):
+        a = np.float64(xr[3 * i]) - t0
+        b = np.float64(xr[3 * i + 1]) - t1
+        c = np.float64(xr[3 * i + 2]) - t2
+        d0 = a * r00 + b * r10 + c * r20 - rr[3 * i]
+        d1 = a * r01 + b * r11 + c * r21 - rr[3 * i + 1]
+        d2 = a * r02 + b * r12 + c * r22 - rr[3 * i + 2]
+        msd += w[i] * (d0 * d0 + d1 * d1 + d2 * d2)
+    return msd
+
+
+@nb.njit(**JIT)
+def _direct_msd2(xr, w, rr, n, rot, trans):
+    """2D version of :func:`_direct_msd3`."""
+    # the generic loop over the dimension, as before the split (its rounding with
+    # fast-math differs from a loop of fixed length 2)
+    dim = rot.shape[0]
+    msd = 0.0
     for i in range(n):
         d2 = 0.0
         for b in range(dim):
@@ -357,65 +370,84 @@ def _direct_msd(xr, w, rr, n, dim, rot, trans):
 
 
 @nb.njit(**JIT)
-def _fit_frame(xr, w, wr, wr3, rr, n, dim, gy, rot, trans, yr, orow):
-    """One frame: centroid, correlation and spread in one pass, then the rotation.
+def _fit_frame3(xr, w, wr3, rr, n, gy, rot, trans, yr, orow):
+    """One 3D frame: centroid, correlation and spread in one pass, then the rotation.
 
-    xr : (n * dim,) flat fit atoms of the frame; wr : (n * dim,) flat ``w * ref`` and
-    wr3 : (dim, n) the same by coordinate; rr : (n * dim,) flat ``ref``; yr, orow: see
-    :func:`_moments3`. Writes trans (dim,) and rot (dim, dim); returns (msd, status).
+    xr : (3n,) flat fit atoms of the frame; wr3 : (3, n) ``w * ref`` by coordinate;
+    rr : (3n,) flat ``ref``; yr, orow: see :func:`_moments3`. Writes trans (3,) and
+    rot (3, 3); returns (msd, status).
     """
-    s = np.empty((dim, dim))
-    if dim == 3:
-        s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g = _moments3(
-            xr, w, wr3, n, yr, orow
-        )
-        s[0, 0], s[0, 1], s[0, 2] = s00, s01, s02
-        s[1, 0], s[1, 1], s[1, 2] = s10, s11, s12
-        s[2, 0], s[2, 1], s[2, 2] = s20, s21, s22
-        trans[0], trans[1], trans[2] = m0, m1, m2
-        gx = g - (m0 * m0 + m1 * m1 + m2 * m2)
-    else:
-        s00, s01, s10, s11, m0, m1, g = _moments2(xr, w, wr, n, yr, orow)
-        s[0, 0], s[0, 1], s[1, 0], s[1, 1] = s00, s01, s10, s11
-        trans[0], trans[1] = m0, m1
-        gx = g - (m0 * m0 + m1 * m1)
+    s = np.empty((3, 3))
+    s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g = _moments3(xr, w, wr3, n, yr, orow)
+    s[0, 0], s[0, 1], s[0, 2] = s00, s01, s02
+    s[1, 0], s[1, 1], s[1, 2] = s10, s11, s12
+    s[2, 0], s[2, 1], s[2, 2] = s20, s21, s22
+    trans[0], trans[1], trans[2] = m0, m1, m2
+    gx = g - (m0 * m0 + m1 * m1 + m2 * m2)
     if gx < 0.0:
         gx = 0.0
     e0 = 0.5 * (gx + gy)
-    if dim == 3:
-        lam, status = rotation_3d(s, e0, rot)
-    else:
-        lam, status = rotation_2d(s, e0, rot)
+    lam, status = rotation_3d(s, e0, rot)
     msd = gx + gy - 2.0 * lam
     if msd < _DIRECT_MSD_TOL * (gx + gy) and status != OVERFLOW:
-        msd = _direct_msd(xr, w, rr, n, dim, rot, trans)
+        msd = _direct_msd3(xr, w, rr, n, rot, trans)
     return (msd if msd > 0.0 else 0.0), status
+
+
+@nb.njit(**JIT)
+def _fit_frame2(xr, w, wr, rr, n, gy, rot, trans, yr, orow):
+    """2D version of :func:`_fit_frame3`; wr : (2n,) flat ``w * ref``."""
+    s = np.empty((2, 2))
+    s00, s01, s10, s11, m0, m1, g = _moments2(xr, w, wr, n, yr, orow)
+    s[0, 0], s[0, 1], s[1, 0], s[1, 1] = s00, s01, s10, s11
+    trans[0], trans[1] = m0, m1
+    gx = g - (m0 * m0 + m1 * m1)
+    if gx < 0.0:
+        gx = 0.0
+    e0 = 0.5 * (gx + gy)
+    lam, status = rotation_2d(s, e0, rot)
+    msd = gx + gy - 2.0 * lam
+    if msd < _DIRECT_MSD_TOL * (gx + gy) and status != OVERFLOW:
+        msd = _direct_msd2(xr, w, rr, n, rot, trans)
+    return (msd if msd > 0.0 else 0.0), status
+
+
+@nb.njit(**JIT)
+def _apply3(xr, orow, n, rot, trans):
+    """orow = (xr - trans) @ rot for one 3D frame of flat (3n,) rows; float64 math."""
+    # flat rows index faster than (n, dim) views in numba (about 2x here)
+    r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
+    r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
+    r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
+    t0, t1, t2 = trans[0], trans[1], trans[2]
+    for i in range(n):
+        a = xr[3 * i] - t0
+        b = xr[3 * i + 1] - t1
+        c = xr[3 * i + 2] - t2
+        orow[3 * i] = a * r00 + b * r10 + c * r20
+        orow[3 * i + 1] = a * r01 + b * r11 + c * r21
+        orow[3 * i + 2] = a * r02 + b * r12 + c * r22
+
+
+@nb.njit(**JIT)
+def _apply2(xr, orow, n, rot, trans):
+    """2D version of :func:`_apply3`."""
+    r00, r01, r10, r11 = rot[0, 0], rot[0, 1], rot[1, 0], rot[1, 1]
+    t0, t1 = trans[0], trans[1]
+    for i in range(n):
+        a = xr[2 * i] - t0
+        b = xr[2 * i + 1] - t1
+        orow[2 * i] = a * r00 + b * r10
+        orow[2 * i + 1] = a * r01 + b * r11
 
 
 @nb.njit(**JIT)
 def apply_flat(xr, orow, n, dim, rot, trans):
     """orow = (xr - trans) @ rot for one frame of flat (n * dim,) rows; float64 math."""
-    # flat rows index faster than (n, dim) views in numba (about 2x here)
     if dim == 3:
-        r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
-        r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
-        r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
-        t0, t1, t2 = trans[0], trans[1], trans[2]
-        for i in range(n):
-            a = xr[3 * i] - t0
-            b = xr[3 * i + 1] - t1
-            c = xr[3 * i + 2] - t2
-            orow[3 * i] = a * r00 + b * r10 + c * r20
-            orow[3 * i + 1] = a * r01 + b * r11 + c * r21
-            orow[3 * i + 2] = a * r02 + b * r12 + c * r22
+        _apply3(xr, orow, n, rot, trans)
     else:
-        r00, r01, r10, r11 = rot[0, 0], rot[0, 1], rot[1, 0], rot[1, 1]
-        t0, t1 = trans[0], trans[1]
-        for i in range(n):
-            a = xr[2 * i] - t0
-            b = xr[2 * i + 1] - t1
-            orow[2 * i] = a * r00 + b * r10
-            orow[2 * i + 1] = a * r01 + b * r11
+        _apply2(xr, orow, n, rot, trans)
 
 
 @nb.njit(**JIT)
@@ -434,17 +466,11 @@ def _prepare_ref(w, ref):
 
 
 @nb.njit(**PARALLEL_JIT)
-def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
-    """Fit every frame's ``xfit`` onto ``ref`` and apply the motion to ``x``.
-
-    x : (F, N, D) float32/float64 atoms to move, C-contiguous; xfit : (F, M, D) fit
-    atoms (may be ``x`` itself); w : (M,) float64 summing to 1; ref : (M, D) float64
-    centred on its ``w``-weighted centroid; out : like x; rot : (F, D, D), trans : (F, D),
-    rmsd : (F,) float64; status : (F,) int8 (see the module docstring).
-    """
+def _superpose3(x, xfit, w, ref, out, rot, trans, rmsd, status):
+    """:func:`superpose_frames` for D = 3."""
     n_frames, n, dim = x.shape
     n_fit = ref.shape[0]
-    wr, wr3, gy = _prepare_ref(w, ref)
+    _, wr3, gy = _prepare_ref(w, ref)
     rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
@@ -467,40 +493,105 @@ def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
             else:
                 yr = scratch
                 orow = scratch
-            msd, st = _fit_frame(
-                fflat[f], w, wr, wr3, rr, n_fit, dim, gy, rot[f], trans[f], yr, orow
-            )
+            msd, st = _fit_frame3(fflat[f], w, wr3, rr, n_fit, gy, rot[f], trans[f], yr, orow)
             rmsd[f] = np.sqrt(msd)
             status[f] = st
             # the move right after the fit: the frame and its output row are in cache
-            apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+            _apply3(xflat[f], oflat[f], n, rot[f], trans[f])
 
 
 @nb.njit(**PARALLEL_JIT)
-def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
-    """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
+def _superpose2(x, xfit, w, ref, out, rot, trans, rmsd, status):
+    """:func:`superpose_frames` for D = 2 (comments in :func:`_superpose3`)."""
+    n_frames, n, dim = x.shape
+    n_fit = ref.shape[0]
+    wr, _, gy = _prepare_ref(w, ref)
+    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
+    xflat = x.reshape(n_frames, n * dim)
+    fflat = xfit.reshape(n_frames, n_fit * dim)
+    oflat = out.reshape(n_frames, n * dim)
+    n_chunks = max(1, min(n_frames, _CHUNKS))
+    for c in nb.prange(n_chunks):
+        scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
+        for f in range(c * n_frames // n_chunks, (c + 1) * n_frames // n_chunks):
+            if n_fit <= n:
+                yr = xflat[f]
+                orow = oflat[f]
+            else:
+                yr = scratch
+                orow = scratch
+            msd, st = _fit_frame2(fflat[f], w, wr, rr, n_fit, gy, rot[f], trans[f], yr, orow)
+            rmsd[f] = np.sqrt(msd)
+            status[f] = st
+            _apply2(xflat[f], oflat[f], n, rot[f], trans[f])
+
+
+def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
+    """Fit every frame's ``xfit`` onto ``ref`` and apply the motion to ``x``.
+
+    x : (F, N, D) float32/float64 atoms to move, C-contiguous; xfit : (F, M, D) fit
+    atoms (may be ``x`` itself); w : (M,) float64 summing to 1; ref : (M, D) float64
+    centred on its ``w``-weighted centroid; out : like x; rot : (F, D, D), trans : (F, D),
+    rmsd : (F,) float64; status : (F,) int8 (see the module docstring).
+    """
+    kernel = _superpose3 if x.shape[2] == 3 else _superpose2
+    kernel(x, xfit, w, ref, out, rot, trans, rmsd, status)
+
+
+@nb.njit(**PARALLEL_JIT)
+def _fit3(xfit, w, ref, rot, trans, rmsd, status):
     n_frames, n_fit, dim = xfit.shape
-    wr, wr3, gy = _prepare_ref(w, ref)
+    _, wr3, gy = _prepare_ref(w, ref)
     rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     for f in nb.prange(n_frames):
-        msd, st = _fit_frame(fflat[f], w, wr, wr3, rr, n_fit, dim, gy, rot[f], trans[f], None, None)
+        msd, st = _fit_frame3(fflat[f], w, wr3, rr, n_fit, gy, rot[f], trans[f], None, None)
         rmsd[f] = np.sqrt(msd)
         status[f] = st
 
 
 @nb.njit(**PARALLEL_JIT)
+def _fit2(xfit, w, ref, rot, trans, rmsd, status):
+    n_frames, n_fit, dim = xfit.shape
+    wr, _, gy = _prepare_ref(w, ref)
+    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
+    fflat = xfit.reshape(n_frames, n_fit * dim)
+    for f in nb.prange(n_frames):
+        msd, st = _fit_frame2(fflat[f], w, wr, rr, n_fit, gy, rot[f], trans[f], None, None)
+        rmsd[f] = np.sqrt(msd)
+        status[f] = st
+
+
+def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
+    """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
+    (_fit3 if xfit.shape[2] == 3 else _fit2)(xfit, w, ref, rot, trans, rmsd, status)
+
+
+@nb.njit(**PARALLEL_JIT)
+def _motion3(x, rot, trans, out):
+    n_frames, n, dim = x.shape
+    xflat = x.reshape(n_frames, n * dim)
+    oflat = out.reshape(n_frames, n * dim)
+    for f in nb.prange(n_frames):
+        _apply3(xflat[f], oflat[f], n, rot[f], trans[f])
+
+
+@nb.njit(**PARALLEL_JIT)
+def _motion2(x, rot, trans, out):
+    n_frames, n, dim = x.shape
+    xflat = x.reshape(n_frames, n * dim)
+    oflat = out.reshape(n_frames, n * dim)
+    for f in nb.prange(n_frames):
+        _apply2(xflat[f], oflat[f], n, rot[f], trans[f])
+
+
 def apply_motion(x, rot, trans, out):
     """out[t] = (x[t] - trans[t]) @ rot[t] for every frame (float64 arithmetic).
 
     x : (F, N, D) float32/float64, C-contiguous; rot : (F, D, D), trans : (F, D) float64;
     out : like x.
     """
-    n_frames, n, dim = x.shape
-    xflat = x.reshape(n_frames, n * dim)
-    oflat = out.reshape(n_frames, n * dim)
-    for f in nb.prange(n_frames):
-        apply_flat(xflat[f], oflat[f], n, dim, rot[f], trans[f])
+    (_motion3 if x.shape[2] == 3 else _motion2)(x, rot, trans, out)
 
 
 @nb.njit(**EXACT_PARALLEL_JIT)

@@ -1,0 +1,59 @@
+"""Third-party warnings: hidden unless -v, in the driver and in every worker.
+
+Filters alone do not hold: a library imported after them may put its own in front
+(MDAnalysis adds ``once`` for its DeprecationWarnings when imported, so the DCD reader's
+notice came through on every run). The display hook is the last step of every warning
+that passes the filters, so a warning raised by code outside this package is dropped
+there too. Workers that come from the fork server start with Python's defaults and call
+:func:`silence` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+__all__ = ["restore", "silence", "silenced"]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STATE: dict = {"silenced": False}
+
+
+def silenced() -> bool:
+    """True while third-party warnings are hidden (the default of the command line)."""
+    return _STATE["silenced"]
+
+
+def _show_ours(message, category, filename, lineno, file=None, line=None) -> None:
+    if os.path.abspath(str(filename)).startswith(_PACKAGE):
+        _STATE["showwarning"](message, category, filename, lineno, file, line)
+
+
+def silence() -> None:
+    """Hide warnings raised outside trajalign, and tracebacks that third-party
+    destructors print while a bad file is closed ("Exception ignored in:
+    DCDReader.__del__"), which would otherwise follow our own one-line error."""
+    if _STATE["silenced"]:
+        return
+    _STATE.update(
+        silenced=True,
+        filters=list(warnings.filters),
+        showwarning=warnings.showwarning,
+        unraisablehook=sys.unraisablehook,
+    )
+    warnings.simplefilter("ignore")
+    warnings.showwarning = _show_ours
+    sys.unraisablehook = lambda unraisable: None
+
+
+def restore() -> None:
+    """Undo :func:`silence` (``-v`` given after the command)."""
+    if not _STATE["silenced"]:
+        return
+    _STATE["silenced"] = False
+    warnings.filters[:] = _STATE["filters"]
+    # Python's implicit last rule, added through the API so its cache is refreshed
+    warnings.simplefilter("default", append=True)
+    warnings.showwarning = _STATE["showwarning"]
+    sys.unraisablehook = _STATE["unraisablehook"]
