@@ -112,7 +112,7 @@ CASES = {
     ("mdcrd", "header"): "byte 8 (line 1) is not text",
     ("trr", "appended"): "frame 10 (byte 11444640) is damaged",
     ("ncdf", "random"): "frame 14 holds the box",
-    ("ncdf", "zeros"): "frame 14 cannot be read",
+    ("ncdf", "zeros"): "frame 14 has no periodic box, frame 0 has one",
     ("ncdf", "cut"): "its header lists 30 frames (960316 bytes), the file has 576196 bytes",
     ("ncdf", "lastbyte"): "enough for 29",
     ("ncdf", "appended"): "holds 100 bytes more than the 30 frames its header lists need",
