@@ -40,7 +40,12 @@ _real = tasks.process_block
 
 def slow(*args, **kw):
     time.sleep(float(os.environ.get("SLOW_BLOCK_SECONDS", "0.3")))
-    return _real(*args, **kw)
+    out = _real(*args, **kw)
+    # one file per finished block, so that a test can wait for work done, not for time
+    done = os.environ.get("SLOW_BLOCK_DONE")
+    if done:
+        open(os.path.join(done, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+    return out
 
 
 tasks.process_block = slow
@@ -86,6 +91,8 @@ class Cluster:
         self.preload.write_text(PRELOAD)
         self.workdir = tmp / "elsewhere"  # workers run in another folder than the driver
         self.workdir.mkdir(exist_ok=True)
+        self.done = tmp / "done-blocks"  # a file per block a worker finished
+        self.done.mkdir(exist_ok=True)
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         self.scheduler = self._start(
@@ -116,7 +123,7 @@ class Cluster:
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=dict(os.environ, PYTHONPATH=str(self.tmp)),
+            env=dict(os.environ, PYTHONPATH=str(self.tmp), SLOW_BLOCK_DONE=str(self.done)),
         )
         self.procs.append(p)
         return p
@@ -217,12 +224,19 @@ def wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def stop_midway(data, out, cluster, act, *more, after: float = 1.5) -> tuple[int, str]:
-    """Start a cluster run, call ``act(process)`` once blocks are written and others are
-    out on the workers, and return its exit status and stderr."""
+def stop_midway(data, out, cluster, act, *more, after: int = 4) -> tuple[int, str]:
+    """Start a cluster run, call ``act(process)`` once the workers finished ``after`` of
+    its 20 blocks (and the driver had a moment to write them) while others are still out
+    on the workers, and return its exit status and stderr."""
     p = center(data, out, "--scheduler-file", cluster.file, *more)
     wait_for(partial_path(out))
-    time.sleep(after)
+    deadline = time.time() + 60
+    # waiting for work done rather than for a fixed time: on a loaded machine the run
+    # may not have finished any block after seconds
+    while len(os.listdir(cluster.done)) < after:
+        assert time.time() < deadline and p.poll() is None, "no blocks were finished"
+        time.sleep(0.02)
+    time.sleep(0.3)
     act(p)
     _, err = p.communicate(timeout=120)
     return p.returncode, err
@@ -230,7 +244,7 @@ def stop_midway(data, out, cluster, act, *more, after: float = 1.5) -> tuple[int
 
 def test_sigterm_mid_run_keeps_the_blocks_and_resume_finishes(tmp_path, cluster, data):
     out = tmp_path / "o.h5"
-    code, err = stop_midway(data, out, cluster, lambda p: p.send_signal(signal.SIGTERM), after=2)
+    code, err = stop_midway(data, out, cluster, lambda p: p.send_signal(signal.SIGTERM), after=6)
     assert code == 143, err
     (line,) = err.strip().splitlines()  # one line, no Dask traceback or log line
     assert line.startswith("Error: terminated (SIGTERM);") and "blocks are kept" in line

@@ -152,3 +152,37 @@ def test_force_replaces_and_file_is_readable_by_others(tmp_path):
 
 def test_api_reexports():
     assert ta.open_source is open_source
+
+
+def test_provenance_checksums_are_the_files_sha256(tmp_path):
+    # through the command line, whose serial runs start the hashes before the imports
+    import hashlib
+
+    from .conftest import invoke
+
+    out = tmp_path / "c.h5"
+    r = invoke("center", str(BUTANE_DCD), "-t", str(BUTANE_PDB), "-o", str(out))
+    assert r.code == 0, r.stderr
+    with h5py.File(out) as f:
+        inputs = json.loads(f["trajalign/provenance"].attrs["inputs"])
+    for item, path in zip(inputs, (BUTANE_DCD, BUTANE_PDB), strict=True):
+        assert item["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_early_hashes_are_reused_and_a_changed_file_is_hashed_again(tmp_path):
+    import hashlib
+    import os
+
+    from trajalign._hashes import BackgroundHashes, start_hashes
+
+    p = tmp_path / "data.bin"
+    p.write_bytes(b"first" * 1000)
+    start_hashes([str(p), str(tmp_path / "missing.bin")])
+    later = BackgroundHashes([str(p)])
+    assert later._paths == []  # taken from the early thread, not read again
+    assert later.get(str(p)) == hashlib.sha256(b"first" * 1000).hexdigest()
+    p.write_bytes(b"second" * 1000)
+    os.utime(p, ns=(1, 1))  # a new version, whatever the filesystem's mtime resolution
+    again = BackgroundHashes([str(p)])
+    assert again._paths == [str(p)]
+    assert again.get(str(p)) == hashlib.sha256(b"second" * 1000).hexdigest()

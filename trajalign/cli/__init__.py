@@ -208,6 +208,8 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
         from .each import run_each_command
 
         return run_each_command(source_kw, job_factory, out_kw, label, naming, keep_going)
+    if not out_kw["workers"]:
+        start_input_hashes(source_kw)
     executor = make_run_executor(out_kw)
     try:
         with open_source(**source_kw) as source:
@@ -238,6 +240,19 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
     if out_kw.get("plot_dir"):
         summary["figures"] = rotate_figures(summary["output"], out_kw["plot_dir"], out_kw)
     report(summary, out_kw["as_json"])
+
+
+def start_input_hashes(source_kw: dict) -> None:
+    """Start the provenance's SHA-256 of the inputs before the imports and the topology
+    parse (single-threaded seconds, during which the hash has a core to itself).
+
+    Not with ``--workers``: they are forked from a driver without threads (see
+    :mod:`trajalign.pool`), so there the hash starts with the run, as it always did."""
+    from .._hashes import start_hashes
+
+    paths = source_kw["paths"]
+    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    start_hashes([*paths, *([source_kw["top"]] if source_kw["top"] else [])])
 
 
 def rotate_figures(output: str, plot_dir: str, out_kw: dict) -> list[str]:

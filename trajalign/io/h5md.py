@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import hashlib
 import json
 import os
 import platform
@@ -19,6 +18,7 @@ from importlib import metadata
 
 import numpy as np
 
+from .._hashes import BackgroundHashes, sha256
 from .._names import FRAME_TIME, POSITION
 from .._version import __version__
 
@@ -32,45 +32,6 @@ __all__ = [
 ]
 
 DEPENDENCIES = ("numpy", "scipy", "numba", "MDAnalysis", "h5py", "click", "dask", "distributed")
-
-
-def sha256(path: str, bufsize: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class BackgroundHashes:
-    """SHA-256 of input files computed in a daemon thread while the run works.
-
-    hashlib releases the GIL, so the checksums of large inputs (about 1 s per 250 MB)
-    overlap reading and fitting instead of following them; a daemon thread never delays
-    exit on Ctrl-C. :meth:`get` waits for a file's hash (or hashes it now if the thread
-    failed).
-    """
-
-    def __init__(self, paths) -> None:
-        import threading
-
-        self._paths = [str(p) for p in paths]
-        self._done: dict[str, str] = {}
-        self._thread = threading.Thread(target=self._run, name="trajalign-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for p in self._paths:
-            try:
-                self._done[p] = sha256(p)
-            except OSError:
-                return
-
-    def get(self, path: str) -> str:
-        self._thread.join()
-        got = self._done.get(str(path))
-        return got if got is not None else sha256(path)
 
 
 def dependency_versions() -> dict[str, str]:
