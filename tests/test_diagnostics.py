@@ -50,6 +50,22 @@ def with_flips(x):
 # ------------------------------------------------------------------------- jumps
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_consecutive_rmsd_in_threads_gives_the_bits_of_one_call(monkeypatch, threads):
+    import numba
+
+    from trajalign.diagnostics import jumps
+    from trajalign.kernels.diagnostics import consecutive_rmsd_kernel
+
+    x = np.random.default_rng(4).normal(size=(11, 50, 3)).astype(np.float32)
+    one = np.full(11, np.nan)
+    consecutive_rmsd_kernel(x, one)
+    monkeypatch.setattr(jumps, "_THREADED_MIN", 1)  # split even this small input
+    monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+    got = dg.consecutive_rmsd(x)
+    np.testing.assert_array_equal(got, one)  # NaN at frame 0 on both sides
+
+
 def test_consecutive_rmsd_matches_numpy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 4, 3))
