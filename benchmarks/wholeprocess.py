@@ -220,6 +220,7 @@ def bench_cold(repeat: int = 1, src: str | None = None, demo: bool = True) -> di
                           min(c[1] for c in cold), min(w[1] for w in warm))  # fmt: skip
         if demo:
             outdir = os.path.join(tmp, "demo")
+            os.makedirs(outdir)  # the recipe's mkdir -p
             cmds = [
                 [a if a != "demo_output" and not a.startswith("demo_output/")
                  else a.replace("demo_output", outdir, 1) for a in c]
