@@ -19,7 +19,7 @@ import time
 
 import click
 
-from . import _STATE, cli, note
+from . import _STATE, cli, note, set_verbosity
 
 __all__ = ["compile_command", "entry_kernels", "warmup_runs"]
 
@@ -174,7 +174,9 @@ def _api_runs() -> None:
 
 @cli.command("compile")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
-def compile_command(as_json: bool) -> None:
+@click.option("-v", "--verbose", count=True, help="More output; every failed code path.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
+def compile_command(as_json: bool, verbose: int, quiet: bool) -> None:
     """Compile every kernel into Numba's cache, so that no later run compiles.
 
     A run with an empty cache compiles the kernels its code path needs first (seconds to
@@ -188,6 +190,7 @@ def compile_command(as_json: bool) -> None:
     Example:
         NUMBA_CACHE_DIR=/shared/numba/$(hostname -s | tr -d 0-9) trajalign compile
     """
+    set_verbosity(verbose, quiet)
     t0 = time.perf_counter()
     failed = []
     state = dict(_STATE)
@@ -230,14 +233,26 @@ def compile_command(as_json: bool) -> None:
     }
     if as_json:
         click.echo(json.dumps(summary))
-    for line in failed:
-        note(f"Error: {line}")
-    if missing:
-        note(f"Error: no code path compiled {', '.join(missing)} (please report it)")
-    if not as_json:
+    elif not (failed or missing):
         note(
             f"compiled {compiled} kernel signatures, {loaded} were in the cache already "
             f"({cache}), {summary['seconds']:.1f} s"
         )
-    if failed or missing:
+    if _STATE["verbose"]:
+        for line in failed:
+            note(f"failed: {line}")
+    # one Error line (the contract of every command); -v lists every failed path
+    if failed:
+        more = (
+            f" ({len(failed) - 1} more with -v)"
+            if len(failed) > 1 and not _STATE["verbose"]
+            else ""
+        )
+        click.echo(f"Error: a code path failed: {failed[0]}{more}", err=True)
+        raise SystemExit(1)
+    if missing:
+        click.echo(
+            f"Error: no code path reached the kernels {', '.join(missing)} (please report it)",
+            err=True,
+        )
         raise SystemExit(1)
