@@ -213,13 +213,15 @@ def bench_cold(repeat: int = 1, src: str | None = None, demo: bool = True) -> di
             for _ in range(max(1, repeat)):
                 cache = tempfile.mkdtemp(dir=tmp)
                 exe, env = _source_env(src, cache)
-                cold.append(_timed([*exe, "-q", *job], env))
-                warm.append(_timed([*exe, "-q", *job], env))
+                # cwd: ``python -m trajalign`` imports the trajalign of the working folder
+                cold.append(_timed([*exe, "-q", *job], env, cwd=root))
+                warm.append(_timed([*exe, "-q", *job], env, cwd=root))
                 shutil.rmtree(cache, ignore_errors=True)
             rows[name] = (min(c[0] for c in cold), min(w[0] for w in warm),
                           min(c[1] for c in cold), min(w[1] for w in warm))  # fmt: skip
         if demo:
             outdir = os.path.join(tmp, "demo")
+            os.makedirs(outdir)  # the recipe's mkdir -p
             cmds = [
                 [a if a != "demo_output" and not a.startswith("demo_output/")
                  else a.replace("demo_output", outdir, 1) for a in c]

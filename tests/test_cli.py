@@ -291,7 +291,9 @@ def _start_and_stop(data, out, sig, extra=()):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_keeps_target_and_resume_finishes(tmp_path, sig, code):
     data = tmp_path / "big.npy"
-    X = np.random.default_rng(5).normal(size=(12000, 4, 3)).astype(np.float32)
+    # one frame per block: 3000 blocks take seconds, far longer than the 0.5 s before the
+    # signal, and the resume does not spend minutes on 12000 of them
+    X = np.random.default_rng(5).normal(size=(3000, 4, 3)).astype(np.float32)
     np.save(data, X)
     outdir = tmp_path / "out"
     outdir.mkdir()

@@ -44,6 +44,7 @@ __all__ = [
     "eigvals",
     "eigvals_raw",
     "inverse",
+    "nan_per_row",
     "rbf",
     "rbf_centers",
     "read_tuples",
@@ -232,6 +233,46 @@ def _is_all_pairs(t: np.ndarray, n_points: int) -> bool:
 # --------------------------------------------------------------- undefined values
 
 
+# NaN scans in numpy, a few rows at a time (the boolean mask stays small): a Numba kernel
+# for them cost a second of compilation on every command's first run, for a pass at
+# memory speed that numpy makes as fast
+_NAN_SCAN_VALUES = 1 << 22
+
+
+def _nan_row_runs(values: np.ndarray):
+    """(first row, mask) of runs of rows of a 2D array, mask = isnan of those rows."""
+    step = max(1, _NAN_SCAN_VALUES // max(1, values.shape[1]))
+    for lo in range(0, values.shape[0], step):
+        yield lo, np.isnan(values[lo : lo + step])
+
+
+def nan_per_row(values: np.ndarray) -> np.ndarray:
+    """Number of NaN values in each row.
+
+    Parameters
+    ----------
+    values : ndarray, shape (F, K), float32 or float64
+
+    Returns
+    -------
+    ndarray, shape (F,), int64
+    """
+    out = np.zeros(values.shape[0], dtype=np.int64)
+    for lo, mask in _nan_row_runs(values):
+        out[lo : lo + mask.shape[0]] = np.count_nonzero(mask, axis=1)
+    return out
+
+
+def _first_nan(values: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the first NaN in row-major order, or (-1, -1)."""
+    for lo, mask in _nan_row_runs(values):
+        hit = mask.any(axis=1)
+        if hit.any():
+            row = int(np.argmax(hit))
+            return lo + row, int(np.argmax(mask[row]))
+    return -1, -1
+
+
 def check_undefined(
     values: np.ndarray,
     tuples: np.ndarray | None,
@@ -252,13 +293,10 @@ def check_undefined(
             f"undefined={undefined!r} is not one of {UNDEFINED_POLICIES}",
             "use 'raise' (an error) or 'nan' (write NaN and count it)",
         )
-    from .kernels.geometry import first_nan, nan_per_row
-
-    v2 = values
     if undefined == "nan":
-        per_row = nan_per_row(v2)
+        per_row = nan_per_row(values)
         return int(per_row.sum()), int(np.count_nonzero(per_row))
-    row, col = first_nan(v2)
+    row, col = _first_nan(values)
     if row < 0:
         return 0, 0
     frame = int(frames[row]) if frames is not None else int(row)

@@ -381,6 +381,7 @@ from . import diagnose as _diagnose  # noqa: E402,F401
 from . import info as _info  # noqa: E402,F401
 from . import internal as _internal  # noqa: E402,F401
 from . import rotate as _rotate  # noqa: E402,F401
+from . import warmup as _warmup  # noqa: E402,F401
 
 __all__ = [
     "cli",

@@ -27,6 +27,7 @@ from ..internal import (
     dihedrals_raw,
     distances_raw,
     eigvals_raw,
+    nan_per_row,
     rbf_centers,
     read_tuples,
 )
@@ -603,7 +604,6 @@ class InternalJob(Job):
         from ..kernels.geometry import (
             bins_kernel,
             inverse_kernel,
-            nan_per_row,
             rbf_kernel,
             repeat_kernel,
             sincos_kernel,

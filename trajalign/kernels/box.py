@@ -316,26 +316,11 @@ def _mic_enumerate(dx, dy, dz, p, b):
     return rx, ry, rz
 
 
-# inlined at the Numba IR level: as an ordinary call (Numba's calling convention, a
-# status code and an out-pointer) it cost 6 ns per vector, 5x the short-vector path
-@nb.njit(inline="always", **JIT)
-def mic(dx, dy, dz, p, b):
-    """Minimum image of the float64 difference vector ``(dx, dy, dz)`` in the box of row
-    ``b`` of table ``p``; returns the image as three floats. Exact (module docstring);
-    between images of equal length either may be returned. Mode 0 and -1 rows return
-    the vector unchanged."""
-    mode = p[b, MODE]
-    if mode == 1.0:
-        # zero edge: inverse 0 -> floor(0.5) = 0, the component is left alone
-        dx -= p[b, 2] * np.floor(dx * p[b, 11] + 0.5)
-        dy -= p[b, 6] * np.floor(dy * p[b, 15] + 0.5)
-        dz -= p[b, 10] * np.floor(dz * p[b, 19] + 0.5)
-        return dx, dy, dz
-    if mode != 2.0:
-        return dx, dy, dz
-    # step 1 before any rounding: bonded and other short vectors stop here
-    if dx * dx + dy * dy + dz * dz <= p[b, H2]:
-        return dx, dy, dz
+@nb.njit(**JIT)
+def _mic_lattice(dx, dy, dz, p, b):
+    """:func:`mic` of a lattice-mode row for a vector longer than lambda_1 / 2: Babai
+    rounding, the slicer, and the enumeration if the slicer did not settle (module
+    docstring, steps 1-3)."""
     # nearest lattice point in the reduced basis (Babai rounding)
     n0 = np.floor(dx * p[b, 11] + dy * p[b, 14] + dz * p[b, 17] + 0.5)
     n1 = np.floor(dx * p[b, 12] + dy * p[b, 15] + dz * p[b, 18] + 0.5)
@@ -360,6 +345,33 @@ def mic(dx, dy, dz, p, b):
         if not moved:
             return dx, dy, dz
     return _mic_enumerate(dx, dy, dz, p, b)
+
+
+# The common cases (no box, orthorhombic, a vector shorter than lambda_1 / 2) are inlined
+# at the Numba IR level: as an ordinary call (Numba's calling convention, a status code
+# and an out-pointer) they cost 6 ns per vector, 5x the short-vector path. The lattice
+# search is an ordinary call: inlined, its loops were compiled again at every call site
+# (three in the dihedral kernel: 12 s of its compilation, 0.5 s now), and it does
+# enough work per vector that the call costs little beside it.
+@nb.njit(inline="always", **JIT)
+def mic(dx, dy, dz, p, b):
+    """Minimum image of the float64 difference vector ``(dx, dy, dz)`` in the box of row
+    ``b`` of table ``p``; returns the image as three floats. Exact (module docstring);
+    between images of equal length either may be returned. Mode 0 and -1 rows return
+    the vector unchanged."""
+    mode = p[b, MODE]
+    if mode == 1.0:
+        # zero edge: inverse 0 -> floor(0.5) = 0, the component is left alone
+        dx -= p[b, 2] * np.floor(dx * p[b, 11] + 0.5)
+        dy -= p[b, 6] * np.floor(dy * p[b, 15] + 0.5)
+        dz -= p[b, 10] * np.floor(dz * p[b, 19] + 0.5)
+        return dx, dy, dz
+    if mode != 2.0:
+        return dx, dy, dz
+    # step 1 before any rounding: bonded and other short vectors stop here
+    if dx * dx + dy * dy + dz * dz <= p[b, H2]:
+        return dx, dy, dz
+    return _mic_lattice(dx, dy, dz, p, b)
 
 
 @nb.njit(**PARALLEL_JIT)

@@ -30,10 +30,8 @@ __all__ = [
     "dihedrals_kernel",
     "distances_all_kernel",
     "distances_kernel",
-    "first_nan",
     "inverse_eigvals_kernel",
     "inverse_kernel",
-    "nan_per_row",
     "rbf_kernel",
     "repeat_kernel",
     "sincos_kernel",
@@ -330,36 +328,6 @@ def inverse_eigvals_kernel(x, table, out, bad):
         ev = np.linalg.eigvalsh(m)
         for i in range(n):
             out[f, i] = ev[n - 1 - i]
-
-
-@nb.njit(**PARALLEL_JIT)
-def first_nan(v):
-    """(row, column) of the first NaN of a 2D array in row-major order, or (-1, -1)."""
-    n_rows, n_cols = v.shape
-    col = np.full(n_rows, -1, dtype=np.int64)
-    for f in nb.prange(n_rows):
-        for p in range(n_cols):
-            if v[f, p] != v[f, p]:
-                col[f] = p
-                break
-    for f in range(n_rows):
-        if col[f] >= 0:
-            return f, col[f]
-    return -1, -1
-
-
-@nb.njit(**PARALLEL_JIT)
-def nan_per_row(v):
-    """Number of NaN values in each row of a 2D array: (F,) int64."""
-    n_rows, n_cols = v.shape
-    per_row = np.zeros(n_rows, dtype=np.int64)
-    for f in nb.prange(n_rows):
-        c = 0
-        for p in range(n_cols):
-            if v[f, p] != v[f, p]:
-                c += 1
-        per_row[f] = c
-    return per_row
 
 
 # ------------------------------------------------------------------ featurisation
