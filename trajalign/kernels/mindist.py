@@ -49,6 +49,8 @@ _SLACK = 1e-9
 # atoms the bounds (one pass over A, a seed row) save less than they cost (measured on
 # adenylate kinase: 1.4 ms per frame in full, 3.4 ms with bounds, one thread)
 _BRUTE_MAX = 100
+# squared distances below this (float32 underflow territory) always take the float64 path
+_FLOOR = 1e-20
 
 
 @nb.njit(inline="always", **JIT)
@@ -134,19 +136,63 @@ def _pair_min_wrap(bx, by, bz, ao, a1, bo, b1, cbx, cby, cbz, rb, table, b, ui):
     return best2, bi, bj
 
 
+@nb.njit(**JIT)
+def _one_pair(bx, by, bz, offsets, ga, gb, wrap, has_box, half, cx, cy, cz, rad, table, b, ui):
+    """Minimum over the atom pairs of groups ``ga`` x ``gb`` in float64 (the bounded path):
+    the squared distance and the two buffer rows. ``wrap``: the pair takes the minimum
+    image (when the frame has a box)."""
+    ao, a1 = offsets[ga], offsets[ga + 1]
+    bo, b1 = offsets[gb], offsets[gb + 1]
+    sx, sy, sz = 0.0, 0.0, 0.0
+    if wrap and has_box:
+        dx, dy, dz = cx[gb] - cx[ga], cy[gb] - cy[ga], cz[gb] - cz[ga]
+        mx, my, mz = mic(dx, dy, dz, table, b)
+        if np.sqrt(mx * mx + my * my + mz * mz) + rad[ga] + rad[gb] > half * (1.0 - _SLACK):
+            return _pair_min_wrap(
+                bx, by, bz, ao, a1, bo, b1, cx[gb], cy[gb], cz[gb], rad[gb], table, b, ui
+            )
+        # every atom pair shifted by S is its own minimum image
+        sx, sy, sz = mx - dx, my - dy, mz - dz
+    if (a1 - ao) * (b1 - bo) <= _BRUTE_MAX:
+        # small groups: every row, a vectorised min each (bounds cost more here)
+        best2, bi = np.inf, ao
+        for i in range(ao, a1):
+            row = _row_min(bx, by, bz, bo, b1, bx[i] - sx, by[i] - sy, bz[i] - sz)
+            if row < best2:
+                best2, bi = row, i
+        bj = _row_arg(bx, by, bz, bo, b1, bx[bi] - sx, by[bi] - sy, bz[bi] - sz, best2)
+        return best2, bi, bj
+    return _pair_min(
+        bx, by, bz, ao, a1, bo, b1, cx[gb] + sx, cy[gb] + sy, cz[gb] + sz, rad[gb],
+        sx, sy, sz, ui,
+    )  # fmt: skip
+
+
 @nb.njit(**PARALLEL_JIT)
-def mindist_kernel(x, offsets, members, pairs, periodic, table, dist, arg):
+def mindist_kernel(
+    x, offsets, members, pairs, periodic, table, sparse, runs, run_ptr, run_pairs, tol, dist, arg
+):
     """``dist[f, k]`` = smallest distance between an atom of group ``pairs[k, 0]`` and one
     of group ``pairs[k, 1]`` in frame ``f``; ``arg[f, k]`` the two atoms (selection
-    positions, first from the first group). Layout in the module docstring."""
+    positions, first from the first group). Layout in the module docstring: ``sparse``
+    the pairs measured one by one, ``runs`` / ``run_ptr`` / ``run_pairs`` the dense runs,
+    ``tol`` the relative rounding bound of a squared distance in ``x``'s dtype."""
     n_frames = x.shape[0]
     n_groups = offsets.shape[0] - 1
     n_members = members.shape[0]
-    n_pairs = pairs.shape[0]
+    n_runs = runs.shape[0]
     box_stride = 0 if table.shape[0] == 1 else 1
     widest = 0
     for g in range(n_groups):
         widest = max(widest, offsets[g + 1] - offsets[g])
+    span, most = 0, 0
+    for r in range(n_runs):
+        span = max(span, runs[r, 2] - runs[r, 1])
+        most = max(most, run_ptr[r + 1] - run_ptr[r])
+    # 1 at the first atom of each group: the segment scan restarts there
+    starts = np.zeros(n_members, dtype=np.uint8)
+    for g in range(n_groups):
+        starts[offsets[g]] = 1
     for f in nb.prange(n_frames):
         b = f * box_stride
         has_box = table[b, MODE] == 1.0 or table[b, MODE] == 2.0
@@ -155,11 +201,18 @@ def mindist_kernel(x, offsets, members, pairs, periodic, table, dist, arg):
         bx = np.empty(n_members, dtype=np.float64)
         by = np.empty(n_members, dtype=np.float64)
         bz = np.empty(n_members, dtype=np.float64)
+        # the same coordinates in x's dtype for the dense runs (float32: twice the lanes)
+        fx = np.empty(n_members, dtype=x.dtype)
+        fy = np.empty(n_members, dtype=x.dtype)
+        fz = np.empty(n_members, dtype=x.dtype)
         for m in range(n_members):
             a = members[m]
-            bx[m] = x[f, a, 0]
-            by[m] = x[f, a, 1]
-            bz[m] = x[f, a, 2]
+            fx[m] = x[f, a, 0]
+            fy[m] = x[f, a, 1]
+            fz[m] = x[f, a, 2]
+            bx[m] = fx[m]
+            by[m] = fy[m]
+            bz[m] = fz[m]
         cx = np.empty(n_groups, dtype=np.float64)
         cy = np.empty(n_groups, dtype=np.float64)
         cz = np.empty(n_groups, dtype=np.float64)
@@ -182,40 +235,120 @@ def mindist_kernel(x, offsets, members, pairs, periodic, table, dist, arg):
             # a slightly larger radius keeps every bound below the true distance
             rad[g] = np.sqrt(r2) * (1.0 + _SLACK) + 1e-12
         ui = np.empty(widest, dtype=np.float64)
-        for k in range(n_pairs):
-            ga, gb = pairs[k, 0], pairs[k, 1]
-            ao, a1 = offsets[ga], offsets[ga + 1]
-            bo, b1 = offsets[gb], offsets[gb + 1]
-            sx, sy, sz = 0.0, 0.0, 0.0
-            if periodic[k] != 0 and has_box:
-                dx, dy, dz = cx[gb] - cx[ga], cy[gb] - cy[ga], cz[gb] - cz[ga]
-                mx, my, mz = mic(dx, dy, dz, table, b)
-                if np.sqrt(mx * mx + my * my + mz * mz) + rad[ga] + rad[gb] > half * (1.0 - _SLACK):
-                    best2, bi, bj = _pair_min_wrap(
-                        bx, by, bz, ao, a1, bo, b1, cx[gb], cy[gb], cz[gb], rad[gb], table, b, ui
-                    )
-                    dist[f, k] = np.sqrt(best2)
-                    arg[f, k, 0] = members[bi]
-                    arg[f, k, 1] = members[bj]
-                    continue
-                # every atom pair shifted by S is its own minimum image
-                sx, sy, sz = mx - dx, my - dy, mz - dz
-            if (a1 - ao) * (b1 - bo) <= _BRUTE_MAX:
-                # small groups: every row, a vectorised min each (bounds cost more here)
-                best2, bi = np.inf, ao
-                for i in range(ao, a1):
-                    row = _row_min(bx, by, bz, bo, b1, bx[i] - sx, by[i] - sy, bz[i] - sz)
-                    if row < best2:
-                        best2, bi = row, i
-                bj = _row_arg(bx, by, bz, bo, b1, bx[bi] - sx, by[bi] - sy, bz[bi] - sz, best2)
-            else:
-                best2, bi, bj = _pair_min(
-                    bx, by, bz, ao, a1, bo, b1, cx[gb] + sx, cy[gb] + sy, cz[gb] + sz, rad[gb],
-                    sx, sy, sz, ui,
-                )  # fmt: skip
+        for s in range(sparse.shape[0]):
+            k = sparse[s]
+            best2, bi, bj = _one_pair(
+                bx, by, bz, offsets, pairs[k, 0], pairs[k, 1], periodic[k] != 0, has_box,
+                half, cx, cy, cz, rad, table, b, ui,
+            )  # fmt: skip
             dist[f, k] = np.sqrt(best2)
             arg[f, k, 0] = members[bi]
             arg[f, k, 1] = members[bj]
+        # two rows: each pass reads one and writes the other (a running minimum stored
+        # in place becomes a masked store, which is slow on AMD)
+        acc = np.empty((2, span), dtype=x.dtype)
+        seg_min = np.empty(span, dtype=x.dtype)
+        seg_second = np.empty(span, dtype=x.dtype)
+        seg_pos = np.empty(span, dtype=np.int64)
+        wx = np.empty(most, dtype=np.float64)
+        wy = np.empty(most, dtype=np.float64)
+        wz = np.empty(most, dtype=np.float64)
+        w_min = np.empty((2, most), dtype=np.float64)
+        w_second = np.empty((2, most), dtype=np.float64)
+        w_atom = np.empty((2, most), dtype=np.int64)
+        big = x.dtype.type(np.inf)
+        for r in range(n_runs):
+            ga, lo, hi = runs[r, 0], runs[r, 1], runs[r, 2]
+            ao, a1 = offsets[ga], offsets[ga + 1]
+            n = hi - lo
+            gx, gy, gz = fx[lo:hi], fy[lo:hi], fz[lo:hi]
+            # 1. column minima: acc[m] = min over the atoms of A of the squared distance
+            # to span atom m, two atoms of A per pass (the second repeats the last if odd)
+            cur = 0
+            for i0 in range(ao, a1, 2):
+                i1 = min(i0 + 1, a1 - 1)
+                x0, y0, z0 = fx[i0], fy[i0], fz[i0]
+                x1, y1, z1 = fx[i1], fy[i1], fz[i1]
+                src, dst = acc[cur], acc[1 - cur]
+                first = i0 == ao
+                for m in range(n):
+                    px, py, pz = gx[m], gy[m], gz[m]
+                    dx, dy, dz = px - x0, py - y0, pz - z0
+                    e0 = dx * dx + dy * dy + dz * dz
+                    dx, dy, dz = px - x1, py - y1, pz - z1
+                    e1 = dx * dx + dy * dy + dz * dz
+                    e = min(e0, e1)
+                    dst[m] = e if first else min(e, src[m])
+                cur = 1 - cur
+            col = acc[cur]
+            # 2. one scan over the span, restarting at each group: the smallest column
+            # minimum so far in the group, the second smallest, and where the smallest is
+            # (branch-free: short groups would make every loop exit a misprediction)
+            st = starts[lo:hi]
+            best, second, pos = big, big, 0
+            for m in range(n):
+                v = col[m]
+                new = st[m] != 0
+                b0 = big if new else best
+                s0 = big if new else second
+                pos = m if new | (v < b0) else pos
+                second = min(s0, max(b0, v))
+                best = min(b0, v)
+                seg_min[m] = best
+                seg_second[m] = second
+                seg_pos[m] = pos
+            # 3. per partner, the winning span atom against every atom of A in float64
+            # (partners across the lanes): the atom of A, the exact minimum, and a tie
+            p0, np_ = run_ptr[r], run_ptr[r + 1] - run_ptr[r]
+            for q in range(np_):
+                k = run_pairs[p0 + q]
+                gb = pairs[k, 1] if pairs[k, 0] == ga else pairs[k, 0]
+                j = lo + seg_pos[offsets[gb + 1] - 1 - lo]
+                wx[q], wy[q], wz[q] = bx[j], by[j], bz[j]
+            m0, s0, t0 = w_min[0], w_second[0], w_atom[0]
+            xi, yi, zi = bx[ao], by[ao], bz[ao]
+            for q in range(np_):
+                dx, dy, dz = wx[q] - xi, wy[q] - yi, wz[q] - zi
+                m0[q] = dx * dx + dy * dy + dz * dz
+                s0[q] = np.inf
+                t0[q] = ao
+            cur = 0
+            for i in range(ao + 1, a1):
+                xi, yi, zi = bx[i], by[i], bz[i]
+                m0, s0, t0 = w_min[cur], w_second[cur], w_atom[cur]
+                m1, s1, t1 = w_min[1 - cur], w_second[1 - cur], w_atom[1 - cur]
+                for q in range(np_):
+                    dx, dy, dz = wx[q] - xi, wy[q] - yi, wz[q] - zi
+                    d2 = dx * dx + dy * dy + dz * dz
+                    old = m0[q]
+                    s1[q] = min(s0[q], max(old, d2))
+                    t1[q] = i if d2 < old else t0[q]
+                    m1[q] = min(old, d2)
+                cur = 1 - cur
+            m0, s0, t0 = w_min[cur], w_second[cur], w_atom[cur]
+            for q in range(np_):
+                k = run_pairs[p0 + q]
+                flip = pairs[k, 0] != ga
+                gb = pairs[k, 0] if flip else pairs[k, 1]
+                e = offsets[gb + 1] - 1 - lo
+                best = seg_min[e]
+                # every other column's minimum exceeds the winner's by more than the
+                # rounding of x's dtype: the minimum is in the winning column, found
+                # exactly in float64 (s0 == m0: two atoms of A equally close to it)
+                if seg_second[e] > best * (1.0 + tol) and best > _FLOOR and s0[q] > m0[q]:
+                    best2, bi, bj = m0[q], t0[q], lo + seg_pos[e]
+                    if flip:
+                        bi, bj = bj, bi
+                else:
+                    # a tie or near-tie: the float64 path decides, in the pair's own
+                    # order (so ties resolve as for a sparse pair)
+                    best2, bi, bj = _one_pair(
+                        bx, by, bz, offsets, pairs[k, 0], pairs[k, 1], periodic[k] != 0,
+                        has_box, half, cx, cy, cz, rad, table, b, ui,
+                    )  # fmt: skip
+                dist[f, k] = np.sqrt(best2)
+                arg[f, k, 0] = members[bi]
+                arg[f, k, 1] = members[bj]
 
 
 @nb.njit(**PARALLEL_JIT)
