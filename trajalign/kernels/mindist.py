@@ -189,10 +189,11 @@ def mindist_kernel(
     for r in range(n_runs):
         span = max(span, runs[r, 2] - runs[r, 1])
         most = max(most, run_ptr[r + 1] - run_ptr[r])
-    # 1 at the first atom of each group: the segment scan restarts there
-    starts = np.zeros(n_members, dtype=np.uint8)
+    # inf at the first atom of each group, 0 elsewhere: max(running, reset) restarts the
+    # segment scan there without a branch (squared distances are >= 0)
+    reset = np.zeros(n_members, dtype=x.dtype)
     for g in range(n_groups):
-        starts[offsets[g]] = 1
+        reset[offsets[g]] = np.inf
     for f in nb.prange(n_frames):
         b = f * box_stride
         has_box = table[b, MODE] == 1.0 or table[b, MODE] == 2.0
@@ -256,6 +257,8 @@ def mindist_kernel(
         w_min = np.empty((2, most), dtype=np.float64)
         w_second = np.empty((2, most), dtype=np.float64)
         w_atom = np.empty((2, most), dtype=np.int64)
+        w_span = np.empty(most, dtype=np.int64)
+        w_sure = np.empty(most, dtype=np.bool_)
         big = x.dtype.type(np.inf)
         for r in range(n_runs):
             ga, lo, hi = runs[r, 0], runs[r, 1], runs[r, 2]
@@ -284,14 +287,13 @@ def mindist_kernel(
             # 2. one scan over the span, restarting at each group: the smallest column
             # minimum so far in the group, the second smallest, and where the smallest is
             # (branch-free: short groups would make every loop exit a misprediction)
-            st = starts[lo:hi]
+            rs = reset[lo:hi]
             best, second, pos = big, big, 0
             for m in range(n):
                 v = col[m]
-                new = st[m] != 0
-                b0 = big if new else best
-                s0 = big if new else second
-                pos = m if new | (v < b0) else pos
+                b0 = max(best, rs[m])
+                s0 = max(second, rs[m])
+                pos = m if v < b0 else pos
                 second = min(s0, max(b0, v))
                 best = min(b0, v)
                 seg_min[m] = best
@@ -302,9 +304,15 @@ def mindist_kernel(
             p0, np_ = run_ptr[r], run_ptr[r + 1] - run_ptr[r]
             for q in range(np_):
                 k = run_pairs[p0 + q]
-                gb = pairs[k, 1] if pairs[k, 0] == ga else pairs[k, 0]
-                j = lo + seg_pos[offsets[gb + 1] - 1 - lo]
+                flip = pairs[k, 0] != ga
+                gb = pairs[k, 0] if flip else pairs[k, 1]
+                e = offsets[gb + 1] - 1 - lo
+                j = lo + seg_pos[e]
                 wx[q], wy[q], wz[q] = bx[j], by[j], bz[j]
+                w_span[q] = -1 - j if flip else j
+                # every other column's minimum exceeds the winner's by more than the
+                # rounding of x's dtype: the minimum is in the winning column
+                w_sure[q] = seg_second[e] > seg_min[e] * (1.0 + tol) and seg_min[e] > _FLOOR
             m0, s0, t0 = w_min[0], w_second[0], w_atom[0]
             xi, yi, zi = bx[ao], by[ao], bz[ao]
             for q in range(np_):
@@ -328,17 +336,11 @@ def mindist_kernel(
             m0, s0, t0 = w_min[cur], w_second[cur], w_atom[cur]
             for q in range(np_):
                 k = run_pairs[p0 + q]
-                flip = pairs[k, 0] != ga
-                gb = pairs[k, 0] if flip else pairs[k, 1]
-                e = offsets[gb + 1] - 1 - lo
-                best = seg_min[e]
-                # every other column's minimum exceeds the winner's by more than the
-                # rounding of x's dtype: the minimum is in the winning column, found
-                # exactly in float64 (s0 == m0: two atoms of A equally close to it)
-                if seg_second[e] > best * (1.0 + tol) and best > _FLOOR and s0[q] > m0[q]:
-                    best2, bi, bj = m0[q], t0[q], lo + seg_pos[e]
-                    if flip:
-                        bi, bj = bj, bi
+                # ... found exactly in float64 (s0 == m0: two atoms of A equally close)
+                if w_sure[q] and s0[q] > m0[q]:
+                    best2, bi, bj = m0[q], t0[q], w_span[q]
+                    if bj < 0:  # the pair is (B, A)
+                        bi, bj = -1 - bj, bi
                 else:
                     # a tie or near-tie: the float64 path decides, in the pair's own
                     # order (so ties resolve as for a sparse pair)
