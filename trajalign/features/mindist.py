@@ -69,7 +69,7 @@ class MindistPlan:
     def n_pairs(self) -> int:
         return int(self.pairs.shape[0])
 
-    def schedule(self, wrap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def schedule(self, wrap: bool) -> tuple[np.ndarray, ...]:
         """Which pairs the kernel measures one by one and which in dense runs.
 
         A dense run is a group ``A`` and partners ``B_1 < B_2 < ...`` (group order, so
@@ -95,6 +95,9 @@ class MindistPlan:
             Run ``r`` holds ``run_pairs[run_ptr[r]:run_ptr[r + 1]]``.
         run_pairs : ndarray, shape (P,), int64
             Pair indices, by run, partners in buffer order.
+        run_last : ndarray, shape (P,), int64
+            Buffer position of each partner's last atom; ``-1 -`` it where the pair is
+            written (partner, A).
         """
         key = bool(wrap)
         if key not in self._schedules:
@@ -129,13 +132,15 @@ class MindistPlan:
         arg = np.empty((f, self.n_pairs, 2), dtype=np.int32)
         if self.n_pairs and f:
             mode = table[:, 0]
-            sparse, runs, run_ptr, run_pairs = self.schedule(bool(np.any((mode == 1) | (mode == 2))))
+            sparse, runs, run_ptr, run_pairs, run_last = self.schedule(
+                bool(np.any((mode == 1) | (mode == 2)))
+            )
             # a squared distance in x's dtype is within a few units of rounding of the
             # exact one; 16 eps leaves room for the order fastmath sums in
             tol = 16.0 * float(np.finfo(x.dtype).eps)
             mindist_kernel(
                 x, self.offsets, self.members, self.pairs, self.periodic, table,
-                sparse, runs, run_ptr, run_pairs, tol, dist, arg,
+                sparse, runs, run_ptr, run_pairs, run_last, tol, dist, arg,
             )  # fmt: skip
         return dist, arg
 
@@ -162,6 +167,9 @@ def _schedule(plan: MindistPlan, wrap: bool):
     dense = count >= 2  # one partner alone is measured as well one by one
     in_dense = dense[run_of] if cand.size else np.zeros(0, dtype=bool)
     run_pairs = np.ascontiguousarray(cand[in_dense], dtype=np.int64)
+    # buffer position of the partner's last atom, -1 - it where the pair is (B, A)
+    last = off[b[in_dense] + 1] - 1
+    run_last = np.where(p[run_pairs, 0] == a[in_dense], last, -1 - last).astype(np.int64)
     first, count = first[dense], count[dense]
     last = first + count - 1
     runs = np.stack([a[first], off[b[first]], off[b[last] + 1]], axis=1).astype(np.int64)
@@ -170,7 +178,7 @@ def _schedule(plan: MindistPlan, wrap: bool):
     mask = np.ones(p.shape[0], dtype=bool)
     mask[run_pairs] = False
     sparse = np.flatnonzero(mask).astype(np.int64)
-    return sparse, np.ascontiguousarray(runs.reshape(-1, 3)), run_ptr, run_pairs
+    return sparse, np.ascontiguousarray(runs.reshape(-1, 3)), run_ptr, run_pairs, run_last
 
 
 def mindist_plan(groups, pairs, n_points: int, molecules=None) -> MindistPlan:

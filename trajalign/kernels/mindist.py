@@ -170,7 +170,8 @@ def _one_pair(bx, by, bz, offsets, ga, gb, wrap, has_box, half, cx, cy, cz, rad,
 
 @nb.njit(**PARALLEL_JIT)
 def mindist_kernel(
-    x, offsets, members, pairs, periodic, table, sparse, runs, run_ptr, run_pairs, tol, dist, arg
+    x, offsets, members, pairs, periodic, table, sparse, runs, run_ptr, run_pairs, run_last, tol,
+    dist, arg,
 ):
     """``dist[f, k]`` = smallest distance between an atom of group ``pairs[k, 0]`` and one
     of group ``pairs[k, 1]`` in frame ``f``; ``arg[f, k]`` the two atoms (selection
@@ -251,12 +252,12 @@ def mindist_kernel(
         seg_min = np.empty(span, dtype=x.dtype)
         seg_second = np.empty(span, dtype=x.dtype)
         seg_pos = np.empty(span, dtype=np.int64)
-        wx = np.empty(most, dtype=np.float64)
-        wy = np.empty(most, dtype=np.float64)
-        wz = np.empty(most, dtype=np.float64)
-        w_min = np.empty((2, most), dtype=np.float64)
-        w_second = np.empty((2, most), dtype=np.float64)
-        w_atom = np.empty((2, most), dtype=np.int64)
+        wx = np.empty(most, dtype=x.dtype)
+        wy = np.empty(most, dtype=x.dtype)
+        wz = np.empty(most, dtype=x.dtype)
+        w_min = np.empty((2, most), dtype=x.dtype)
+        w_second = np.empty((2, most), dtype=x.dtype)
+        w_atom = np.empty((2, most), dtype=np.int32)
         w_span = np.empty(most, dtype=np.int64)
         w_sure = np.empty(most, dtype=np.bool_)
         big = x.dtype.type(np.inf)
@@ -299,30 +300,30 @@ def mindist_kernel(
                 seg_min[m] = best
                 seg_second[m] = second
                 seg_pos[m] = pos
-            # 3. per partner, the winning span atom against every atom of A in float64
-            # (partners across the lanes): the atom of A, the exact minimum, and a tie
+            # 3. per partner, the winning span atom against every atom of A (partners
+            # across the lanes): the atom of A, and the second smallest for the check
             p0, np_ = run_ptr[r], run_ptr[r + 1] - run_ptr[r]
             for q in range(np_):
-                k = run_pairs[p0 + q]
-                flip = pairs[k, 0] != ga
-                gb = pairs[k, 0] if flip else pairs[k, 1]
-                e = offsets[gb + 1] - 1 - lo
+                last = run_last[p0 + q]
+                flip = last < 0
+                e = (-1 - last if flip else last) - lo
                 j = lo + seg_pos[e]
-                wx[q], wy[q], wz[q] = bx[j], by[j], bz[j]
+                wx[q], wy[q], wz[q] = fx[j], fy[j], fz[j]
                 w_span[q] = -1 - j if flip else j
                 # every other column's minimum exceeds the winner's by more than the
                 # rounding of x's dtype: the minimum is in the winning column
                 w_sure[q] = seg_second[e] > seg_min[e] * (1.0 + tol) and seg_min[e] > _FLOOR
             m0, s0, t0 = w_min[0], w_second[0], w_atom[0]
-            xi, yi, zi = bx[ao], by[ao], bz[ao]
+            xi, yi, zi = fx[ao], fy[ao], fz[ao]
             for q in range(np_):
                 dx, dy, dz = wx[q] - xi, wy[q] - yi, wz[q] - zi
                 m0[q] = dx * dx + dy * dy + dz * dz
-                s0[q] = np.inf
+                s0[q] = big
                 t0[q] = ao
             cur = 0
             for i in range(ao + 1, a1):
-                xi, yi, zi = bx[i], by[i], bz[i]
+                xi, yi, zi = fx[i], fy[i], fz[i]
+                ii = np.int32(i)
                 m0, s0, t0 = w_min[cur], w_second[cur], w_atom[cur]
                 m1, s1, t1 = w_min[1 - cur], w_second[1 - cur], w_atom[1 - cur]
                 for q in range(np_):
@@ -330,17 +331,20 @@ def mindist_kernel(
                     d2 = dx * dx + dy * dy + dz * dz
                     old = m0[q]
                     s1[q] = min(s0[q], max(old, d2))
-                    t1[q] = i if d2 < old else t0[q]
+                    t1[q] = ii if d2 < old else t0[q]
                     m1[q] = min(old, d2)
                 cur = 1 - cur
             m0, s0, t0 = w_min[cur], w_second[cur], w_atom[cur]
             for q in range(np_):
                 k = run_pairs[p0 + q]
-                # ... found exactly in float64 (s0 == m0: two atoms of A equally close)
-                if w_sure[q] and s0[q] > m0[q]:
-                    best2, bi, bj = m0[q], t0[q], w_span[q]
+                # ... and its atom of A nearer than the others by that margin too: the
+                # minimum is unique, its distance recomputed in float64
+                if w_sure[q] and s0[q] > m0[q] * (1.0 + tol):
+                    bi, bj = np.int64(t0[q]), w_span[q]
                     if bj < 0:  # the pair is (B, A)
                         bi, bj = -1 - bj, bi
+                    dx, dy, dz = bx[bj] - bx[bi], by[bj] - by[bi], bz[bj] - bz[bi]
+                    best2 = dx * dx + dy * dy + dz * dz
                 else:
                     # a tie or near-tie: the float64 path decides, in the pair's own
                     # order (so ties resolve as for a sparse pair)
