@@ -109,7 +109,9 @@ class MindistPlan:
         kernel's per-thread scratch (float64 coordinates of the members)."""
         return 12 * self.n_pairs
 
-    def compute(self, x: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def compute(
+        self, x: np.ndarray, table: np.ndarray, dense: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Run the kernel on validated coordinates.
 
         Parameters
@@ -118,6 +120,9 @@ class MindistPlan:
             ``N == n_points`` (2D input padded with z = 0).
         table : ndarray, shape (1 or F, TABLE_WIDTH), float64
             Box table (:func:`trajalign.box.box_table`, or one mode-0 row for no box).
+        dense : bool
+            Use the dense runs of :meth:`schedule`; False measures every pair one by one
+            (the same values and atoms, slower for dense pair lists: a reference).
 
         Returns
         -------
@@ -135,6 +140,10 @@ class MindistPlan:
             sparse, runs, run_ptr, run_pairs, run_last = self.schedule(
                 bool(np.any((mode == 1) | (mode == 2)))
             )
+            if not dense:
+                sparse = np.arange(self.n_pairs, dtype=np.int64)
+                runs, run_ptr = np.zeros((0, 3), dtype=np.int64), np.zeros(1, dtype=np.int64)
+                run_pairs = run_last = np.zeros(0, dtype=np.int64)
             # a squared distance in x's dtype is within a few units of rounding of the
             # exact one; 16 eps leaves room for the order fastmath sums in
             tol = 16.0 * float(np.finfo(x.dtype).eps)

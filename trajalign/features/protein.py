@@ -213,10 +213,12 @@ class ProteinTopology:
         names = names.astype(str)
         protein = _protein_residues(atoms.universe, resindex)
         hydrogen = _hydrogens(atoms, raw)
-        segids = np.asarray(atoms.segids).astype(str)[first_atom]
+        # one value per residue, taken before the conversion to str (3341 atoms, 214
+        # residues for adenylate kinase)
+        segids = np.asarray(atoms.segids)[first_atom].astype(str)
         chain_ids = None
         if hasattr(atoms, "chainIDs"):
-            c = np.asarray(atoms.chainIDs).astype(str)[first_atom]
+            c = np.asarray(atoms.chainIDs)[first_atom].astype(str)
             if np.all(np.char.strip(c) != ""):
                 chain_ids = c
         other = chain_ids if chain_ids is not None else segids
@@ -431,7 +433,7 @@ class ProteinTopology:
             Rows of this table; ``resindex[pairs]`` are topology residue indices.
         """
         if isinstance(spec, str) and spec.lower() == "all":
-            is_ca = np.char.upper(self.names.astype(str))[self.order] == "CA"
+            is_ca = _upper_is(self.names, "CA")[self.order]
             ok = np.add.reduceat(is_ca, self.offsets[:-1]) > 0 if is_ca.size else is_ca
             if groups is not None:
                 ok &= np.array([g.size > 0 for g in groups], dtype=bool)
@@ -498,11 +500,14 @@ class ProteinTopology:
 
     def pair_labels(self, pairs: np.ndarray, scheme: str) -> list[str]:
         """``"mindist LYS 12 A - GLU 87 A (closest-heavy)"`` for each row of ``pairs``."""
-        lab = [
-            f"mindist {self.residue_label(a)} - {self.residue_label(b)} ({scheme})"
-            for a, b in np.asarray(pairs).tolist()
-        ]
-        return self._unique(lab, [f"{self.resindex[a]}-{self.resindex[b]}" for a, b in pairs])
+        rows = np.asarray(pairs).tolist()
+        # one text per residue, not per pair (22366 pairs of adenylate kinase)
+        res = [self.residue_label(r) for r in range(self.n_residues)]
+        lab = [f"mindist {res[a]} - {res[b]} ({scheme})" for a, b in rows]
+        if len(set(lab)) == len(lab):
+            return lab
+        ri = self.resindex.tolist()
+        return self._unique(lab, [f"{ri[a]}-{ri[b]}" for a, b in rows])
 
 
 # ---------------------------------------------------------------------- helpers
@@ -544,14 +549,32 @@ def _bonded(atoms, idx, c_pos, n_pos, sel_bonds=None) -> np.ndarray | None:
     if sel_bonds is not None:
         b = np.asarray(sel_bonds, dtype=np.int64).reshape(-1, 2)
         return _pair_in(b, c_pos, n_pos, idx.size) if b.size else None
-    try:  # one access: MDAnalysis builds the whole bond group on each
-        bonds = atoms.universe.bonds.indices
-    except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
-        bonds = None
+    bonds = _universe_bonds(atoms.universe)
     if bonds is None or len(bonds) == 0:
         return None
     b = np.asarray(bonds, dtype=np.int64)
     return _pair_in(b, idx[c_pos], idx[n_pos], int(max(b.max(), idx.max())) + 1)
+
+
+def _upper_is(names: np.ndarray, text: str) -> np.ndarray:
+    """``names.upper() == text`` per element, one upper() per distinct name."""
+    uniq, inv = np.unique(np.asarray(names).astype(str), return_inverse=True)
+    return np.array([s.upper() == text for s in uniq.tolist()], dtype=bool)[inv.reshape(-1)]
+
+
+def _universe_bonds(universe) -> np.ndarray | None:
+    """The topology's bonds as (B, 2) atom indices, in no particular order (only
+    membership is asked). ``universe.bonds`` builds a sorted bond group on every access
+    (60 ms for adenylate kinase's PSF, 0.7 s for its TPR), so the topology's own list is
+    read where MDAnalysis has it, the public group otherwise."""
+    raw = getattr(getattr(universe, "_topology", None), "bonds", None)
+    values = getattr(raw, "values", None)
+    if values is not None:
+        return np.asarray(values, dtype=np.int64).reshape(-1, 2)
+    try:
+        return np.asarray(universe.bonds.indices, dtype=np.int64).reshape(-1, 2)
+    except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
+        return None
 
 
 def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> np.ndarray:
@@ -564,11 +587,17 @@ def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> n
 def _hydrogens(atoms, raw_names: np.ndarray) -> np.ndarray:
     """Hydrogen flags: the topology's elements where it has them, else the name (first
     letter after leading digits is H, as MDTraj guesses elements from PDB names)."""
-    from_name = np.array([s.lstrip("0123456789")[:1].upper() == "H" for s in raw_names])
+    # one test per distinct name (a protein has a few dozen)
+    uniq, inv = np.unique(raw_names, return_inverse=True)
+    hit = np.array([s.lstrip("0123456789")[:1].upper() == "H" for s in uniq.tolist()], dtype=bool)
+    from_name = hit[inv.reshape(-1)]
     if hasattr(atoms, "elements"):
-        el = np.char.strip(np.asarray(atoms.elements).astype(str))
-        known = el != ""
-        return np.where(known, np.char.upper(el) == "H", from_name)
+        # np.char works per element: per distinct element instead
+        el, el_inv = np.unique(np.asarray(atoms.elements).astype(str), return_inverse=True)
+        text = [e.strip().upper() for e in el.tolist()]
+        known = np.array([t != "" for t in text], dtype=bool)[el_inv.reshape(-1)]
+        is_h = np.array([t == "H" for t in text], dtype=bool)[el_inv.reshape(-1)]
+        return np.where(known, is_h, from_name)
     return from_name
 
 
