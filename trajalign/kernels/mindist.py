@@ -165,7 +165,7 @@ def _pair_min_wrap(bx, by, bz, ao, a1, bo, b1, cbx, cby, cbz, rb, table, b, ui):
     return best2, bi, bj
 
 
-@nb.njit(**JIT)
+@nb.njit(inline="always", **JIT)
 def _one_pair(bx, by, bz, offsets, ga, gb, wrap, has_box, half, cx, cy, cz, rad, table, b, ui):
     """Minimum over the atom pairs of groups ``ga`` x ``gb`` in float64 (the bounded path):
     the squared distance and the two buffer rows. ``wrap``: the pair takes the minimum
@@ -275,16 +275,11 @@ def mindist_kernel(
             cx[g], cy[g], cz[g] = sx, sy, sz
             # a slightly larger radius keeps every bound below the true distance
             rad[g] = np.sqrt(r2) * (1.0 + _SLACK) + 1e-12
-        ui = np.empty(widest, dtype=np.float64)
-        for s in range(sparse.shape[0]):
-            k = sparse[s]
-            best2, bi, bj = _one_pair(
-                bx, by, bz, offsets, pairs[k, 0], pairs[k, 1], periodic[k] != 0, has_box,
-                half, cx, cy, cz, rad, table, b, ui,
-            )  # fmt: skip
-            dist[f, k] = np.sqrt(best2)
-            arg[f, k, 0] = members[bi]
-            arg[f, k, 1] = members[bj]
+        # the pairs measured one by one: the sparse ones, then those the dense runs hand
+        # over (one call site, so the bounded path is inlined once)
+        todo = np.empty(sparse.shape[0] + run_pairs.shape[0], dtype=np.int64)
+        todo[: sparse.shape[0]] = sparse
+        n_todo = sparse.shape[0]
         # two rows: each pass reads one and writes the other (a running minimum stored
         # in place becomes a masked store, which is slow on AMD)
         acc = np.empty((2, span), dtype=x.dtype)
@@ -377,22 +372,29 @@ def mindist_kernel(
                 k = run_pairs[p0 + q]
                 # ... and its atom of A nearer than the others by that margin too: the
                 # minimum is unique, its distance recomputed in float64
-                if w_sure[q] and s0[q] > m0[q] * (1.0 + tol):
-                    bi, bj = np.int64(t0[q]), w_span[q]
-                    if bj < 0:  # the pair is (B, A)
-                        bi, bj = -1 - bj, bi
-                    dx, dy, dz = bx[bj] - bx[bi], by[bj] - by[bi], bz[bj] - bz[bi]
-                    best2 = dx * dx + dy * dy + dz * dz
-                else:
+                if not (w_sure[q] and s0[q] > m0[q] * (1.0 + tol)):
                     # a tie or near-tie: the float64 path decides, in the pair's own
                     # order (so ties resolve as for a sparse pair)
-                    best2, bi, bj = _one_pair(
-                        bx, by, bz, offsets, pairs[k, 0], pairs[k, 1], periodic[k] != 0,
-                        has_box, half, cx, cy, cz, rad, table, b, ui,
-                    )  # fmt: skip
-                dist[f, k] = np.sqrt(best2)
+                    todo[n_todo] = k
+                    n_todo += 1
+                    continue
+                bi, bj = np.int64(t0[q]), w_span[q]
+                if bj < 0:  # the pair is (B, A)
+                    bi, bj = -1 - bj, bi
+                dx, dy, dz = bx[bj] - bx[bi], by[bj] - by[bi], bz[bj] - bz[bi]
+                dist[f, k] = np.sqrt(dx * dx + dy * dy + dz * dz)
                 arg[f, k, 0] = members[bi]
                 arg[f, k, 1] = members[bj]
+        ui = np.empty(widest, dtype=np.float64)
+        for s in range(n_todo):
+            k = todo[s]
+            best2, bi, bj = _one_pair(
+                bx, by, bz, offsets, pairs[k, 0], pairs[k, 1], periodic[k] != 0, has_box,
+                half, cx, cy, cz, rad, table, b, ui,
+            )  # fmt: skip
+            dist[f, k] = np.sqrt(best2)
+            arg[f, k, 0] = members[bi]
+            arg[f, k, 1] = members[bj]
 
 
 @nb.njit(**PARALLEL_JIT)
