@@ -26,6 +26,7 @@ same ones when it reads a PDB with ``standard_names=True``):
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ class ProteinTopology:
         idx = np.asarray(atoms.indices, dtype=np.int64)
         if np.unique(idx).size != n:
             raise SelectionError("the selection repeats an atom", "select each atom once")
-        raw = np.asarray(atoms.names).astype(str)
+        raw = np.asarray(atoms.names, dtype=object)
         resnames_atom = np.asarray(atoms.resnames).astype(str)
         res_atom = np.asarray(atoms.resindices, dtype=np.int64)
         order = np.argsort(res_atom, kind="stable").astype(np.int64)
@@ -205,7 +206,7 @@ class ProteinTopology:
         # row of each selected atom in the residue table
         row = np.empty(n, dtype=np.int64)
         row[order] = np.repeat(np.arange(resindex.size), counts)
-        names = _aliased(raw).astype(object)  # object: "CD1" must fit
+        names = _aliased(raw)  # object: "CD1" must fit
         # ILE CD -> CD1 where the residue has no CD1
         has_cd1 = np.bincount(row, weights=names == "CD1", minlength=resindex.size) > 0
         is_ile = resnames_atom == "ILE"
@@ -514,22 +515,23 @@ class ProteinTopology:
 
 
 def _aliased(raw: np.ndarray) -> np.ndarray:
-    """Atom names after :data:`_ALIASES` (one dict look-up per distinct name)."""
-    uniq, inv = np.unique(raw, return_inverse=True)
-    mapped = np.array([_ALIASES.get(s, s) for s in uniq.tolist()], dtype=object)
-    return mapped[inv.reshape(-1)].astype(str) if uniq.size else raw.copy()
+    """Atom names after :data:`_ALIASES`, as an object array (so that a longer name such
+    as "CD1" can be put in later). A dict look-up per atom in a list costs less than
+    sorting the names for np.unique."""
+    return np.array([_ALIASES.get(s, s) for s in raw.tolist()] or [], dtype=object)
 
 
 def _protein_residues(universe, resindex: np.ndarray) -> np.ndarray:
     """Whether each residue has atoms named N, CA and C in the topology (selected or
     not), aliases applied."""
-    every = _aliased(np.asarray(universe.atoms.names).astype(str))
-    res = np.asarray(universe.atoms.resindices, dtype=np.int64)
-    size = int(max(res.max(), resindex.max())) + 1
-    ok = np.ones(size, dtype=bool)
+    atoms = universe.residues[resindex].atoms  # the residues' atoms only, not the solvent
+    every = _aliased(np.asarray(atoms.names, dtype=object))
+    # resindex is sorted and unique (np.unique): the row of each atom's residue
+    res = np.searchsorted(resindex, np.asarray(atoms.resindices, dtype=np.int64))
+    ok = np.ones(resindex.size, dtype=bool)
     for atom in ("N", "CA", "C"):
-        ok &= np.bincount(res, weights=every == atom, minlength=size) > 0
-    return ok[resindex]
+        ok &= np.bincount(res, weights=every == atom, minlength=resindex.size) > 0
+    return ok
 
 
 def _named(order, offsets, names, atom: str) -> np.ndarray:
@@ -570,7 +572,8 @@ def _universe_bonds(universe) -> np.ndarray | None:
     raw = getattr(getattr(universe, "_topology", None), "bonds", None)
     values = getattr(raw, "values", None)
     if values is not None:
-        return np.asarray(values, dtype=np.int64).reshape(-1, 2)
+        flat = itertools.chain.from_iterable(values)
+        return np.fromiter(flat, dtype=np.int64, count=2 * len(values)).reshape(-1, 2)
     try:
         return np.asarray(universe.bonds.indices, dtype=np.int64).reshape(-1, 2)
     except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
@@ -587,17 +590,17 @@ def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> n
 def _hydrogens(atoms, raw_names: np.ndarray) -> np.ndarray:
     """Hydrogen flags: the topology's elements where it has them, else the name (first
     letter after leading digits is H, as MDTraj guesses elements from PDB names)."""
-    # one test per distinct name (a protein has a few dozen)
-    uniq, inv = np.unique(raw_names, return_inverse=True)
-    hit = np.array([s.lstrip("0123456789")[:1].upper() == "H" for s in uniq.tolist()], dtype=bool)
-    from_name = hit[inv.reshape(-1)]
+    names = [str(s) for s in raw_names.tolist()]
+    # one test per distinct name or element (a protein has a few dozen)
+    by_name = {s: s.lstrip("0123456789")[:1].upper() == "H" for s in set(names)}
+    from_name = np.fromiter((by_name[s] for s in names), dtype=bool, count=len(names))
     if hasattr(atoms, "elements"):
-        # np.char works per element: per distinct element instead
-        el, el_inv = np.unique(np.asarray(atoms.elements).astype(str), return_inverse=True)
-        text = [e.strip().upper() for e in el.tolist()]
-        known = np.array([t != "" for t in text], dtype=bool)[el_inv.reshape(-1)]
-        is_h = np.array([t == "H" for t in text], dtype=bool)[el_inv.reshape(-1)]
-        return np.where(known, is_h, from_name)
+        elements = [str(e).strip().upper() for e in np.asarray(atoms.elements).tolist()]
+        # an empty element is unknown: the name decides
+        return np.array(
+            [e == "H" if e else h for e, h in zip(elements, from_name.tolist(), strict=True)],
+            dtype=bool,
+        )
     return from_name
 
 
