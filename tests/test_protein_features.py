@@ -416,6 +416,144 @@ def test_mindist_rejects_bad_groups():
         mindist(x, [[0], [1]], [[1, 1]])
 
 
+# ------------------------------------------- dense runs against the one-by-one path
+
+
+def _cdist_ref(x, groups, pairs):
+    """Smallest distance and one realising atom pair per pair and frame, by
+    scipy.spatial.distance.cdist on each pair (float64)."""
+    from scipy.spatial.distance import cdist
+
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty((x.shape[0], len(pairs)))
+    for f in range(x.shape[0]):
+        for k, (a, b) in enumerate(pairs):
+            out[f, k] = cdist(x[f, groups[a]], x[f, groups[b]]).min()
+    return out
+
+
+def _plan_and_table(x, groups, pairs, box=None, molecules=None):
+    from trajalign.features import mindist_plan
+    from trajalign.features.mindist import _table
+
+    plan = mindist_plan(groups, pairs, x.shape[1], molecules)
+    return plan, _table(box, x.shape[0], 3)
+
+
+def _check_atoms(x, groups, pairs, dist, arg, atol):
+    """The atom pair of each minimum lies in the pair's groups (first from the first) and
+    realises the distance."""
+    g_of = np.concatenate([np.full(len(g), k) for k, g in enumerate(groups)])
+    order = np.concatenate(groups)
+    grp = np.empty(x.shape[1], dtype=np.int64)
+    grp[order] = g_of
+    assert np.all(grp[arg[..., 0]] == pairs[:, 0]) and np.all(grp[arg[..., 1]] == pairs[:, 1])
+    f = np.arange(x.shape[0])[:, None]
+    real = np.linalg.norm(x[f, arg[..., 1]].astype(np.float64) - x[f, arg[..., 0]], axis=-1)
+    np.testing.assert_allclose(real, dist, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_runs_equal_one_by_one_and_cdist(dtype):
+    # groups of 1 to 9 points along a chain (like residues), every pair |i - j| >= 2 in
+    # the order (j, i) for some rows: dense runs, with pairs written (partner, A)
+    rng = np.random.default_rng(11)
+    n_groups = 30
+    sizes = rng.integers(1, 10, n_groups)
+    sizes[[0, 7, 8]] = 1  # groups of one atom, also neighbours of each other
+    centres = np.cumsum(rng.normal(0, 2.5, (n_groups, 3)), axis=0)
+    x0 = np.concatenate(
+        [c + rng.normal(0, 1.2, (s, 3)) for c, s in zip(centres, sizes, strict=True)]
+    )
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    groups = [np.arange(bounds[g], bounds[g + 1]) for g in range(n_groups)]
+    x = (x0[None] + rng.normal(0, 0.5, (5, x0.shape[0], 3))).astype(dtype)
+    x.flags.writeable = False
+    pairs = np.array([(i, j) for i in range(n_groups) for j in range(i + 2, n_groups)])
+    flip = rng.random(len(pairs)) < 0.3
+    pairs[flip] = pairs[flip][:, ::-1]
+    plan, table = _plan_and_table(x, groups, pairs)
+    sparse, runs, run_ptr, run_pairs, _ = plan.schedule(False)
+    # the dense path is the one under test: nearly every pair is in a run
+    assert run_pairs.size >= 0.9 * len(pairs) and runs.shape[0] > 0
+    dist, arg = plan.compute(x, table)
+    ref_d, ref_a = plan.compute(x, table, dense=False)
+    np.testing.assert_array_equal(dist, ref_d)
+    np.testing.assert_array_equal(arg, ref_a)
+    np.testing.assert_allclose(dist, _cdist_ref(x, groups, pairs), rtol=0, atol=1e-5)
+    _check_atoms(x, groups, pairs, dist, arg, 1e-5)
+
+
+def test_dense_runs_resolve_ties_as_one_by_one():
+    # integer coordinates on a grid: many atom pairs at exactly the same distance, and
+    # atoms repeated in two groups (distance 0); the dense path hands these to the
+    # one-by-one path, so both give the same atoms
+    rng = np.random.default_rng(5)
+    x0 = rng.integers(0, 6, (120, 3)).astype(np.float32)
+    groups = [np.arange(4 * g, 4 * g + 4) for g in range(30)]
+    groups[3] = np.array([9, 50, 51])  # shares atom 9 with group 2
+    pairs = np.array([(i, j) for i in range(30) for j in range(i + 1, 30)])
+    x = np.stack([x0, x0[::-1].copy()])
+    plan, table = _plan_and_table(x, groups, pairs)
+    assert plan.schedule(False)[3].size > 0.9 * len(pairs)
+    dist, arg = plan.compute(x, table)
+    ref_d, ref_a = plan.compute(x, table, dense=False)
+    np.testing.assert_array_equal(dist, ref_d)
+    np.testing.assert_array_equal(arg, ref_a)
+    np.testing.assert_allclose(dist, _cdist_ref(x, groups, pairs), rtol=0, atol=1e-6)
+    k23 = int(np.flatnonzero((pairs[:, 0] == 2) & (pairs[:, 1] == 3))[0])
+    assert np.all(dist[:, k23] == 0.0)
+
+
+def test_dense_runs_in_a_box_leave_periodic_pairs_to_the_minimum_image():
+    # two molecules in a small box: pairs inside molecule 0 are dense runs measured
+    # directly, pairs across molecules take the exact minimum image one by one
+    rng = np.random.default_rng(2)
+    x0, groups = _random_groups(rng, 0, 24, spread=1.0, scale=18.0, max_size=6)
+    x = (x0[None] + rng.normal(0, 0.4, (3, x0.shape[0], 3))).astype(np.float32)
+    box = np.array([16.0, 17.0, 15.0, 90.0, 90.0, 90.0])
+    mol = np.concatenate([np.full(g.size, 0 if k < 14 else 1) for k, g in enumerate(groups)])
+    pairs = np.array([(i, j) for i in range(24) for j in range(i + 1, 24)])
+    plan, table = _plan_and_table(x, groups, pairs, box=box, molecules=mol)
+    sparse, runs, _, run_pairs, _ = plan.schedule(True)
+    assert not np.any(plan.periodic[run_pairs]) and run_pairs.size > 0
+    assert np.all(np.isin(np.flatnonzero(plan.periodic), sparse))
+    dist, arg = plan.compute(x, table)
+    ref_d, ref_a = plan.compute(x, table, dense=False)
+    np.testing.assert_array_equal(dist, ref_d)
+    np.testing.assert_array_equal(arg, ref_a)
+    direct = plan.periodic == 0
+    ref = _brute(x, groups, pairs, np.diag(box[:3]), direct=direct)
+    np.testing.assert_allclose(dist, ref, rtol=0, atol=2e-5)
+    # without a box the same plan measures every pair directly, dense runs included
+    plain, _ = plan.compute(x, _plan_and_table(x, groups, pairs)[1])
+    assert plan.schedule(False)[3].size > run_pairs.size
+    np.testing.assert_allclose(plain, _cdist_ref(x, groups, pairs), rtol=0, atol=1e-5)
+
+
+def test_residue_pairs_file_takes_dense_runs(tmp_path):
+    # a FILE of every pair among residues 10-49 of adenylate kinase, half of them written
+    # (high, low): the same numbers as cdist on the heavy atoms
+    u = _universe("charmm")
+    ag = u.select_atoms("protein")
+    x = _frames(u, ag, 2)
+    lines = []
+    for i in range(10, 50):
+        for j in range(i + 1, 50):
+            lines.append(f"{j} {i}" if (i + j) % 2 else f"{i} {j}")
+    path = tmp_path / "pairs.txt"
+    path.write_text("\n".join(lines) + "\n")
+    r = residue_mindist(x, ag, "closest-heavy", residue_pairs=path)
+    top = ProteinTopology.from_atoms(ag, x[0])
+    groups = top.groups("closest-heavy")
+    rows = np.array([[int(v) for v in s.split()] for s in lines])
+    np.testing.assert_array_equal(r.residues, rows)
+    np.testing.assert_allclose(r.value, _cdist_ref(x, groups, rows), rtol=0, atol=1e-5)
+    res = ag.atoms.resindices
+    for side in (0, 1):
+        assert np.all(res[r.atoms[..., side]] == r.residues[None, :, side])
+
+
 # ---------------------------------------------------------------------- contacts
 
 

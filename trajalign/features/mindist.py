@@ -11,7 +11,7 @@ once and applies per block (:meth:`MindistPlan.compute`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -30,6 +30,13 @@ __all__ = [
 ]
 
 CONTACT_TRANSFORMS = ("step", "logistic")
+
+# Dense runs (:mod:`trajalign.kernels.mindist`): a pair joins one when its two groups have
+# at most this many atom pairs (larger groups gain from the bounding spheres) ...
+_DENSE_MAX = 4096
+# ... and a run of partners of one group breaks where this many buffer atoms that are no
+# partner's lie between two partners (measured for nothing inside a run)
+_DENSE_GAP = 8
 
 
 @dataclass(frozen=True)
@@ -56,17 +63,55 @@ class MindistPlan:
     pairs: np.ndarray
     periodic: np.ndarray
     n_points: int
+    _schedules: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_pairs(self) -> int:
         return int(self.pairs.shape[0])
+
+    def schedule(self, wrap: bool) -> tuple[np.ndarray, ...]:
+        """Which pairs the kernel measures one by one and which in dense runs.
+
+        A dense run is a group ``A`` and partners ``B_1 < B_2 < ...`` (group order, so
+        buffer order) whose atoms lie close together in the kernel's buffer: the kernel
+        measures every atom of ``A`` against the whole buffer span from the first to the
+        last partner in one long loop, then takes each partner's share of it. Worth it for
+        dense pair lists (``all``): two or more partners, gaps of at most
+        :data:`_DENSE_GAP` atoms, at most :data:`_DENSE_MAX` atom pairs per pair.
+
+        Parameters
+        ----------
+        wrap : bool
+            The frames have a box: pairs that take the minimum image (``periodic``) stay
+            with the one-by-one path.
+
+        Returns
+        -------
+        sparse : ndarray, shape (S,), int64
+            Pair indices measured one by one.
+        runs : ndarray, shape (R, 3), int64
+            Group ``A``, first and one-past-last buffer position of the span, per run.
+        run_ptr : ndarray, shape (R + 1,), int64
+            Run ``r`` holds ``run_pairs[run_ptr[r]:run_ptr[r + 1]]``.
+        run_pairs : ndarray, shape (P,), int64
+            Pair indices, by run, partners in buffer order.
+        run_last : ndarray, shape (P,), int64
+            Buffer position of each partner's last atom; ``-1 -`` it where the pair is
+            written (partner, A).
+        """
+        key = bool(wrap)
+        if key not in self._schedules:
+            self._schedules[key] = _schedule(self, key)
+        return self._schedules[key]
 
     def frame_bytes(self) -> int:
         """Output bytes per frame: float32 distance + two int32 atoms per pair, plus the
         kernel's per-thread scratch (float64 coordinates of the members)."""
         return 12 * self.n_pairs
 
-    def compute(self, x: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def compute(
+        self, x: np.ndarray, table: np.ndarray, dense: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Run the kernel on validated coordinates.
 
         Parameters
@@ -75,6 +120,9 @@ class MindistPlan:
             ``N == n_points`` (2D input padded with z = 0).
         table : ndarray, shape (1 or F, TABLE_WIDTH), float64
             Box table (:func:`trajalign.box.box_table`, or one mode-0 row for no box).
+        dense : bool
+            Use the dense runs of :meth:`schedule`; False measures every pair one by one
+            (the same values and atoms, slower for dense pair lists: a reference).
 
         Returns
         -------
@@ -88,10 +136,58 @@ class MindistPlan:
         dist = np.empty((f, self.n_pairs), dtype=np.float32)
         arg = np.empty((f, self.n_pairs, 2), dtype=np.int32)
         if self.n_pairs and f:
-            mindist_kernel(
-                x, self.offsets, self.members, self.pairs, self.periodic, table, dist, arg
+            mode = table[:, 0]
+            sparse, runs, run_ptr, run_pairs, run_last = self.schedule(
+                bool(np.any((mode == 1) | (mode == 2)))
             )
+            if not dense:
+                sparse = np.arange(self.n_pairs, dtype=np.int64)
+                runs, run_ptr = np.zeros((0, 3), dtype=np.int64), np.zeros(1, dtype=np.int64)
+                run_pairs = run_last = np.zeros(0, dtype=np.int64)
+            # a squared distance in x's dtype is within a few units of rounding of the
+            # exact one; 16 eps leaves room for the order fastmath sums in
+            tol = 16.0 * float(np.finfo(x.dtype).eps)
+            mindist_kernel(
+                x, self.offsets, self.members, self.pairs, self.periodic, table,
+                sparse, runs, run_ptr, run_pairs, run_last, tol, dist, arg,
+            )  # fmt: skip
         return dist, arg
+
+
+def _schedule(plan: MindistPlan, wrap: bool):
+    """:meth:`MindistPlan.schedule`, built with numpy (no loop over pairs)."""
+    off, p = plan.offsets, plan.pairs
+    size = np.diff(off)
+    lo_g, hi_g = p.min(axis=1), p.max(axis=1)
+    ok = size[lo_g] * size[hi_g] <= _DENSE_MAX
+    if wrap:
+        ok &= plan.periodic == 0
+    cand = np.flatnonzero(ok)
+    # by group A (the pair's lower group), then partner
+    cand = cand[np.lexsort((hi_g[cand], lo_g[cand]))]
+    a, b = lo_g[cand], hi_g[cand]
+    # a new run where A changes or the gap of atoms before the partner is too wide
+    new = np.ones(cand.size, dtype=bool)
+    if cand.size:
+        new[1:] = (a[1:] != a[:-1]) | (off[b[1:]] - off[b[:-1] + 1] > _DENSE_GAP)
+    run_of = np.cumsum(new) - 1
+    first = np.flatnonzero(new)
+    count = np.diff(np.append(first, cand.size))
+    dense = count >= 2  # one partner alone is measured as well one by one
+    in_dense = dense[run_of] if cand.size else np.zeros(0, dtype=bool)
+    run_pairs = np.ascontiguousarray(cand[in_dense], dtype=np.int64)
+    # buffer position of the partner's last atom, -1 - it where the pair is (B, A)
+    last = off[b[in_dense] + 1] - 1
+    run_last = np.where(p[run_pairs, 0] == a[in_dense], last, -1 - last).astype(np.int64)
+    first, count = first[dense], count[dense]
+    last = first + count - 1
+    runs = np.stack([a[first], off[b[first]], off[b[last] + 1]], axis=1).astype(np.int64)
+    run_ptr = np.zeros(first.size + 1, dtype=np.int64)
+    run_ptr[1:] = np.cumsum(count)
+    mask = np.ones(p.shape[0], dtype=bool)
+    mask[run_pairs] = False
+    sparse = np.flatnonzero(mask).astype(np.int64)
+    return sparse, np.ascontiguousarray(runs.reshape(-1, 3)), run_ptr, run_pairs, run_last
 
 
 def mindist_plan(groups, pairs, n_points: int, molecules=None) -> MindistPlan:

@@ -26,6 +26,7 @@ same ones when it reads a PDB with ``standard_names=True``):
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ class ProteinTopology:
         idx = np.asarray(atoms.indices, dtype=np.int64)
         if np.unique(idx).size != n:
             raise SelectionError("the selection repeats an atom", "select each atom once")
-        raw = np.asarray(atoms.names).astype(str)
+        raw = np.asarray(atoms.names, dtype=object)
         resnames_atom = np.asarray(atoms.resnames).astype(str)
         res_atom = np.asarray(atoms.resindices, dtype=np.int64)
         order = np.argsort(res_atom, kind="stable").astype(np.int64)
@@ -205,7 +206,7 @@ class ProteinTopology:
         # row of each selected atom in the residue table
         row = np.empty(n, dtype=np.int64)
         row[order] = np.repeat(np.arange(resindex.size), counts)
-        names = _aliased(raw).astype(object)  # object: "CD1" must fit
+        names = _aliased(raw)  # object: "CD1" must fit
         # ILE CD -> CD1 where the residue has no CD1
         has_cd1 = np.bincount(row, weights=names == "CD1", minlength=resindex.size) > 0
         is_ile = resnames_atom == "ILE"
@@ -213,10 +214,12 @@ class ProteinTopology:
         names = names.astype(str)
         protein = _protein_residues(atoms.universe, resindex)
         hydrogen = _hydrogens(atoms, raw)
-        segids = np.asarray(atoms.segids).astype(str)[first_atom]
+        # one value per residue, taken before the conversion to str (3341 atoms, 214
+        # residues for adenylate kinase)
+        segids = np.asarray(atoms.segids)[first_atom].astype(str)
         chain_ids = None
         if hasattr(atoms, "chainIDs"):
-            c = np.asarray(atoms.chainIDs).astype(str)[first_atom]
+            c = np.asarray(atoms.chainIDs)[first_atom].astype(str)
             if np.all(np.char.strip(c) != ""):
                 chain_ids = c
         other = chain_ids if chain_ids is not None else segids
@@ -431,7 +434,7 @@ class ProteinTopology:
             Rows of this table; ``resindex[pairs]`` are topology residue indices.
         """
         if isinstance(spec, str) and spec.lower() == "all":
-            is_ca = np.char.upper(self.names.astype(str))[self.order] == "CA"
+            is_ca = _upper_is(self.names, "CA")[self.order]
             ok = np.add.reduceat(is_ca, self.offsets[:-1]) > 0 if is_ca.size else is_ca
             if groups is not None:
                 ok &= np.array([g.size > 0 for g in groups], dtype=bool)
@@ -498,33 +501,37 @@ class ProteinTopology:
 
     def pair_labels(self, pairs: np.ndarray, scheme: str) -> list[str]:
         """``"mindist LYS 12 A - GLU 87 A (closest-heavy)"`` for each row of ``pairs``."""
-        lab = [
-            f"mindist {self.residue_label(a)} - {self.residue_label(b)} ({scheme})"
-            for a, b in np.asarray(pairs).tolist()
-        ]
-        return self._unique(lab, [f"{self.resindex[a]}-{self.resindex[b]}" for a, b in pairs])
+        rows = np.asarray(pairs).tolist()
+        # one text per residue, not per pair (22366 pairs of adenylate kinase)
+        res = [self.residue_label(r) for r in range(self.n_residues)]
+        lab = [f"mindist {res[a]} - {res[b]} ({scheme})" for a, b in rows]
+        if len(set(lab)) == len(lab):
+            return lab
+        ri = self.resindex.tolist()
+        return self._unique(lab, [f"{ri[a]}-{ri[b]}" for a, b in rows])
 
 
 # ---------------------------------------------------------------------- helpers
 
 
 def _aliased(raw: np.ndarray) -> np.ndarray:
-    """Atom names after :data:`_ALIASES` (one dict look-up per distinct name)."""
-    uniq, inv = np.unique(raw, return_inverse=True)
-    mapped = np.array([_ALIASES.get(s, s) for s in uniq.tolist()], dtype=object)
-    return mapped[inv.reshape(-1)].astype(str) if uniq.size else raw.copy()
+    """Atom names after :data:`_ALIASES`, as an object array (so that a longer name such
+    as "CD1" can be put in later). A dict look-up per atom in a list costs less than
+    sorting the names for np.unique."""
+    return np.array([_ALIASES.get(s, s) for s in raw.tolist()] or [], dtype=object)
 
 
 def _protein_residues(universe, resindex: np.ndarray) -> np.ndarray:
     """Whether each residue has atoms named N, CA and C in the topology (selected or
     not), aliases applied."""
-    every = _aliased(np.asarray(universe.atoms.names).astype(str))
-    res = np.asarray(universe.atoms.resindices, dtype=np.int64)
-    size = int(max(res.max(), resindex.max())) + 1
-    ok = np.ones(size, dtype=bool)
+    atoms = universe.residues[resindex].atoms  # the residues' atoms only, not the solvent
+    every = _aliased(np.asarray(atoms.names, dtype=object))
+    # resindex is sorted and unique (np.unique): the row of each atom's residue
+    res = np.searchsorted(resindex, np.asarray(atoms.resindices, dtype=np.int64))
+    ok = np.ones(resindex.size, dtype=bool)
     for atom in ("N", "CA", "C"):
-        ok &= np.bincount(res, weights=every == atom, minlength=size) > 0
-    return ok[resindex]
+        ok &= np.bincount(res, weights=every == atom, minlength=resindex.size) > 0
+    return ok
 
 
 def _named(order, offsets, names, atom: str) -> np.ndarray:
@@ -544,14 +551,33 @@ def _bonded(atoms, idx, c_pos, n_pos, sel_bonds=None) -> np.ndarray | None:
     if sel_bonds is not None:
         b = np.asarray(sel_bonds, dtype=np.int64).reshape(-1, 2)
         return _pair_in(b, c_pos, n_pos, idx.size) if b.size else None
-    try:  # one access: MDAnalysis builds the whole bond group on each
-        bonds = atoms.universe.bonds.indices
-    except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
-        bonds = None
+    bonds = _universe_bonds(atoms.universe)
     if bonds is None or len(bonds) == 0:
         return None
     b = np.asarray(bonds, dtype=np.int64)
     return _pair_in(b, idx[c_pos], idx[n_pos], int(max(b.max(), idx.max())) + 1)
+
+
+def _upper_is(names: np.ndarray, text: str) -> np.ndarray:
+    """``names.upper() == text`` per element, one upper() per distinct name."""
+    uniq, inv = np.unique(np.asarray(names).astype(str), return_inverse=True)
+    return np.array([s.upper() == text for s in uniq.tolist()], dtype=bool)[inv.reshape(-1)]
+
+
+def _universe_bonds(universe) -> np.ndarray | None:
+    """The topology's bonds as (B, 2) atom indices, in no particular order (only
+    membership is asked). ``universe.bonds`` builds a sorted bond group on every access
+    (60 ms for adenylate kinase's PSF, 0.7 s for its TPR), so the topology's own list is
+    read where MDAnalysis has it, the public group otherwise."""
+    raw = getattr(getattr(universe, "_topology", None), "bonds", None)
+    values = getattr(raw, "values", None)
+    if values is not None:
+        flat = itertools.chain.from_iterable(values)
+        return np.fromiter(flat, dtype=np.int64, count=2 * len(values)).reshape(-1, 2)
+    try:
+        return np.asarray(universe.bonds.indices, dtype=np.int64).reshape(-1, 2)
+    except Exception:  # noqa: BLE001 - MDAnalysis raises NoDataError for absent bonds
+        return None
 
 
 def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> np.ndarray:
@@ -564,11 +590,17 @@ def _pair_in(bonds: np.ndarray, ci: np.ndarray, ni: np.ndarray, n_all: int) -> n
 def _hydrogens(atoms, raw_names: np.ndarray) -> np.ndarray:
     """Hydrogen flags: the topology's elements where it has them, else the name (first
     letter after leading digits is H, as MDTraj guesses elements from PDB names)."""
-    from_name = np.array([s.lstrip("0123456789")[:1].upper() == "H" for s in raw_names])
+    names = [str(s) for s in raw_names.tolist()]
+    # one test per distinct name or element (a protein has a few dozen)
+    by_name = {s: s.lstrip("0123456789")[:1].upper() == "H" for s in set(names)}
+    from_name = np.fromiter((by_name[s] for s in names), dtype=bool, count=len(names))
     if hasattr(atoms, "elements"):
-        el = np.char.strip(np.asarray(atoms.elements).astype(str))
-        known = el != ""
-        return np.where(known, np.char.upper(el) == "H", from_name)
+        elements = [str(e).strip().upper() for e in np.asarray(atoms.elements).tolist()]
+        # an empty element is unknown: the name decides
+        return np.array(
+            [e == "H" if e else h for e, h in zip(elements, from_name.tolist(), strict=True)],
+            dtype=bool,
+        )
     return from_name
 
 

@@ -130,8 +130,8 @@ def mindist_setup(
     groups = top.groups(s)
     spec = residue_pairs or "all"
     if isinstance(spec, str) and spec.lower() == "all":
-        upper = np.char.upper(top.names.astype(str))
-        if not np.any(upper == "CA"):
+        # upper() of the distinct names only (np.char works per element)
+        if not np.any(np.char.upper(np.unique(top.names.astype(str))) == "CA"):
             raise _no_protein("mindist", "the selection has none")
     rows = top.residue_pairs(spec, groups)
     used = np.unique(rows)
