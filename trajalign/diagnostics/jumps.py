@@ -71,8 +71,7 @@ def _in_threads(kernel, x: np.ndarray, out: np.ndarray) -> None:
     cuts = np.linspace(0, x.shape[0] - 1, n + 1).astype(np.int64)
     parts = [(int(a), int(b) + 1) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     threads = [
-        threading.Thread(target=kernel, args=(x[a:b], out[a:b]), daemon=True)
-        for a, b in parts[1:]
+        threading.Thread(target=kernel, args=(x[a:b], out[a:b]), daemon=True) for a, b in parts[1:]
     ]
     for t in threads:
         t.start()
