@@ -12,6 +12,7 @@ __all__ = [
     "as_weights",
     "check_finite_frames",
     "nonfinite_error",
+    "row_blocks",
 ]
 
 
@@ -68,15 +69,22 @@ def first_nonfinite_frame(arr: np.ndarray) -> int:
     cost a second or more of compilation in every first run, for a pass numpy makes at
     memory speed.
     """
-    n_frames = arr.shape[0]
-    per = max(1, arr[0].size) if n_frames else 1
-    step = max(1, (1 << 22) // per)
-    flat = arr.reshape(n_frames, -1)
-    for a in range(0, n_frames, step):
-        ok = np.isfinite(flat[a : a + step]).all(axis=1)
+    for a, rows in row_blocks(arr):
+        ok = np.isfinite(rows).all(axis=1)
         if not ok.all():
             return a + int(np.argmin(ok))
     return -1
+
+
+def row_blocks(arr: np.ndarray, values: int = 1 << 22):
+    """``(first row, rows)`` of ``arr`` (F, ...) seen as (F, -1), in runs of rows of about
+    ``values`` values, so that a numpy test over them keeps a bounded temporary."""
+    n_frames = arr.shape[0]
+    per = max(1, arr[0].size) if n_frames else 1
+    step = max(1, values // per)
+    flat = arr.reshape(n_frames, -1)
+    for a in range(0, n_frames, step):
+        yield a, flat[a : a + step]
 
 
 def nonfinite_error(name: str, frame: int) -> DataError:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._validate import as_coords
+from ._validate import as_coords, row_blocks
 from .box import as_box, box_vectors, kernel_box_table, pad3
 from .errors import DataError, InputError, NumericalError, ParameterError, SelectionError
 
@@ -236,14 +236,10 @@ def _is_all_pairs(t: np.ndarray, n_points: int) -> bool:
 # NaN scans in numpy, a few rows at a time (the boolean mask stays small): a Numba kernel
 # for them cost a second of compilation on every command's first run, for a pass at
 # memory speed that numpy makes as fast
-_NAN_SCAN_VALUES = 1 << 22
-
-
 def _nan_row_runs(values: np.ndarray):
     """(first row, mask) of runs of rows of a 2D array, mask = isnan of those rows."""
-    step = max(1, _NAN_SCAN_VALUES // max(1, values.shape[1]))
-    for lo in range(0, values.shape[0], step):
-        yield lo, np.isnan(values[lo : lo + step])
+    for lo, rows in row_blocks(values):
+        yield lo, np.isnan(rows)
 
 
 def nan_per_row(values: np.ndarray) -> np.ndarray:
