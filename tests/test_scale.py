@@ -571,6 +571,24 @@ def test_local_worker_death_every_time_keeps_what_is_done(tmp_path, picklable_by
     assert_same_file(ref_out, out)
 
 
+def test_local_worker_dead_before_its_block_is_sent_is_replaced(tmp_path):
+    """A worker that died after its last result (CI saw this): sending it the next block
+    fails with a broken pipe, which is a dead worker to replace, not an output error."""
+    ref_out, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    run(open_source(CHAIN2D), CenterJob("com"), str(ref_out), chunk_frames=256)
+    exe = make_executor(workers=2)
+    exe.start()
+    try:
+        exe.pool.fill()
+        for w in exe.pool.workers:
+            w.proc.kill()
+            w.proc.join()
+        run(open_source(CHAIN2D), CenterJob("com"), str(out), chunk_frames=256, executor=exe)
+    finally:
+        exe.close()
+    assert_same_file(ref_out, out)
+
+
 def test_local_worker_error_reaches_the_driver_whole(tmp_path):
     """A block's own error (NaN in the input) comes back with its message and hint."""
     from trajalign.errors import DataError

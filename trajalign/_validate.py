@@ -80,9 +80,10 @@ def row_blocks(arr: np.ndarray, values: int = 1 << 22):
     """``(first row, rows)`` of ``arr`` (F, ...) seen as (F, -1), in runs of rows of about
     ``values`` values, so that a numpy test over them keeps a bounded temporary."""
     n_frames = arr.shape[0]
-    per = max(1, arr[0].size) if n_frames else 1
-    step = max(1, values // per)
-    flat = arr.reshape(n_frames, -1)
+    per = int(np.prod(arr.shape[1:], dtype=np.int64))
+    step = max(1, values // max(1, per))
+    # an explicit row length: reshape(F, -1) cannot infer it when the array is empty
+    flat = arr.reshape(n_frames, per)
     for a in range(0, n_frames, step):
         yield a, flat[a : a + step]
 

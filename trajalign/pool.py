@@ -299,12 +299,18 @@ class Pool:
                 if block is None:
                     return
                 index, start, stop = block
-                if w.job != token:
-                    w.conn.send(("job", (token, blob)))
-                    w.job = token
-                task = (token, spec, index, start, stop, anchors.get(start), shm)
-                w.conn.send(("block", task))
                 w.tasks.append(block)
+                try:
+                    if w.job != token:
+                        w.conn.send(("job", (token, blob)))
+                        w.job = token
+                    task = (token, spec, index, start, stop, anchors.get(start), shm)
+                    w.conn.send(("block", task))
+                except OSError:
+                    # the worker died after its last result (a broken pipe): its
+                    # sentinel wakes the loop below, which hands this block, untried,
+                    # to the worker that replaces it
+                    return
                 tries[index] = tries.get(index, 0) + 1
 
         for w in self.workers:
@@ -342,7 +348,7 @@ class Pool:
         the worker started in its place."""
         w.proc.join(timeout=1)
         for block in w.tasks:
-            if tries[block[0]] >= MAX_TRIES:
+            if tries.get(block[0], 0) >= MAX_TRIES:
                 raise WorkerDied(w.proc.exitcode, block)
         own.extendleft(reversed(w.tasks))
         w.tasks.clear()
