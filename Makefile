@@ -41,7 +41,7 @@ demo: $(BASE)
 	@cd $(DEMO) && find . -type f | sort
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check trajalign tests benchmarks sample_data

@@ -206,8 +206,18 @@ def _unpack(data, bit, nbits, s0, s1, s2):
         y = t % s1
         x = (t // s1) & nb.uint64(0xFFFFFFFF)
         return x, y, z
-    # 65..72 bits: the number is hi * 2^64 + mid * 2^32 + lo with hi < 2^8; divide limb
-    # by limb (each remainder < 2^24, so remainder * 2^32 + limb fits 64 bits)
+    return _unpack_wide(data, bit, m, last, s1, s2)
+
+
+# an ordinary call, not inlined: only triplets of more than 64 bits (large coordinates
+# at a fine precision) take it, and inlined at both of _unpack's call sites it cost
+# about 2 of decode_frame's 9 CPU seconds of compilation (benchmarks/compiletime.py)
+# for a path most files never reach
+@nb.njit(**XTC_JIT)
+def _unpack_wide(data, bit, m, last, s1, s2):
+    """_unpack for 65..72 bits, ``m`` whole bytes then ``last`` bits."""
+    # the number is hi * 2^64 + mid * 2^32 + lo with hi < 2^8; divide limb by limb (each
+    # remainder < 2^24, so remainder * 2^32 + limb fits 64 bits)
     lo = nb.uint64(0)
     mid = nb.uint64(0)
     hi = nb.uint64(0)
