@@ -58,8 +58,13 @@ class BackgroundHashes:
             else:
                 self._paths.append(p)
         self._done: dict[str, str] = {}
-        self._thread = threading.Thread(target=self._run, name="trajalign-sha256", daemon=True)
-        self._thread.start()
+        # no thread when every file is already being hashed (a serial command-line run)
+        self._thread = None
+        if self._paths:
+            self._thread = threading.Thread(
+                target=self._run, name="trajalign-sha256", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         for p in self._paths:
@@ -72,7 +77,8 @@ class BackgroundHashes:
         early = self._early.get(str(path))
         if early is not None:
             return early.get(path)
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         got = self._done.get(str(path))
         return got if got is not None else sha256(path)
 
