@@ -61,9 +61,7 @@ class BackgroundHashes:
         # no thread when every file is already being hashed (a serial command-line run)
         self._thread = None
         if self._paths:
-            self._thread = threading.Thread(
-                target=self._run, name="trajalign-sha256", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="trajalign-sha256", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
