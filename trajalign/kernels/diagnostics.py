@@ -12,13 +12,19 @@ from ._config import JIT
 def consecutive_rmsd_kernel(x, out):
     """out[t] = sqrt(mean_i |x[t, i] - x[t-1, i]|^2) for t >= 1, float64 accumulation.
 
-    x : (F, N, D) float32/float64; out : (F,) float64, out[0] is left untouched.
+    x : (F, N, D) float32/float64, C-contiguous; out : (F,) float64, out[0] is left
+    untouched.
     """
     n_frames, n_points, dim = x.shape
+    # flat rows: one loop over N * D values vectorises; the (i, d) loops with a runtime
+    # dim did not (1250 x 3341 x 3 float32: 15.5 -> 2.2 ms)
+    m = n_points * dim
+    flat = x.reshape(n_frames, m)
     for f in range(1, n_frames):
+        a = flat[f]
+        b = flat[f - 1]
         acc = 0.0
-        for i in range(n_points):
-            for d in range(dim):
-                diff = np.float64(x[f, i, d]) - np.float64(x[f - 1, i, d])
-                acc += diff * diff
+        for j in range(m):
+            diff = np.float64(a[j]) - np.float64(b[j])
+            acc += diff * diff
         out[f] = np.sqrt(acc / n_points)
