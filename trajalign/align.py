@@ -533,8 +533,6 @@ def principal_block(
     the caller has checked. Returns coords, rotation, translation, diagnostics dict, and
     the last axes.
     """
-    import numba
-
     from .kernels.principal import (
         ALL_AT_CENTRE,
         COLLINEAR,
@@ -562,7 +560,6 @@ def principal_block(
         int(point),
         wg,
         mode,
-        numba.get_num_threads(),
         trans,
         evals,
         axes,

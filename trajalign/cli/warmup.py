@@ -164,12 +164,18 @@ def entry_kernels(dispatchers: dict[str, object]) -> list[str]:
 
 
 def _api_runs() -> None:
-    """Kernels only the Python API reaches (float64 input, as a library user passes)."""
+    """Kernels only the Python API reaches (float64 input, as a library user passes),
+    and kernels that only some data reach."""
     import numpy as np
 
     from .. import minimum_image
+    from ..kernels.principal import negate_columns
 
     minimum_image(np.ones((2, 3)), [20.0, 22.0, 24.0, 70.0, 80.0, 75.0])
+    # principal axes flip columns only where a thread's run of frames started with other
+    # signs than continuity gives; the tiny inputs above run in one thread
+    for dtype in (np.float32, np.float64):
+        negate_columns(np.ones((2, 3, 3), dtype), -np.ones((2, 3)))
 
 
 @cli.command("compile")

@@ -3,7 +3,8 @@
 import numba as nb
 import numpy as np
 
-from ._config import JIT, PARALLEL_JIT
+from ._config import JIT
+from ._threads import in_threads
 
 __all__ = [
     "center_on_point",
@@ -11,19 +12,23 @@ __all__ = [
 ]
 
 
-@nb.njit(**PARALLEL_JIT)
 def center_weighted(x, w, out, trans):
     """Subtract the ``w``-weighted centroid of each frame.
 
     x : (F, N, D) float32/float64, C-contiguous, w : (N,) float64 summing to 1, out :
     like x, trans : (F, D) float64. Accumulates in float64.
     """
+    in_threads(_center_weighted_run, x.shape[0], x.shape[1] * x.shape[2], x, w, out, trans)
+
+
+@nb.njit(**JIT)
+def _center_weighted_run(start, stop, x, w, out, trans):
     n_frames, n_points, dim = x.shape
     # flat rows and scalar accumulators, one loop per dimension: about 3x faster than
     # x[f, i, d] with a (dim,) accumulator, which numba neither unrolls nor vectorises
     xflat = x.reshape(n_frames, n_points * dim)
     oflat = out.reshape(n_frames, n_points * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         xr = xflat[f]
         orow = oflat[f]
         m0 = m1 = m2 = 0.0
@@ -59,13 +64,17 @@ def _subtract(xr, orow, n, dim, t0, t1, t2):
             orow[2 * i + 1] = xr[2 * i + 1] - t1
 
 
-@nb.njit(**PARALLEL_JIT)
 def center_on_point(x, k, out, trans):
     """Subtract point ``k`` of each frame. Shapes as :func:`center_weighted`."""
+    in_threads(_center_on_point_run, x.shape[0], x.shape[1] * x.shape[2], x, k, out, trans)
+
+
+@nb.njit(**JIT)
+def _center_on_point_run(start, stop, x, k, out, trans):
     n_frames, n_points, dim = x.shape
     xflat = x.reshape(n_frames, n_points * dim)
     oflat = out.reshape(n_frames, n_points * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         xr = xflat[f]
         t0 = np.float64(xr[dim * k])
         t1 = np.float64(xr[dim * k + 1])

@@ -27,7 +27,8 @@ Conventions (row vectors, as the rest of trajalign):
 import numba as nb
 import numpy as np
 
-from ._config import EXACT_PARALLEL_JIT, JIT, PARALLEL_JIT
+from ._config import EXACT_PARALLEL_JIT, JIT
+from ._threads import in_threads
 
 __all__ = [
     "NEWTON_TOL",
@@ -57,8 +58,6 @@ _DIRECT_MSD_TOL = 1e-4
 
 NOT_UNIQUE = 2
 OVERFLOW = 3
-# frames are processed in this many runs, each with one scratch row
-_CHUNKS = 256
 
 
 @nb.njit(**JIT)
@@ -465,9 +464,9 @@ def _prepare_ref(w, ref):
     return wr, wr3, gy
 
 
-@nb.njit(**PARALLEL_JIT)
-def _superpose3(x, xfit, w, ref, out, rot, trans, rmsd, status):
-    """:func:`superpose_frames` for D = 3."""
+@nb.njit(**JIT)
+def _superpose3(start, stop, x, xfit, w, ref, out, rot, trans, rmsd, status):
+    """:func:`superpose_frames` for D = 3, frames ``[start, stop)``."""
     n_frames, n, dim = x.shape
     n_fit = ref.shape[0]
     _, wr3, gy = _prepare_ref(w, ref)
@@ -475,33 +474,29 @@ def _superpose3(x, xfit, w, ref, out, rot, trans, rmsd, status):
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
-    # runs of frames sharing one scratch row; a fixed count (nb.get_num_threads would
-    # stop the function from being cached), enough to balance any thread count
-    n_chunks = max(1, min(n_frames, _CHUNKS))
-    for c in nb.prange(n_chunks):
-        # The fit pass also copies the frame's atoms into its output row, which the move
-        # then overwrites: the output's cache lines are fetched (and new pages faulted
-        # in) while the FMAs of the fit run, where the move's stores would otherwise
-        # wait for them (2000 x 3341 float32 into a new array: 14.4 -> 13.3 ms). With
-        # more fit atoms than atoms the copy goes to a scratch row instead, so that it
-        # never runs past the output row.
-        scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
-        for f in range(c * n_frames // n_chunks, (c + 1) * n_frames // n_chunks):
-            if n_fit <= n:
-                yr = xflat[f]
-                orow = oflat[f]
-            else:
-                yr = scratch
-                orow = scratch
-            msd, st = _fit_frame3(fflat[f], w, wr3, rr, n_fit, gy, rot[f], trans[f], yr, orow)
-            rmsd[f] = np.sqrt(msd)
-            status[f] = st
-            # the move right after the fit: the frame and its output row are in cache
-            _apply3(xflat[f], oflat[f], n, rot[f], trans[f])
+    # The fit pass also copies the frame's atoms into its output row, which the move
+    # then overwrites: the output's cache lines are fetched (and new pages faulted
+    # in) while the FMAs of the fit run, where the move's stores would otherwise
+    # wait for them (2000 x 3341 float32 into a new array: 14.4 -> 13.3 ms). With
+    # more fit atoms than atoms the copy goes to a scratch row instead, so that it
+    # never runs past the output row.
+    scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
+    for f in range(start, stop):
+        if n_fit <= n:
+            yr = xflat[f]
+            orow = oflat[f]
+        else:
+            yr = scratch
+            orow = scratch
+        msd, st = _fit_frame3(fflat[f], w, wr3, rr, n_fit, gy, rot[f], trans[f], yr, orow)
+        rmsd[f] = np.sqrt(msd)
+        status[f] = st
+        # the move right after the fit: the frame and its output row are in cache
+        _apply3(xflat[f], oflat[f], n, rot[f], trans[f])
 
 
-@nb.njit(**PARALLEL_JIT)
-def _superpose2(x, xfit, w, ref, out, rot, trans, rmsd, status):
+@nb.njit(**JIT)
+def _superpose2(start, stop, x, xfit, w, ref, out, rot, trans, rmsd, status):
     """:func:`superpose_frames` for D = 2 (comments in :func:`_superpose3`)."""
     n_frames, n, dim = x.shape
     n_fit = ref.shape[0]
@@ -510,20 +505,18 @@ def _superpose2(x, xfit, w, ref, out, rot, trans, rmsd, status):
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
-    n_chunks = max(1, min(n_frames, _CHUNKS))
-    for c in nb.prange(n_chunks):
-        scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
-        for f in range(c * n_frames // n_chunks, (c + 1) * n_frames // n_chunks):
-            if n_fit <= n:
-                yr = xflat[f]
-                orow = oflat[f]
-            else:
-                yr = scratch
-                orow = scratch
-            msd, st = _fit_frame2(fflat[f], w, wr, rr, n_fit, gy, rot[f], trans[f], yr, orow)
-            rmsd[f] = np.sqrt(msd)
-            status[f] = st
-            _apply2(xflat[f], oflat[f], n, rot[f], trans[f])
+    scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
+    for f in range(start, stop):
+        if n_fit <= n:
+            yr = xflat[f]
+            orow = oflat[f]
+        else:
+            yr = scratch
+            orow = scratch
+        msd, st = _fit_frame2(fflat[f], w, wr, rr, n_fit, gy, rot[f], trans[f], yr, orow)
+        rmsd[f] = np.sqrt(msd)
+        status[f] = st
+        _apply2(xflat[f], oflat[f], n, rot[f], trans[f])
 
 
 def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
@@ -535,28 +528,29 @@ def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
     rmsd : (F,) float64; status : (F,) int8 (see the module docstring).
     """
     kernel = _superpose3 if x.shape[2] == 3 else _superpose2
-    kernel(x, xfit, w, ref, out, rot, trans, rmsd, status)
+    work = x.shape[1] * x.shape[2] + xfit.shape[1] * xfit.shape[2]
+    in_threads(kernel, x.shape[0], work, x, xfit, w, ref, out, rot, trans, rmsd, status)
 
 
-@nb.njit(**PARALLEL_JIT)
-def _fit3(xfit, w, ref, rot, trans, rmsd, status):
+@nb.njit(**JIT)
+def _fit3(start, stop, xfit, w, ref, rot, trans, rmsd, status):
     n_frames, n_fit, dim = xfit.shape
     _, wr3, gy = _prepare_ref(w, ref)
     rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         msd, st = _fit_frame3(fflat[f], w, wr3, rr, n_fit, gy, rot[f], trans[f], None, None)
         rmsd[f] = np.sqrt(msd)
         status[f] = st
 
 
-@nb.njit(**PARALLEL_JIT)
-def _fit2(xfit, w, ref, rot, trans, rmsd, status):
+@nb.njit(**JIT)
+def _fit2(start, stop, xfit, w, ref, rot, trans, rmsd, status):
     n_frames, n_fit, dim = xfit.shape
     wr, _, gy = _prepare_ref(w, ref)
     rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         msd, st = _fit_frame2(fflat[f], w, wr, rr, n_fit, gy, rot[f], trans[f], None, None)
         rmsd[f] = np.sqrt(msd)
         status[f] = st
@@ -564,24 +558,27 @@ def _fit2(xfit, w, ref, rot, trans, rmsd, status):
 
 def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
     """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
-    (_fit3 if xfit.shape[2] == 3 else _fit2)(xfit, w, ref, rot, trans, rmsd, status)
+    kernel = _fit3 if xfit.shape[2] == 3 else _fit2
+    in_threads(
+        kernel, xfit.shape[0], xfit.shape[1] * xfit.shape[2], xfit, w, ref, rot, trans, rmsd, status
+    )
 
 
-@nb.njit(**PARALLEL_JIT)
-def _motion3(x, rot, trans, out):
+@nb.njit(**JIT)
+def _motion3(start, stop, x, rot, trans, out):
     n_frames, n, dim = x.shape
     xflat = x.reshape(n_frames, n * dim)
     oflat = out.reshape(n_frames, n * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         _apply3(xflat[f], oflat[f], n, rot[f], trans[f])
 
 
-@nb.njit(**PARALLEL_JIT)
-def _motion2(x, rot, trans, out):
+@nb.njit(**JIT)
+def _motion2(start, stop, x, rot, trans, out):
     n_frames, n, dim = x.shape
     xflat = x.reshape(n_frames, n * dim)
     oflat = out.reshape(n_frames, n * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         _apply2(xflat[f], oflat[f], n, rot[f], trans[f])
 
 
@@ -591,7 +588,8 @@ def apply_motion(x, rot, trans, out):
     x : (F, N, D) float32/float64, C-contiguous; rot : (F, D, D), trans : (F, D) float64;
     out : like x.
     """
-    (_motion3 if x.shape[2] == 3 else _motion2)(x, rot, trans, out)
+    kernel = _motion3 if x.shape[2] == 3 else _motion2
+    in_threads(kernel, x.shape[0], x.shape[1] * x.shape[2], x, rot, trans, out)
 
 
 @nb.njit(**EXACT_PARALLEL_JIT)

@@ -9,9 +9,9 @@ Conventions:
   take the minimum image (pairs that span molecules) and which are measured directly
   (pairs within one whole molecule).
 - ``table`` is a box table (F or 1 rows), :mod:`trajalign.kernels.box`.
-- ``prange`` over frames; each frame writes only its own rows of ``dist`` (F, K) and
-  ``arg`` (F, K, 2) (the two atoms, selection numbering). Per-thread scratch is
-  allocated once per frame.
+- ranges of frames side by side in threads (:mod:`._threads`); each frame writes only
+  its own rows of ``dist`` (F, K) and ``arg`` (F, K, 2) (the two atoms, selection
+  numbering). Per-thread scratch is allocated once per frame.
 - Two paths (:meth:`trajalign.features.MindistPlan.schedule` says which pair takes
   which): ``sparse`` pairs one by one (below), and *dense runs* for dense pair lists.
 
@@ -68,7 +68,8 @@ B shifted by ``S``. Otherwise every atom pair takes :func:`~trajalign.kernels.bo
 import numba as nb
 import numpy as np
 
-from ._config import JIT, PARALLEL_JIT
+from ._config import JIT
+from ._threads import in_threads
 from .box import H2, MODE, mic
 
 # bounds are compared with a relative slack so that rounding in the centre, radius and
@@ -197,8 +198,22 @@ def _one_pair(bx, by, bz, offsets, ga, gb, wrap, has_box, half, cx, cy, cz, rad,
     )  # fmt: skip
 
 
-@nb.njit(**PARALLEL_JIT)
-def mindist_kernel(
+def mindist_kernel(*args):
+    """``dist[f, k]`` = smallest distance between an atom of group ``pairs[k, 0]`` and one
+    of group ``pairs[k, 1]`` in frame ``f``; ``arg[f, k]`` the two atoms (selection
+    positions, first from the first group). Layout in the module docstring: ``sparse``
+    the pairs measured one by one, ``runs`` / ``run_ptr`` / ``run_pairs`` the dense runs,
+    ``tol`` the relative rounding bound of a squared distance in ``x``'s dtype."""
+    # args: x, offsets, members, pairs, periodic, table, sparse, runs, run_ptr,
+    # run_pairs, run_last, tol, dist, arg (as :func:`_mindist_run` after its range)
+    x, members, pairs = args[0], args[2], args[3]
+    in_threads(_mindist_run, x.shape[0], 3 * members.shape[0] + 8 * pairs.shape[0], *args)
+
+
+@nb.njit(**JIT)
+def _mindist_run(
+    start,
+    stop,
     x,
     offsets,
     members,
@@ -214,12 +229,6 @@ def mindist_kernel(
     dist,
     arg,
 ):
-    """``dist[f, k]`` = smallest distance between an atom of group ``pairs[k, 0]`` and one
-    of group ``pairs[k, 1]`` in frame ``f``; ``arg[f, k]`` the two atoms (selection
-    positions, first from the first group). Layout in the module docstring: ``sparse``
-    the pairs measured one by one, ``runs`` / ``run_ptr`` / ``run_pairs`` the dense runs,
-    ``tol`` the relative rounding bound of a squared distance in ``x``'s dtype."""
-    n_frames = x.shape[0]
     n_groups = offsets.shape[0] - 1
     n_members = members.shape[0]
     n_runs = runs.shape[0]
@@ -236,7 +245,7 @@ def mindist_kernel(
     reset = np.zeros(n_members, dtype=x.dtype)
     for g in range(n_groups):
         reset[offsets[g]] = np.inf
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         b = f * box_stride
         has_box = table[b, MODE] == 1.0 or table[b, MODE] == 2.0
         # half the shortest lattice vector (inf without a box)
@@ -397,18 +406,26 @@ def mindist_kernel(
             arg[f, k, 1] = members[bj]
 
 
-@nb.njit(**PARALLEL_JIT)
 def contacts_kernel(d, cutoff, out):
     """``out[f, k] = d[f, k] <= cutoff`` as uint8 (0 for NaN)."""
-    for f in nb.prange(d.shape[0]):
+    in_threads(_contacts_run, d.shape[0], d.shape[1], d, cutoff, out)
+
+
+@nb.njit(**JIT)
+def _contacts_run(start, stop, d, cutoff, out):
+    for f in range(start, stop):
         for k in range(d.shape[1]):
             out[f, k] = 1 if d[f, k] <= cutoff else 0
 
 
-@nb.njit(**PARALLEL_JIT)
 def logistic_kernel(d, center, steepness, out):
     """``out[f, k] = 1 / (1 + exp(steepness (d - center)))``, in float64 then stored."""
-    for f in nb.prange(d.shape[0]):
+    in_threads(_logistic_run, d.shape[0], 4 * d.shape[1], d, center, steepness, out)
+
+
+@nb.njit(**JIT)
+def _logistic_run(start, stop, d, center, steepness, out):
+    for f in range(start, stop):
         for k in range(d.shape[1]):
             z = steepness * (np.float64(d[f, k]) - center)
             # exp overflows to inf for z > 709: the value is then 0, as it should be

@@ -3,7 +3,8 @@
 import numba as nb
 import numpy as np
 
-from ._config import PARALLEL_JIT
+from ._config import JIT
+from ._threads import in_threads
 
 __all__ = [
     "COINCIDENT",
@@ -24,7 +25,6 @@ _COINCIDENT_TOL = 1e-7
 _COLLINEAR_TOL = 1e-6
 
 
-@nb.njit(**PARALLEL_JIT)
 def point_frames(x, i, j, k, rot, trans, status):
     """Frame axes from three points of each frame.
 
@@ -32,8 +32,15 @@ def point_frames(x, i, j, k, rot, trans, status):
     (2D). Outputs float64 rot (F, D, D) with the axes as columns (det +1), trans (F, D)
     = x[:, i], and int8 status (F,) (module codes; rot is the identity where not OK).
     """
+    in_threads(
+        _point_frames_run, x.shape[0], x.shape[2] * x.shape[2] * 4, x, i, j, k, rot, trans, status
+    )
+
+
+@nb.njit(**JIT)
+def _point_frames_run(start, stop, x, i, j, k, rot, trans, status):
     n_frames, n_pts, dim = x.shape
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         r = rot[f]
         for a in range(dim):
             for b in range(dim):

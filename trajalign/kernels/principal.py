@@ -14,7 +14,8 @@ moved coordinates of the axes whose sign changed.
 import numba as nb
 import numpy as np
 
-from ._config import JIT, PARALLEL_JIT
+from ._config import JIT
+from ._threads import in_threads
 from .kabsch import apply_flat
 
 __all__ = [
@@ -341,101 +342,110 @@ def _negate_columns(orow, n, dim, signs):
                 orow[i * dim + k] = -orow[i * dim + k]
 
 
-@nb.njit(**PARALLEL_JIT)
-def principal_frames(
-    x, xfit, same, wc, point, wg, mode, n_chunks, trans, evals, axes, skew, status, out
-):
+def principal_frames(x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out):
     """Per-frame centre, eigenpairs, skewness and the move, with provisional signs.
 
     x : (F, N, D) float32/float64 atoms to move, C-contiguous; xfit : (F, M, D) fit atoms
     and ``same`` whether it is ``x`` itself. wc : (M,) float64 centre weights summing to 1,
     used when ``point < 0``; otherwise the centre is fit atom ``point``. wg : (M,) float64
-    gyration weights summing to 1. mode : sign rule as in :func:`choose_signs`. n_chunks :
-    runs of consecutive frames (one per thread). Outputs (float64): trans (F, D) the
-    centre; evals (F, D) decreasing; axes (F, D, D) unit axes as columns, right-handed,
-    with provisional signs; skew (F, D) skewness ``m3 / lambda**1.5`` along them (0 where
-    lambda is 0); status (F,) int8 (module codes); out like x: ``(x - trans) @ axes``.
+    gyration weights summing to 1. mode : sign rule as in :func:`choose_signs`. Outputs
+    (float64): trans (F, D) the centre; evals (F, D) decreasing; axes (F, D, D) unit axes
+    as columns, right-handed, with provisional signs; skew (F, D) skewness
+    ``m3 / lambda**1.5`` along them (0 where lambda is 0); status (F,) int8 (module
+    codes); out like x: ``(x - trans) @ axes``.
 
     One read of each frame: the moments, the eigenpairs, then the move and the third
     moments while the frame is in cache. Continuity needs the previous frame's final
-    axes before the move, which a parallel loop does not have; so each run of frames
-    follows continuity from its own first frame, whose signs come from the skew rule
-    (usually what continuity gives too). :func:`choose_signs` then fixes the signs for
-    the whole trajectory and :func:`negate_columns` flips the columns that differ, an
-    exact negation: the result does not depend on the runs.
+    axes before the move, which threads working side by side do not have; so each
+    thread's run of frames follows continuity from its own first frame, whose signs come
+    from the skew rule (usually what continuity gives too). :func:`choose_signs` then
+    fixes the signs for the whole trajectory and :func:`negate_columns` flips the columns
+    that differ, an exact negation: the result does not depend on the runs.
     """
+    work = x.shape[1] * x.shape[2] * (1 if same else 2)
+    args = (x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out)
+    in_threads(_principal_run, x.shape[0], work, *args)
+
+
+@nb.njit(**JIT)
+def _principal_run(
+    start, stop, x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out
+):
+    """Frames ``[start, stop)`` of :func:`principal_frames`, one run."""
     n_frames, n, dim = x.shape
     n_fit = xfit.shape[1]
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
-    n_chunks = max(1, min(n_frames, n_chunks))
-    for ch in nb.prange(n_chunks):
-        prev = np.zeros((dim, dim))
-        have = False
-        signs = np.ones(dim)
-        for f in range(ch * n_frames // n_chunks, (ch + 1) * n_frames // n_chunks):
-            ax = axes[f]
-            tr = trans[f]
-            st, spread = _frame_axes(fflat[f], n_fit, dim, wc, point, wg, tr, evals[f], ax)
-            status[f] = st
-            if st == OVERFLOW or st == NONFINITE:
+    prev = np.zeros((dim, dim))
+    have = False
+    signs = np.ones(dim)
+    for f in range(start, stop):
+        ax = axes[f]
+        tr = trans[f]
+        st, spread = _frame_axes(fflat[f], n_fit, dim, wc, point, wg, tr, evals[f], ax)
+        status[f] = st
+        if st == OVERFLOW or st == NONFINITE:
+            for k in range(dim):
+                skew[f, k] = 0.0
+            have = False
+            continue
+        by_skew = mode == 1 or (mode == 2 and not have)
+        if mode == 2 and have:
+            # continuity with the run's previous frame, before the move
+            for k in range(dim - 1):
+                dot = 0.0
+                for d in range(dim):
+                    dot += ax[d, k] * prev[d, k]
+                signs[k] = -1.0 if dot < 0.0 else 1.0
+            signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
+            for k in range(dim):
+                for d in range(dim):
+                    ax[d, k] *= signs[k]
+        orow = oflat[f]
+        if same and dim == 3:
+            k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
+        else:
+            apply_flat(xflat[f], orow, n, dim, ax, tr)
+            k0, k1, k2 = _third_moments(fflat[f], n_fit, dim, wg, ax, tr)
+        for k in range(dim):
+            lam = evals[f, k]
+            m3 = k0 if k == 0 else (k1 if k == 1 else k2)
+            skew[f, k] = m3 / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
+            if not abs(skew[f, k]) < np.inf or not abs(m3) < np.inf:
+                # cubes overflowed: the skew sign would be arbitrary without a word
+                status[f] = OVERFLOW
+        if by_skew:
+            # the rule of choose_signs, after the move (the skew needs the frame)
+            flip = False
+            for k in range(dim - 1):
+                signs[k] = 1.0
+                if abs(skew[f, k]) >= _SKEW_TOL and skew[f, k] < 0.0:
+                    signs[k] = -1.0
+                    flip = True
+            signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
+            if flip:
                 for k in range(dim):
-                    skew[f, k] = 0.0
-                have = False
-                continue
-            by_skew = mode == 1 or (mode == 2 and not have)
-            if mode == 2 and have:
-                # continuity with the run's previous frame, before the move
-                for k in range(dim - 1):
-                    dot = 0.0
-                    for d in range(dim):
-                        dot += ax[d, k] * prev[d, k]
-                    signs[k] = -1.0 if dot < 0.0 else 1.0
-                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
-                for k in range(dim):
+                    skew[f, k] *= signs[k]
                     for d in range(dim):
                         ax[d, k] *= signs[k]
-            orow = oflat[f]
-            if same and dim == 3:
-                k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
-            else:
-                apply_flat(xflat[f], orow, n, dim, ax, tr)
-                k0, k1, k2 = _third_moments(fflat[f], n_fit, dim, wg, ax, tr)
+                _negate_columns(orow, n, dim, signs)
+        for d in range(dim):
             for k in range(dim):
-                lam = evals[f, k]
-                m3 = k0 if k == 0 else (k1 if k == 1 else k2)
-                skew[f, k] = m3 / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
-                if not abs(skew[f, k]) < np.inf or not abs(m3) < np.inf:
-                    # cubes overflowed: the skew sign would be arbitrary without a word
-                    status[f] = OVERFLOW
-            if by_skew:
-                # the rule of choose_signs, after the move (the skew needs the frame)
-                flip = False
-                for k in range(dim - 1):
-                    signs[k] = 1.0
-                    if abs(skew[f, k]) >= _SKEW_TOL and skew[f, k] < 0.0:
-                        signs[k] = -1.0
-                        flip = True
-                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
-                if flip:
-                    for k in range(dim):
-                        skew[f, k] *= signs[k]
-                        for d in range(dim):
-                            ax[d, k] *= signs[k]
-                    _negate_columns(orow, n, dim, signs)
-            for d in range(dim):
-                for k in range(dim):
-                    prev[d, k] = ax[d, k]
-            have = True
+                prev[d, k] = ax[d, k]
+        have = True
 
 
-@nb.njit(**PARALLEL_JIT)
 def negate_columns(out, signs):
     """Flip the columns of each frame's output where ``signs`` (F, D) is negative."""
+    in_threads(_negate_run, out.shape[0], out.shape[1] * out.shape[2], out, signs)
+
+
+@nb.njit(**JIT)
+def _negate_run(start, stop, out, signs):
     n_frames, n, dim = out.shape
     oflat = out.reshape(n_frames, n * dim)
-    for f in nb.prange(n_frames):
+    for f in range(start, stop):
         neg = False
         for k in range(dim):
             neg = neg or signs[f, k] < 0.0
