@@ -1,4 +1,4 @@
-"""Centering kernels: weighted centroid per frame, subtracted in the same parallel loop."""
+"""Centering kernels: weighted centroid per frame, subtracted in the same loop over frames."""
 
 import numba as nb
 import numpy as np
