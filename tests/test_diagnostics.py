@@ -54,13 +54,13 @@ def with_flips(x):
 def test_consecutive_rmsd_in_threads_gives_the_bits_of_one_call(monkeypatch, threads):
     import numba
 
-    from trajalign.diagnostics import jumps
+    from trajalign.kernels import _threads
     from trajalign.kernels.diagnostics import consecutive_rmsd_kernel
 
     x = np.random.default_rng(4).normal(size=(11, 50, 3)).astype(np.float32)
     one = np.full(11, np.nan)
-    consecutive_rmsd_kernel(x, one)
-    monkeypatch.setattr(jumps, "_THREADED_MIN", 1)  # split even this small input
+    consecutive_rmsd_kernel(0, 11, x, one)
+    monkeypatch.setattr(_threads, "MIN_WORK", 1)  # split even this small input
     monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
     got = dg.consecutive_rmsd(x)
     np.testing.assert_array_equal(got, one)  # NaN at frame 0 on both sides

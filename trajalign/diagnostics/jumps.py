@@ -34,6 +34,7 @@ def consecutive_rmsd(coords: np.ndarray, previous: np.ndarray | None = None) -> 
         ``sqrt(mean_i |x[t, i] - x[t-1, i]|^2)`` (unweighted, in the length unit of
         ``coords``). Frame 0 has no predecessor: NaN unless ``previous`` is given.
     """
+    from ..kernels._threads import in_threads
     from ..kernels.diagnostics import consecutive_rmsd_kernel
 
     x = np.asarray(coords)
@@ -46,39 +47,9 @@ def consecutive_rmsd(coords: np.ndarray, previous: np.ndarray | None = None) -> 
         x = np.concatenate([np.asarray(previous, dtype=x.dtype)[None], x])
     out = np.full(x.shape[0], np.nan)
     if x.shape[0] > 1 and x.shape[1] > 0:
-        _in_threads(consecutive_rmsd_kernel, np.ascontiguousarray(x), out)
+        x = np.ascontiguousarray(x)
+        in_threads(consecutive_rmsd_kernel, x.shape[0], x.shape[1] * x.shape[2], x, out)
     return out[1:] if previous is not None and len(out) else out
-
-
-# values below which one thread is quicker than starting others
-_THREADED_MIN = 1 << 21
-
-
-def _in_threads(kernel, x: np.ndarray, out: np.ndarray) -> None:
-    """``kernel(x, out)`` over frame ranges in Numba's thread count of Python threads.
-
-    The kernel is serial (a parallel one costs five times its compile on a cold cache)
-    and releases the GIL, so ranges that overlap by one frame (each out[f] needs frame
-    f - 1) run side by side and give the bits of one call."""
-    import threading
-
-    import numba
-
-    n = min(numba.get_num_threads(), x.shape[0] - 1, x.size // _THREADED_MIN)
-    if n <= 1:
-        kernel(x, out)
-        return
-    cuts = np.linspace(0, x.shape[0] - 1, n + 1).astype(np.int64)
-    parts = [(int(a), int(b) + 1) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    threads = [
-        threading.Thread(target=kernel, args=(x[a:b], out[a:b]), daemon=True) for a, b in parts[1:]
-    ]
-    for t in threads:
-        t.start()
-    a, b = parts[0]
-    kernel(x[a:b], out[a:b])
-    for t in threads:
-        t.join()
 
 
 def jump_threshold(
