@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import trajalign as ta
 from trajalign.io import open_source
+from trajalign.pbc import plan_molecules
 
 from . import reference as ref
 
@@ -53,6 +54,62 @@ def chain_bonds(n, start=0):
 
 
 # ------------------------------------------------------------------ whole molecules
+
+
+def bfs_forest(bonds, m):
+    """Plain-Python reference of the molecule plan's trees: roots in increasing order,
+    each molecule breadth-first from its root, neighbours in increasing order."""
+    from collections import deque
+
+    nbrs = [set() for _ in range(m)]
+    for a, b in bonds:
+        if a != b:
+            nbrs[a].add(b)
+            nbrs[b].add(a)
+    order, parent, mol = [], [-1] * m, [-1] * m
+    k = -1
+    for r in range(m):
+        if mol[r] >= 0:
+            continue
+        k += 1
+        mol[r] = k
+        queue = deque([r])
+        while queue:
+            i = queue.popleft()
+            order.append(i)
+            for j in sorted(nbrs[i]):
+                if mol[j] < 0:
+                    mol[j] = k
+                    parent[j] = i
+                    queue.append(j)
+    return np.array(order), np.array(parent), np.array(mol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 60), data=st.data())
+def test_molecule_plan_trees_match_a_plain_breadth_first_search(m, data):
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, m - 1), st.integers(0, m - 1))))
+    bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    plan = plan_molecules(bonds, m, np.arange(m))
+    order, parent, mol = bfs_forest(bonds, m)
+    np.testing.assert_array_equal(plan.order, order)
+    np.testing.assert_array_equal(plan.parent, parent)
+    np.testing.assert_array_equal(plan.mol, mol)
+    starts = np.searchsorted(mol[order], np.arange(mol.max() + 2))
+    np.testing.assert_array_equal(plan.mol_ptr, starts)
+
+
+def test_molecule_plan_of_a_solvated_gromacs_system_matches_the_reference():
+    from MDAnalysisTests.datafiles import TPR
+
+    u = mda.Universe(TPR)  # adenylate kinase in water and ions: 22173 molecules
+    bonds = u.bonds.indices.astype(np.int64)
+    plan = plan_molecules(bonds, len(u.atoms), np.arange(len(u.atoms)))
+    order, parent, mol = bfs_forest(bonds, len(u.atoms))
+    assert plan.mol_ptr.size - 1 == len(u.atoms.fragments) == 22173
+    np.testing.assert_array_equal(plan.order, order)
+    np.testing.assert_array_equal(plan.parent, parent)
+    np.testing.assert_array_equal(plan.mol, mol)
 
 
 def test_make_whole_recovers_a_chain_longer_than_half_the_box(readonly):

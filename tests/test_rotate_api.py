@@ -269,6 +269,39 @@ def test_principal_aligned_gyration_is_diagonal_and_ordered(seed, dim, n):
     np.testing.assert_allclose(diag, res.diagnostics["eigenvalues"], atol=1e-9)
 
 
+@pytest.mark.parametrize("delta", [1e-5, 0.0])
+def test_principal_close_eigenvalues_go_to_the_eigen_fallback(delta):
+    """Gyration tensors with two eigenvalues 1 and 1 + delta: the closed form declines
+    (its eigenvectors lose eps / gap) and the frame goes to NumPy's eigh, which the kernel
+    calls in object mode; the aligned frames must still be diagonal and ordered."""
+    from trajalign.kernels.principal import _sym3_eigen
+
+    rng = np.random.default_rng(31)
+    frames, n = 4, 12
+    X = np.empty((frames, n, 3))
+    for f in range(frames):
+        p = rng.normal(size=(n, 3))
+        p -= p.mean(axis=0)
+        # whiten to unit gyration, then give the axes the eigenvalues 3, 1 + delta, 1
+        evals, evecs = np.linalg.eigh(p.T @ p / n)
+        p = p @ evecs / np.sqrt(evals) * np.sqrt([1.0, 1.0 + delta, 3.0])
+        X[f] = p @ random_rotation(rng, 3) + rng.normal(size=3)
+    G0 = gyration(X - X.mean(axis=1, keepdims=True))
+    ax = np.empty((3, 3))
+    for g in G0:
+        *_, ok = _sym3_eigen(g[0, 0], g[0, 1], g[0, 2], g[1, 1], g[1, 2], g[2, 2], ax)
+        assert not ok  # so the frames below do take the fallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = ta.align_principal(X, center="geometric")
+    expected = np.linalg.eigvalsh(G0)[:, ::-1]
+    np.testing.assert_allclose(res.diagnostics["eigenvalues"], expected, atol=1e-12)
+    G = gyration(res.coords)
+    off = G - np.einsum("fd,de->fde", np.diagonal(G, axis1=1, axis2=2), np.eye(3))
+    assert np.all(np.abs(off) <= 1e-12)
+    np.testing.assert_allclose(np.linalg.det(res.rotation), 1.0, atol=1e-12)
+
+
 @given(seed=seeds, dim=dims, n=st.integers(4, 10))
 def test_principal_skew_invariant_to_per_frame_motions(seed, dim, n):
     rng = np.random.default_rng(seed)

@@ -176,7 +176,7 @@ class Source:
         """Frames whose selection spans more than half the box, or has a bond longer
         than half the box: it may be split across the periodic boundary."""
         from ..box import inverse_rows
-        from ..kernels.pbc import split_suspect_kernel
+        from ..kernels.pbc import split_suspect
         from ..pbc import SPREAD_LIMIT, pad3_float64
 
         n = block.coords.shape[0]
@@ -185,7 +185,7 @@ class Source:
         use = self.bonds if self.bonds is not None else np.zeros((0, 2), np.int64)
         bad = np.zeros(n, np.bool_)
         hinv = np.ascontiguousarray(inverse_rows(h))
-        split_suspect_kernel(x, hinv, np.ascontiguousarray(use), SPREAD_LIMIT, bad)
+        split_suspect(x, hinv, np.ascontiguousarray(use), SPREAD_LIMIT, bad)
         return int(np.count_nonzero(bad))
 
     def nojump_anchors(self, starts) -> dict:

@@ -4,6 +4,10 @@ The fastmath set leaves out ``nnan`` and ``ninf`` so that NaN checks keep workin
 ``contract``/``reassoc`` let the compiler vectorise float64 accumulations.
 """
 
+import warnings
+
+from numba.core.errors import NumbaWarning
+
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 JIT = {"cache": True, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 PARALLEL_JIT = dict(JIT, parallel=True)
@@ -14,3 +18,13 @@ PARALLEL_JIT = dict(JIT, parallel=True)
 # keeps its written order.
 EXACT_FASTMATH = {"arcp", "nsz", "afn"}
 EXACT_PARALLEL_JIT = dict(PARALLEL_JIT, fastmath=EXACT_FASTMATH)
+
+# The Kabsch and principal-axes kernels leave their rare eigen fallback (near-degenerate
+# frames) to NumPy in an object-mode block, whose compilation would otherwise take longer
+# than the rest of the kernel. Numba then warns, once per kernel, that object mode holds
+# the GIL despite nogil=True: that is intended, and the notice would reach users' stderr.
+warnings.filterwarnings(
+    "ignore",
+    message="Code running in object mode won't allow parallel execution",
+    category=NumbaWarning,
+)

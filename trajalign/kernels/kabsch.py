@@ -35,7 +35,6 @@ __all__ = [
     "NOT_UNIQUE",
     "OVERFLOW",
     "accumulate_aligned",
-    "apply_flat",
     "apply_motion",
     "fit_frames",
     "rotation_2d",
@@ -84,6 +83,23 @@ def _det3(a00, a01, a02, a10, a11, a12, a20, a21, a22):
     )
 
 
+def _eigh_top(top):
+    """The eigen fallback of :func:`rotation_3d`, in Python (called from object mode).
+
+    top : (10,) float64, Horn's K by its upper triangle row by row (k00, k01, k02, k03,
+    k11, ...); overwritten with the largest eigenvalue, the second largest and the
+    unit eigenvector of the largest (6 values).
+    """
+    k00, k01, k02, k03, k11, k12, k13, k22, k23, k33 = top
+    k = np.array(
+        [[k00, k01, k02, k03], [k01, k11, k12, k13], [k02, k12, k22, k23], [k03, k13, k23, k33]]
+    )
+    evals, evecs = np.linalg.eigh(k)
+    top[0] = evals[3]
+    top[1] = evals[2]
+    top[2:6] = evecs[:, 3]
+
+
 @nb.njit(**JIT)
 def rotation_3d(s, e0, rot):
     """Optimal proper rotation from the 3x3 correlation ``s`` (s[a, b] = sum w x_a r_b).
@@ -91,24 +107,25 @@ def rotation_3d(s, e0, rot):
     ``e0`` = (Gx + Gy) / 2 >= lambda_max. Writes ``rot`` (3, 3); returns
     ``(lambda_max, status)``.
     """
+    # Scalars, not 4x4 arrays, and the rare eigen fallback in object mode: with arrays
+    # and np.linalg.eigh compiled in, this function alone took 2.6 s of CPU to compile
+    # on an empty cache, against 1.5 s (benchmarks/compiletime.py; every first run on a
+    # new machine pays it). The arithmetic and its order are those of the array version.
     sxx, sxy, sxz = s[0, 0], s[0, 1], s[0, 2]
     syx, syy, syz = s[1, 0], s[1, 1], s[1, 2]
     szx, szy, szz = s[2, 0], s[2, 1], s[2, 2]
-    # Horn's symmetric key matrix K; its largest eigenpair is (lambda_max, quaternion)
-    k = np.empty((4, 4))
-    k[0, 0] = sxx + syy + szz
-    k[0, 1] = syz - szy
-    k[0, 2] = szx - sxz
-    k[0, 3] = sxy - syx
-    k[1, 1] = sxx - syy - szz
-    k[1, 2] = sxy + syx
-    k[1, 3] = szx + sxz
-    k[2, 2] = -sxx + syy - szz
-    k[2, 3] = syz + szy
-    k[3, 3] = -sxx - syy + szz
-    for i in range(4):
-        for j in range(i):
-            k[i, j] = k[j, i]
+    # Horn's symmetric key matrix K (upper triangle); its largest eigenpair is
+    # (lambda_max, quaternion)
+    k00 = sxx + syy + szz
+    k01 = syz - szy
+    k02 = szx - sxz
+    k03 = sxy - syx
+    k11 = sxx - syy - szz
+    k12 = sxy + syx
+    k13 = szx + sxz
+    k22 = -sxx + syy - szz
+    k23 = syz + szy
+    k33 = -sxx - syy + szz
     c2 = 0.0
     for i in range(3):
         for j in range(3):
@@ -132,18 +149,18 @@ def rotation_3d(s, e0, rot):
     c2 *= -2.0
     c1 = -8.0 * _det3(sxx, sxy, sxz, syx, syy, syz, szx, szy, szz)
     # det K by Laplace expansion along the first two rows (2x2 minors)
-    m01 = k[0, 0] * k[1, 1] - k[0, 1] * k[1, 0]
-    m02 = k[0, 0] * k[1, 2] - k[0, 2] * k[1, 0]
-    m03 = k[0, 0] * k[1, 3] - k[0, 3] * k[1, 0]
-    m12 = k[0, 1] * k[1, 2] - k[0, 2] * k[1, 1]
-    m13 = k[0, 1] * k[1, 3] - k[0, 3] * k[1, 1]
-    m23 = k[0, 2] * k[1, 3] - k[0, 3] * k[1, 2]
-    n01 = k[2, 0] * k[3, 1] - k[2, 1] * k[3, 0]
-    n02 = k[2, 0] * k[3, 2] - k[2, 2] * k[3, 0]
-    n03 = k[2, 0] * k[3, 3] - k[2, 3] * k[3, 0]
-    n12 = k[2, 1] * k[3, 2] - k[2, 2] * k[3, 1]
-    n13 = k[2, 1] * k[3, 3] - k[2, 3] * k[3, 1]
-    n23 = k[2, 2] * k[3, 3] - k[2, 3] * k[3, 2]
+    m01 = k00 * k11 - k01 * k01
+    m02 = k00 * k12 - k02 * k01
+    m03 = k00 * k13 - k03 * k01
+    m12 = k01 * k12 - k02 * k11
+    m13 = k01 * k13 - k03 * k11
+    m23 = k02 * k13 - k03 * k12
+    n01 = k02 * k13 - k12 * k03
+    n02 = k02 * k23 - k22 * k03
+    n03 = k02 * k33 - k23 * k03
+    n12 = k12 * k23 - k22 * k13
+    n13 = k12 * k33 - k23 * k13
+    n23 = k22 * k33 - k23 * k23
     c0 = m01 * n23 - m02 * n13 + m03 * n12 + m12 * n03 - m13 * n02 + m23 * n01
     # Newton from above converges monotonically to the largest root (Theobald 2005): P is
     # convex above it. Both E0 and sqrt(3)|S| >= s1 + s2 + s3 bound it; take the tighter.
@@ -159,46 +176,78 @@ def rotation_3d(s, e0, rot):
         lam -= delta
         if abs(delta) <= NEWTON_TOL * abs(lam):
             break
-    # eigenvector: the largest column of adj(K - lam I)
-    a = np.empty((4, 4))
-    for i in range(4):
-        for j in range(4):
-            a[i, j] = k[i, j]
-        a[i, i] -= lam
+    # A = K - lam I (symmetric); the eigenvector is its adjugate's largest column
+    a00 = k00 - lam
+    a01 = k01
+    a02 = k02
+    a03 = k03
+    a11 = k11 - lam
+    a12 = k12
+    a13 = k13
+    a22 = k22 - lam
+    a23 = k23
+    a33 = k33 - lam
     best = -1.0
-    q = np.zeros(4)
-    for col in range(4):
-        # column col of the adjugate = cofactors of row col (A is symmetric)
-        r0 = 0 if col != 0 else 1
-        r1 = r0 + 1 if r0 + 1 != col else r0 + 2
-        r2 = r1 + 1 if r1 + 1 != col else r1 + 2
-        v = np.empty(4)
-        for j in range(4):
-            c0_ = 0 if j != 0 else 1
-            c1_ = c0_ + 1 if c0_ + 1 != j else c0_ + 2
-            c2_ = c1_ + 1 if c1_ + 1 != j else c1_ + 2
-            minor = _det3(
-                a[r0, c0_], a[r0, c1_], a[r0, c2_],
-                a[r1, c0_], a[r1, c1_], a[r1, c2_],
-                a[r2, c0_], a[r2, c1_], a[r2, c2_],
-            )  # fmt: skip
-            v[j] = minor if (col + j) % 2 == 0 else -minor
-        nrm = v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]
-        if nrm > best:
-            best = nrm
-            for j in range(4):
-                q[j] = v[j]
+    q0 = q1 = q2 = q3 = 0.0
+    # column c of the adjugate: the signed 3x3 minors of A without row c and column j
+    v0 = _det3(a11, a12, a13, a12, a22, a23, a13, a23, a33)
+    v1 = -_det3(a01, a12, a13, a02, a22, a23, a03, a23, a33)
+    v2 = _det3(a01, a11, a13, a02, a12, a23, a03, a13, a33)
+    v3 = -_det3(a01, a11, a12, a02, a12, a22, a03, a13, a23)
+    nrm = v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3
+    if nrm > best:
+        best = nrm
+        q0, q1, q2, q3 = v0, v1, v2, v3
+    v0 = -_det3(a01, a02, a03, a12, a22, a23, a13, a23, a33)
+    v1 = _det3(a00, a02, a03, a02, a22, a23, a03, a23, a33)
+    v2 = -_det3(a00, a01, a03, a02, a12, a23, a03, a13, a33)
+    v3 = _det3(a00, a01, a02, a02, a12, a22, a03, a13, a23)
+    nrm = v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3
+    if nrm > best:
+        best = nrm
+        q0, q1, q2, q3 = v0, v1, v2, v3
+    v0 = _det3(a01, a02, a03, a11, a12, a13, a13, a23, a33)
+    v1 = -_det3(a00, a02, a03, a01, a12, a13, a03, a23, a33)
+    v2 = _det3(a00, a01, a03, a01, a11, a13, a03, a13, a33)
+    v3 = -_det3(a00, a01, a02, a01, a11, a12, a03, a13, a23)
+    nrm = v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3
+    if nrm > best:
+        best = nrm
+        q0, q1, q2, q3 = v0, v1, v2, v3
+    v0 = -_det3(a01, a02, a03, a11, a12, a13, a12, a22, a23)
+    v1 = _det3(a00, a02, a03, a01, a12, a13, a02, a22, a23)
+    v2 = -_det3(a00, a01, a03, a01, a11, a13, a02, a12, a23)
+    v3 = _det3(a00, a01, a02, a01, a11, a12, a02, a12, a22)
+    nrm = v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3
+    if nrm > best:
+        best = nrm
+        q0, q1, q2, q3 = v0, v1, v2, v3
     status = 0
     ok = best > (_ADJ_TOL * scale * scale * scale) ** 2 and best == best
     if ok:
         inv = 1.0 / np.sqrt(best)
-        for j in range(4):
-            q[j] *= inv
+        q0 *= inv
+        q1 *= inv
+        q2 *= inv
+        q3 *= inv
         # the rotation is optimal iff q^T K q reaches lambda_max
         rq = 0.0
-        for i in range(4):
-            for j in range(4):
-                rq += q[i] * k[i, j] * q[j]
+        rq += q0 * k00 * q0
+        rq += q0 * k01 * q1
+        rq += q0 * k02 * q2
+        rq += q0 * k03 * q3
+        rq += q1 * k01 * q0
+        rq += q1 * k11 * q1
+        rq += q1 * k12 * q2
+        rq += q1 * k13 * q3
+        rq += q2 * k02 * q0
+        rq += q2 * k12 * q1
+        rq += q2 * k22 * q2
+        rq += q2 * k23 * q3
+        rq += q3 * k03 * q0
+        rq += q3 * k13 * q1
+        rq += q3 * k23 * q2
+        rq += q3 * k33 * q3
         ok = rq >= lam - _RAYLEIGH_TOL * scale
         if ok:
             # report what the returned rotation achieves: near a double root of P
@@ -206,12 +255,13 @@ def rotation_3d(s, e0, rot):
             # and the RMSD came out up to 7e-5 A too large for an optimal rotation
             lam = rq
     if not ok:
-        evals, evecs = np.linalg.eigh(k)
-        lam = evals[3]
-        for j in range(4):
-            q[j] = evecs[j, 3]
-        status = 2 if evals[3] - evals[2] <= _DEGENERATE_TOL * scale else 1
-    _quat_to_rot(q[0], q[1], q[2], q[3], rot)
+        top = np.array([k00, k01, k02, k03, k11, k12, k13, k22, k23, k33])
+        with nb.objmode():
+            _eigh_top(top)
+        lam = top[0]
+        q0, q1, q2, q3 = top[2], top[3], top[4], top[5]
+        status = 2 if top[0] - top[1] <= _DEGENERATE_TOL * scale else 1
+    _quat_to_rot(q0, q1, q2, q3, rot)
     return lam, status
 
 
@@ -331,7 +381,7 @@ def _moments2(xr, w, wr, n, yr, orow):
 @nb.njit(**JIT)
 def _direct_msd3(xr, w, rr, n, rot, trans):
     """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat 3D rows xr, rr (3n,)."""
-    # scalars and flat rows as apply_flat: frames of a large system with a small
+    # scalars and flat rows as _apply3: frames of a large system with a small
     # RMSD (rmsd < 1.4% of Rg) all come here, so it runs at the speed of the move
     msd = 0.0
     r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
@@ -438,15 +488,6 @@ def _apply2(xr, orow, n, rot, trans):
         b = xr[2 * i + 1] - t1
         orow[2 * i] = a * r00 + b * r10
         orow[2 * i + 1] = a * r01 + b * r11
-
-
-@nb.njit(**JIT)
-def apply_flat(xr, orow, n, dim, rot, trans):
-    """orow = (xr - trans) @ rot for one frame of flat (n * dim,) rows; float64 math."""
-    if dim == 3:
-        _apply3(xr, orow, n, rot, trans)
-    else:
-        _apply2(xr, orow, n, rot, trans)
 
 
 @nb.njit(**JIT)

@@ -17,60 +17,23 @@ Conventions:
 import numba as nb
 import numpy as np
 
-from ._config import EXACT_PARALLEL_JIT, JIT
+from ._config import EXACT_FASTMATH, EXACT_PARALLEL_JIT, JIT
+from ._threads import in_threads
 from .box import mic
 
 __all__ = [
     "PARALLEL_JIT",
-    "SERIAL_JIT",
     "cluster_kernel",
     "nojump_kernel",
-    "spanning_forest",
-    "split_suspect_kernel",
+    "split_suspect",
     "whole_kernel",
 ]
 
-SERIAL_JIT = dict(JIT, parallel=False)
 # Arithmetic in written order (no contract/reassoc): with them LLVM may peel the first
 # frame of a loop and round it differently, and a frame's bits would then depend on
 # where a block starts (seen: one ulp in nojump at a block boundary).
 PARALLEL_JIT = EXACT_PARALLEL_JIT
-
-
-@nb.njit(**SERIAL_JIT)
-def spanning_forest(indptr, indices, order, parent, mol):
-    """Breadth-first spanning forest of a graph in CSR form (``n`` nodes).
-
-    Roots are taken in increasing node order, so molecule ``m`` is the one whose lowest
-    atom comes ``m``-th. Fills ``order``, ``parent`` (-1 for roots) and ``mol``; returns
-    the number of molecules.
-    """
-    n = indptr.size - 1
-    seen = np.zeros(n, np.bool_)
-    head = 0
-    tail = 0
-    m = 0
-    for r in range(n):
-        if seen[r]:
-            continue
-        seen[r] = True
-        order[tail] = r
-        tail += 1
-        parent[r] = -1
-        mol[r] = m
-        while head < tail:
-            i = order[head]
-            head += 1
-            for k in range(indptr[i], indptr[i + 1]):
-                j = indices[k]
-                if not seen[j]:
-                    seen[j] = True
-                    parent[j] = i
-                    mol[j] = m
-                    order[tail] = j
-                    tail += 1
-        m += 1
-    return m
+EXACT_JIT = dict(JIT, fastmath=EXACT_FASTMATH)
 
 
 @nb.njit(**PARALLEL_JIT)
@@ -210,14 +173,25 @@ def nojump_kernel(x, h, hinv, images, fprev, skip_first):
     return crossings
 
 
-@nb.njit(**PARALLEL_JIT)
-def split_suspect_kernel(x, hinv, bonds, limit, out):
+def split_suspect(x, hinv, bonds, limit, out):
     """Flag frames whose points may be split across the periodic boundary: their extent
     along a box vector passes ``limit`` box lengths (fractional coordinates), or a bond
     is longer than ``limit`` times the smallest diagonal element of the frame's box rows
-    (a lower bound of the shortest lattice vector)."""
-    n_frames, n_atoms = x.shape[0], x.shape[1]
-    for t in nb.prange(n_frames):
+    (a lower bound of the shortest lattice vector).
+
+    x : (F, N, 3) float32/float64; hinv : (F, 3, 3) float64 inverse box rows; bonds :
+    (B, 2) int64; out : (F,) bool.
+    """
+    work = x.shape[1] * 3 + bonds.shape[0] * 6
+    in_threads(_split_suspect_run, x.shape[0], work, x, hinv, bonds, limit, out)
+
+
+@nb.njit(**EXACT_JIT)
+def _split_suspect_run(start, stop, x, hinv, bonds, limit, out):
+    # a serial kernel over frames [start, stop) in threads: a prange loop here took
+    # 1.4 s to compile on an empty cache, in every --pbc none run with a box
+    n_atoms = x.shape[1]
+    for t in range(start, stop):
         lo0, lo1, lo2 = np.inf, np.inf, np.inf
         hi0, hi1, hi2 = -np.inf, -np.inf, -np.inf
         for i in range(n_atoms):

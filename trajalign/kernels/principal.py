@@ -16,7 +16,7 @@ import numpy as np
 
 from ._config import JIT
 from ._threads import in_threads
-from .kabsch import apply_flat
+from .kabsch import _apply2, _apply3
 
 __all__ = [
     "ALL_AT_CENTRE",
@@ -147,161 +147,186 @@ def _row_finite(xr):
     return True
 
 
-@nb.njit(**JIT)
-def _frame_axes(xr, n_fit, dim, wc, point, wg, tr, ev, ax):
-    """One frame's centre, eigenpairs of the gyration tensor; returns (status, spread).
+def _eigh3(buf):
+    """The eigen fallback of the frame-axes kernels, in Python (called from object mode).
 
-    xr : (n_fit * dim,) flat fit atoms. Writes tr (dim,) the centre, ev (dim,) decreasing
-    eigenvalues and ax (dim, dim) unit axes as columns, right-handed, signs as the solver
-    returns them (identity and zeros when the status is OVERFLOW or NONFINITE).
+    buf : (9,) float64 holding the symmetric G as (g00, g01, g02, g11, g12, g22); it is
+    overwritten with the eigenvalues in decreasing order and the unit eigenvectors of the
+    largest two (3 values each).
     """
-    # one pass over the flat row: weighted first and second moments about the first atom
-    # (scalar accumulators, no per-frame arrays)
-    h0 = np.float64(xr[0])
-    h1 = np.float64(xr[1])
-    h2 = np.float64(xr[2]) if dim == 3 else 0.0
-    c0 = c1 = c2 = 0.0  # sum wc d
-    m0 = m1 = m2 = 0.0  # sum wg d
-    s00 = s01 = s02 = s11 = s12 = s22 = 0.0  # sum wg d d^T
-    if dim == 3:
-        for i in range(n_fit):
-            a = np.float64(xr[3 * i]) - h0
-            b = np.float64(xr[3 * i + 1]) - h1
-            c = np.float64(xr[3 * i + 2]) - h2
-            u = wc[i]
-            v = wg[i]
-            c0 += u * a
-            c1 += u * b
-            c2 += u * c
-            va = v * a
-            vb = v * b
-            vc = v * c
-            m0 += va
-            m1 += vb
-            m2 += vc
-            s00 += va * a
-            s01 += va * b
-            s02 += va * c
-            s11 += vb * b
-            s12 += vb * c
-            s22 += vc * c
-    else:
-        for i in range(n_fit):
-            a = np.float64(xr[2 * i]) - h0
-            b = np.float64(xr[2 * i + 1]) - h1
-            u = wc[i]
-            v = wg[i]
-            c0 += u * a
-            c1 += u * b
-            va = v * a
-            vb = v * b
-            m0 += va
-            m1 += vb
-            s00 += va * a
-            s01 += va * b
-            s11 += vb * b
-    # NaN or inf anywhere in the row makes these sums NaN or inf (v * inf is inf or NaN
-    # whatever the weight), and so does overflow of finite float64 values; float32 values
-    # cannot overflow them, so the explicit scan of the row runs only in that rare case
-    moments_finite = abs(m0) < np.inf and abs(m1) < np.inf and abs(m2) < np.inf
-    moments_finite = moments_finite and abs(c0) < np.inf and abs(c1) < np.inf
-    moments_finite = moments_finite and abs(c2) < np.inf
-    if point >= 0:
-        c0 = np.float64(xr[dim * point]) - h0
-        c1 = np.float64(xr[dim * point + 1]) - h1
-        c2 = np.float64(xr[dim * point + 2]) - h2 if dim == 3 else 0.0
-    tr[0] = h0 + c0
-    tr[1] = h1 + c1
-    if dim == 3:
-        tr[2] = h2 + c2
-    # second moments about the centre h + c (sum wg = 1)
-    g00 = s00 - 2.0 * m0 * c0 + c0 * c0
-    g01 = s01 - m0 * c1 - c0 * m1 + c0 * c1
-    g11 = s11 - 2.0 * m1 * c1 + c1 * c1
-    g02 = s02 - m0 * c2 - c0 * m2 + c0 * c2
-    g12 = s12 - m1 * c2 - c1 * m2 + c1 * c2
-    g22 = s22 - 2.0 * m2 * c2 + c2 * c2
-    spread = s00 + s11 + s22 + c0 * c0 + c1 * c1 + c2 * c2
-    finite = abs(g00) < np.inf and abs(g01) < np.inf and abs(g11) < np.inf
-    finite = finite and abs(g02) < np.inf and abs(g12) < np.inf and abs(g22) < np.inf
-    if not (finite and spread < np.inf and moments_finite):
-        # squares overflowed: eigh would raise inside the parallel loop (a SystemError
-        # at the caller), and the identity would pass for axes; the caller raises
-        for a in range(dim):
-            ev[a] = 0.0
-            for b in range(dim):
-                ax[a, b] = 1.0 if a == b else 0.0
-        return (OVERFLOW if _row_finite(xr) else NONFINITE), 0.0
-    if dim == 2:
-        half = 0.5 * (g00 + g11)
-        r = np.sqrt(0.25 * (g00 - g11) ** 2 + g01 * g01)
-        ev[0] = half + r
-        ev[1] = half - r
-        phi = 0.5 * np.arctan2(2.0 * g01, g00 - g11)
-        cs, sn = np.cos(phi), np.sin(phi)
-        ax[0, 0] = cs
-        ax[1, 0] = sn
-        ax[0, 1] = -sn
-        ax[1, 1] = cs
-    else:
-        e0, e1, e2, ok = _sym3_eigen(g00, g01, g02, g11, g12, g22, ax)
-        if ok:
-            ev[0] = e0
-            ev[1] = e1
-            ev[2] = e2
+    g00, g01, g02, g11, g12, g22 = buf[:6]
+    w, v = np.linalg.eigh(np.array([[g00, g01, g02], [g01, g11, g12], [g02, g12, g22]]))
+    buf[0:3] = w[::-1]
+    buf[3:6] = v[:, 2]
+    buf[6:9] = v[:, 1]
+
+
+def _frame_axes_for(dim):
+    """:func:`frame_axes` compiled for one dimension (2 or 3): ``dim`` is a constant of
+    the closure, so Numba drops the other dimension's branches before typing them."""
+
+    @nb.njit(**JIT)
+    def frame_axes(xr, n_fit, wc, point, wg, tr, ev, ax):
+        """One frame's centre, eigenpairs of the gyration tensor; returns (status, spread).
+
+        xr : (n_fit * dim,) flat fit atoms. Writes tr (dim,) the centre, ev (dim,) decreasing
+        eigenvalues and ax (dim, dim) unit axes as columns, right-handed, signs as the solver
+        returns them (identity and zeros when the status is OVERFLOW or NONFINITE).
+        """
+        # one pass over the flat row: weighted first and second moments about the first atom
+        # (scalar accumulators, no per-frame arrays)
+        h0 = np.float64(xr[0])
+        h1 = np.float64(xr[1])
+        h2 = np.float64(xr[2]) if dim == 3 else 0.0
+        c0 = c1 = c2 = 0.0  # sum wc d
+        m0 = m1 = m2 = 0.0  # sum wg d
+        s00 = s01 = s02 = s11 = s12 = s22 = 0.0  # sum wg d d^T
+        if dim == 3:
+            for i in range(n_fit):
+                a = np.float64(xr[3 * i]) - h0
+                b = np.float64(xr[3 * i + 1]) - h1
+                c = np.float64(xr[3 * i + 2]) - h2
+                u = wc[i]
+                v = wg[i]
+                c0 += u * a
+                c1 += u * b
+                c2 += u * c
+                va = v * a
+                vb = v * b
+                vc = v * c
+                m0 += va
+                m1 += vb
+                m2 += vc
+                s00 += va * a
+                s01 += va * b
+                s02 += va * c
+                s11 += vb * b
+                s12 += vb * c
+                s22 += vc * c
         else:
-            g = np.empty((3, 3))
-            g[0, 0], g[0, 1], g[0, 2] = g00, g01, g02
-            g[1, 0], g[1, 1], g[1, 2] = g01, g11, g12
-            g[2, 0], g[2, 1], g[2, 2] = g02, g12, g22
-            w, v = np.linalg.eigh(g)
-            for k in range(3):
-                ev[k] = w[2 - k]
-            for d in range(3):
-                ax[d, 0] = v[d, 2]
-                ax[d, 1] = v[d, 1]
-            ax[0, 2] = ax[1, 0] * ax[2, 1] - ax[2, 0] * ax[1, 1]
-            ax[1, 2] = ax[2, 0] * ax[0, 1] - ax[0, 0] * ax[2, 1]
-            ax[2, 2] = ax[0, 0] * ax[1, 1] - ax[1, 0] * ax[0, 1]
-    if not ev[0] > _ZERO_TOL * spread:
-        return ALL_AT_CENTRE, spread
-    if dim == 3 and not ev[1] > _COLLINEAR_TOL * ev[0]:
-        return COLLINEAR, spread
-    return OK, spread
+            for i in range(n_fit):
+                a = np.float64(xr[2 * i]) - h0
+                b = np.float64(xr[2 * i + 1]) - h1
+                u = wc[i]
+                v = wg[i]
+                c0 += u * a
+                c1 += u * b
+                va = v * a
+                vb = v * b
+                m0 += va
+                m1 += vb
+                s00 += va * a
+                s01 += va * b
+                s11 += vb * b
+        # NaN or inf anywhere in the row makes these sums NaN or inf (v * inf is inf or NaN
+        # whatever the weight), and so does overflow of finite float64 values; float32 values
+        # cannot overflow them, so the explicit scan of the row runs only in that rare case
+        moments_finite = abs(m0) < np.inf and abs(m1) < np.inf and abs(m2) < np.inf
+        moments_finite = moments_finite and abs(c0) < np.inf and abs(c1) < np.inf
+        moments_finite = moments_finite and abs(c2) < np.inf
+        if point >= 0:
+            c0 = np.float64(xr[dim * point]) - h0
+            c1 = np.float64(xr[dim * point + 1]) - h1
+            c2 = np.float64(xr[dim * point + 2]) - h2 if dim == 3 else 0.0
+        tr[0] = h0 + c0
+        tr[1] = h1 + c1
+        if dim == 3:
+            tr[2] = h2 + c2
+        # second moments about the centre h + c (sum wg = 1)
+        g00 = s00 - 2.0 * m0 * c0 + c0 * c0
+        g01 = s01 - m0 * c1 - c0 * m1 + c0 * c1
+        g11 = s11 - 2.0 * m1 * c1 + c1 * c1
+        g02 = s02 - m0 * c2 - c0 * m2 + c0 * c2
+        g12 = s12 - m1 * c2 - c1 * m2 + c1 * c2
+        g22 = s22 - 2.0 * m2 * c2 + c2 * c2
+        spread = s00 + s11 + s22 + c0 * c0 + c1 * c1 + c2 * c2
+        finite = abs(g00) < np.inf and abs(g01) < np.inf and abs(g11) < np.inf
+        finite = finite and abs(g02) < np.inf and abs(g12) < np.inf and abs(g22) < np.inf
+        if not (finite and spread < np.inf and moments_finite):
+            # squares overflowed: eigh would raise inside the parallel loop (a SystemError
+            # at the caller), and the identity would pass for axes; the caller raises
+            for a in range(dim):
+                ev[a] = 0.0
+                for b in range(dim):
+                    ax[a, b] = 1.0 if a == b else 0.0
+            return (OVERFLOW if _row_finite(xr) else NONFINITE), 0.0
+        if dim == 2:
+            half = 0.5 * (g00 + g11)
+            r = np.sqrt(0.25 * (g00 - g11) ** 2 + g01 * g01)
+            ev[0] = half + r
+            ev[1] = half - r
+            phi = 0.5 * np.arctan2(2.0 * g01, g00 - g11)
+            cs, sn = np.cos(phi), np.sin(phi)
+            ax[0, 0] = cs
+            ax[1, 0] = sn
+            ax[0, 1] = -sn
+            ax[1, 1] = cs
+        else:
+            e0, e1, e2, ok = _sym3_eigen(g00, g01, g02, g11, g12, g22, ax)
+            if ok:
+                ev[0] = e0
+                ev[1] = e1
+                ev[2] = e2
+            else:
+                # close eigenvalues, rare in real molecules: NumPy in object mode, which
+                # compiles in a fraction of the time np.linalg.eigh compiled in takes
+                buf = np.array([g00, g01, g02, g11, g12, g22, 0.0, 0.0, 0.0])
+                with nb.objmode():
+                    _eigh3(buf)
+                for k in range(3):
+                    ev[k] = buf[k]
+                for d in range(3):
+                    ax[d, 0] = buf[3 + d]
+                    ax[d, 1] = buf[6 + d]
+                ax[0, 2] = ax[1, 0] * ax[2, 1] - ax[2, 0] * ax[1, 1]
+                ax[1, 2] = ax[2, 0] * ax[0, 1] - ax[0, 0] * ax[2, 1]
+                ax[2, 2] = ax[0, 0] * ax[1, 1] - ax[1, 0] * ax[0, 1]
+        if not ev[0] > _ZERO_TOL * spread:
+            return ALL_AT_CENTRE, spread
+        if dim == 3 and not ev[1] > _COLLINEAR_TOL * ev[0]:
+            return COLLINEAR, spread
+        return OK, spread
+
+    return frame_axes
 
 
-@nb.njit(**JIT)
-def _third_moments(xr, n, dim, wg, ax, tr):
-    """sum_i wg_i ((x_i - tr) . ax[:, k])^3 for each axis k (0 beyond dim)."""
-    k0 = k1 = k2 = 0.0
-    if dim == 3:
-        a00, a01, a02 = ax[0, 0], ax[0, 1], ax[0, 2]
-        a10, a11, a12 = ax[1, 0], ax[1, 1], ax[1, 2]
-        a20, a21, a22 = ax[2, 0], ax[2, 1], ax[2, 2]
-        o0, o1, o2 = tr[0], tr[1], tr[2]
-        for i in range(n):
-            a = np.float64(xr[3 * i]) - o0
-            b = np.float64(xr[3 * i + 1]) - o1
-            c = np.float64(xr[3 * i + 2]) - o2
-            p0 = a * a00 + b * a10 + c * a20
-            p1 = a * a01 + b * a11 + c * a21
-            p2 = a * a02 + b * a12 + c * a22
-            v = wg[i]
-            k0 += v * p0 * p0 * p0
-            k1 += v * p1 * p1 * p1
-            k2 += v * p2 * p2 * p2
-    else:
-        a00, a01, a10, a11 = ax[0, 0], ax[0, 1], ax[1, 0], ax[1, 1]
-        o0, o1 = tr[0], tr[1]
-        for i in range(n):
-            a = np.float64(xr[2 * i]) - o0
-            b = np.float64(xr[2 * i + 1]) - o1
-            p0 = a * a00 + b * a10
-            p1 = a * a01 + b * a11
-            v = wg[i]
-            k0 += v * p0 * p0 * p0
-            k1 += v * p1 * p1 * p1
-    return k0, k1, k2
+def _third_moments_for(dim):
+    """:func:`third_moments` for one dimension (see :func:`_frame_axes_for`)."""
+
+    @nb.njit(**JIT)
+    def third_moments(xr, n, wg, ax, tr):
+        """sum_i wg_i ((x_i - tr) . ax[:, k])^3 for each axis k (0 beyond dim)."""
+        k0 = k1 = k2 = 0.0
+        if dim == 3:
+            a00, a01, a02 = ax[0, 0], ax[0, 1], ax[0, 2]
+            a10, a11, a12 = ax[1, 0], ax[1, 1], ax[1, 2]
+            a20, a21, a22 = ax[2, 0], ax[2, 1], ax[2, 2]
+            o0, o1, o2 = tr[0], tr[1], tr[2]
+            for i in range(n):
+                a = np.float64(xr[3 * i]) - o0
+                b = np.float64(xr[3 * i + 1]) - o1
+                c = np.float64(xr[3 * i + 2]) - o2
+                p0 = a * a00 + b * a10 + c * a20
+                p1 = a * a01 + b * a11 + c * a21
+                p2 = a * a02 + b * a12 + c * a22
+                v = wg[i]
+                k0 += v * p0 * p0 * p0
+                k1 += v * p1 * p1 * p1
+                k2 += v * p2 * p2 * p2
+        else:
+            a00, a01, a10, a11 = ax[0, 0], ax[0, 1], ax[1, 0], ax[1, 1]
+            o0, o1 = tr[0], tr[1]
+            for i in range(n):
+                a = np.float64(xr[2 * i]) - o0
+                b = np.float64(xr[2 * i + 1]) - o1
+                p0 = a * a00 + b * a10
+                p1 = a * a01 + b * a11
+                v = wg[i]
+                k0 += v * p0 * p0 * p0
+                k1 += v * p1 * p1 * p1
+        return k0, k1, k2
+
+    return third_moments
 
 
 @nb.njit(**JIT)
@@ -364,76 +389,88 @@ def principal_frames(x, xfit, same, wc, point, wg, mode, trans, evals, axes, ske
     """
     work = x.shape[1] * x.shape[2] * (1 if same else 2)
     args = (x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out)
-    in_threads(_principal_run, x.shape[0], work, *args)
+    in_threads(_PRINCIPAL_RUN[x.shape[2]], x.shape[0], work, *args)
 
 
-@nb.njit(**JIT)
-def _principal_run(
-    start, stop, x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out
-):
-    """Frames ``[start, stop)`` of :func:`principal_frames`, one run."""
-    n_frames, n, dim = x.shape
-    n_fit = xfit.shape[1]
-    xflat = x.reshape(n_frames, n * dim)
-    fflat = xfit.reshape(n_frames, n_fit * dim)
-    oflat = out.reshape(n_frames, n * dim)
-    prev = np.zeros((dim, dim))
-    have = False
-    signs = np.ones(dim)
-    for f in range(start, stop):
-        ax = axes[f]
-        tr = trans[f]
-        st, spread = _frame_axes(fflat[f], n_fit, dim, wc, point, wg, tr, evals[f], ax)
-        status[f] = st
-        if st == OVERFLOW or st == NONFINITE:
-            for k in range(dim):
-                skew[f, k] = 0.0
-            have = False
-            continue
-        by_skew = mode == 1 or (mode == 2 and not have)
-        if mode == 2 and have:
-            # continuity with the run's previous frame, before the move
-            for k in range(dim - 1):
-                dot = 0.0
-                for d in range(dim):
-                    dot += ax[d, k] * prev[d, k]
-                signs[k] = -1.0 if dot < 0.0 else 1.0
-            signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
-            for k in range(dim):
-                for d in range(dim):
-                    ax[d, k] *= signs[k]
-        orow = oflat[f]
-        if same and dim == 3:
-            k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
-        else:
-            apply_flat(xflat[f], orow, n, dim, ax, tr)
-            k0, k1, k2 = _third_moments(fflat[f], n_fit, dim, wg, ax, tr)
-        for k in range(dim):
-            lam = evals[f, k]
-            m3 = k0 if k == 0 else (k1 if k == 1 else k2)
-            skew[f, k] = m3 / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
-            if not abs(skew[f, k]) < np.inf or not abs(m3) < np.inf:
-                # cubes overflowed: the skew sign would be arbitrary without a word
-                status[f] = OVERFLOW
-        if by_skew:
-            # the rule of choose_signs, after the move (the skew needs the frame)
-            flip = False
-            for k in range(dim - 1):
-                signs[k] = 1.0
-                if abs(skew[f, k]) >= _SKEW_TOL and skew[f, k] < 0.0:
-                    signs[k] = -1.0
-                    flip = True
-            signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
-            if flip:
+def _principal_run_for(dim):
+    """:func:`principal_run` for one dimension (see :func:`_frame_axes_for`)."""
+    frame_axes = _frame_axes_for(dim)
+    third_moments = _third_moments_for(dim)
+    apply = _apply3 if dim == 3 else _apply2
+
+    @nb.njit(**JIT)
+    def principal_run(
+        start, stop, x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out
+    ):
+        """Frames ``[start, stop)`` of :func:`principal_frames`, one run."""
+        n_frames, n = x.shape[0], x.shape[1]
+        n_fit = xfit.shape[1]
+        xflat = x.reshape(n_frames, n * dim)
+        fflat = xfit.reshape(n_frames, n_fit * dim)
+        oflat = out.reshape(n_frames, n * dim)
+        prev = np.zeros((dim, dim))
+        have = False
+        signs = np.ones(dim)
+        for f in range(start, stop):
+            ax = axes[f]
+            tr = trans[f]
+            st, spread = frame_axes(fflat[f], n_fit, wc, point, wg, tr, evals[f], ax)
+            status[f] = st
+            if st == OVERFLOW or st == NONFINITE:
                 for k in range(dim):
-                    skew[f, k] *= signs[k]
+                    skew[f, k] = 0.0
+                have = False
+                continue
+            by_skew = mode == 1 or (mode == 2 and not have)
+            if mode == 2 and have:
+                # continuity with the run's previous frame, before the move
+                for k in range(dim - 1):
+                    dot = 0.0
+                    for d in range(dim):
+                        dot += ax[d, k] * prev[d, k]
+                    signs[k] = -1.0 if dot < 0.0 else 1.0
+                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
+                for k in range(dim):
                     for d in range(dim):
                         ax[d, k] *= signs[k]
-                _negate_columns(orow, n, dim, signs)
-        for d in range(dim):
+            orow = oflat[f]
+            if same and dim == 3:
+                k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
+            else:
+                apply(xflat[f], orow, n, ax, tr)
+                k0, k1, k2 = third_moments(fflat[f], n_fit, wg, ax, tr)
             for k in range(dim):
-                prev[d, k] = ax[d, k]
-        have = True
+                lam = evals[f, k]
+                m3 = k0 if k == 0 else (k1 if k == 1 else k2)
+                skew[f, k] = m3 / lam**1.5 if lam > _ZERO_TOL * spread else 0.0
+                if not abs(skew[f, k]) < np.inf or not abs(m3) < np.inf:
+                    # cubes overflowed: the skew sign would be arbitrary without a word
+                    status[f] = OVERFLOW
+            if by_skew:
+                # the rule of choose_signs, after the move (the skew needs the frame)
+                flip = False
+                for k in range(dim - 1):
+                    signs[k] = 1.0
+                    if abs(skew[f, k]) >= _SKEW_TOL and skew[f, k] < 0.0:
+                        signs[k] = -1.0
+                        flip = True
+                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
+                if flip:
+                    for k in range(dim):
+                        skew[f, k] *= signs[k]
+                        for d in range(dim):
+                            ax[d, k] *= signs[k]
+                    _negate_columns(orow, n, dim, signs)
+            for d in range(dim):
+                for k in range(dim):
+                    prev[d, k] = ax[d, k]
+            have = True
+
+    return principal_run
+
+
+# one kernel per dimension, made at import (Numba compiles each on its first call only)
+_PRINCIPAL_RUN = {2: _principal_run_for(2), 3: _principal_run_for(3)}
 
 
 def negate_columns(out, signs):
