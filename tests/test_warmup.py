@@ -20,6 +20,12 @@ def test_compile_reaches_every_kernel():
     assert summary["missing"] == [] and summary["failed"] == []
     assert summary["compiled"] + summary["loaded"] > 0
     assert "kernel signatures" not in p.stderr  # --json: the summary line is the JSON
+    # a second process loads every kernel from the cache: none may have a cache key that
+    # changes from process to process (a closed-over dispatcher did: recompiled each run)
+    p = subprocess.run([*EXE, "compile", "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    again = json.loads(p.stdout)
+    assert again["compiled"] == 0 and again["loaded"] > 0
 
 
 def test_entry_kernels_are_the_ones_no_kernel_calls():

@@ -141,33 +141,20 @@ def _kernel_modules():
 
 
 def _dispatchers() -> dict[str, object]:
-    """Every Numba dispatcher of trajalign.kernels, by qualified name: the module's own
-    and those its kernel factories made (kept in module-level dicts, per dimension), with
-    the dispatchers those close over."""
+    """Every Numba dispatcher of trajalign.kernels, by qualified name: the module's own,
+    and those its kernel factories made and keep in module-level dicts (by dimension)."""
     from numba.core.dispatcher import Dispatcher
 
-    found: dict[str, object] = {}
-    seen: set[int] = set()
-
-    def add(name: str, obj) -> None:
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        found[name] = obj
-        func = obj.py_func
-        for var, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
-            if isinstance(cell.cell_contents, Dispatcher):
-                add(f"{name}.{var}", cell.cell_contents)
-
+    found = {}
     for mod in _kernel_modules():
         short = mod.__name__.rsplit(".", 1)[1]
         for name, obj in vars(mod).items():
             if isinstance(obj, Dispatcher) and obj.py_func.__module__ == mod.__name__:
-                add(f"{short}.{name}", obj)
+                found[f"{short}.{name}"] = obj
             elif isinstance(obj, dict):
                 for key, val in obj.items():
                     if isinstance(val, Dispatcher) and val.py_func.__module__ == mod.__name__:
-                        add(f"{short}.{name}[{key}]", val)
+                        found[f"{short}.{name}[{key}]"] = val
     return found
 
 
@@ -179,7 +166,6 @@ def entry_kernels(dispatchers: dict[str, object]) -> list[str]:
         names = disp.py_func.__code__.co_names
         glb = disp.py_func.__globals__
         called.update(id(glb[n]) for n in names if n in glb)
-        called.update(id(c.cell_contents) for c in disp.py_func.__closure__ or ())
     return sorted(k for k, d in dispatchers.items() if id(d) not in called)
 
 

@@ -392,11 +392,18 @@ def principal_frames(x, xfit, same, wc, point, wg, mode, trans, evals, axes, ske
     in_threads(_PRINCIPAL_RUN[x.shape[2]], x.shape[0], work, *args)
 
 
+# Made once per dimension at import; Numba compiles each on its first call only. The
+# per-run kernel below names them as globals, not as closure variables: Numba keys its
+# cache by the pickled closure, and a closed-over dispatcher pickles differently in every
+# process, so the kernel was compiled again in every run.
+_FRAME_AXES2 = _frame_axes_for(2)
+_FRAME_AXES3 = _frame_axes_for(3)
+_THIRD_MOMENTS2 = _third_moments_for(2)
+_THIRD_MOMENTS3 = _third_moments_for(3)
+
+
 def _principal_run_for(dim):
     """:func:`principal_run` for one dimension (see :func:`_frame_axes_for`)."""
-    frame_axes = _frame_axes_for(dim)
-    third_moments = _third_moments_for(dim)
-    apply = _apply3 if dim == 3 else _apply2
 
     @nb.njit(**JIT)
     def principal_run(
@@ -414,7 +421,10 @@ def _principal_run_for(dim):
         for f in range(start, stop):
             ax = axes[f]
             tr = trans[f]
-            st, spread = frame_axes(fflat[f], n_fit, wc, point, wg, tr, evals[f], ax)
+            if dim == 3:
+                st, spread = _FRAME_AXES3(fflat[f], n_fit, wc, point, wg, tr, evals[f], ax)
+            else:
+                st, spread = _FRAME_AXES2(fflat[f], n_fit, wc, point, wg, tr, evals[f], ax)
             status[f] = st
             if st == OVERFLOW or st == NONFINITE:
                 for k in range(dim):
@@ -436,9 +446,12 @@ def _principal_run_for(dim):
             orow = oflat[f]
             if same and dim == 3:
                 k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
+            elif dim == 3:
+                _apply3(xflat[f], orow, n, ax, tr)
+                k0, k1, k2 = _THIRD_MOMENTS3(fflat[f], n_fit, wg, ax, tr)
             else:
-                apply(xflat[f], orow, n, ax, tr)
-                k0, k1, k2 = third_moments(fflat[f], n_fit, wg, ax, tr)
+                _apply2(xflat[f], orow, n, ax, tr)
+                k0, k1, k2 = _THIRD_MOMENTS2(fflat[f], n_fit, wg, ax, tr)
             for k in range(dim):
                 lam = evals[f, k]
                 m3 = k0 if k == 0 else (k1 if k == 1 else k2)
@@ -469,7 +482,6 @@ def _principal_run_for(dim):
     return principal_run
 
 
-# one kernel per dimension, made at import (Numba compiles each on its first call only)
 _PRINCIPAL_RUN = {2: _principal_run_for(2), 3: _principal_run_for(3)}
 
 
