@@ -374,6 +374,19 @@ def mic(dx, dy, dz, p, b):
     return _mic_lattice(dx, dy, dz, p, b)
 
 
+@nb.njit(inline="always", **JIT)
+def mic_orthorhombic(dx, dy, dz, p, b):
+    """:func:`mic` for tables without lattice rows (mode 0 or 1): the same images, and
+    kernels that call it instead do not compile the lattice search (about 1 s of CPU on
+    an empty cache). A mode 2 row would be returned unchanged: callers check the table.
+    """
+    if p[b, MODE] == 1.0:
+        dx -= p[b, 2] * np.floor(dx * p[b, 11] + 0.5)
+        dy -= p[b, 6] * np.floor(dy * p[b, 15] + 0.5)
+        dz -= p[b, 10] * np.floor(dz * p[b, 19] + 0.5)
+    return dx, dy, dz
+
+
 @nb.njit(**PARALLEL_JIT)
 def minimum_image_kernel(v, p, idx, out):
     """``out[m] = mic(v[m])`` in box row ``idx[m]`` of ``p``: v, out (M, 3) float64, idx

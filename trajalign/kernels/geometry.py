@@ -28,7 +28,7 @@ from numba.extending import overload
 
 from ._config import JIT, PARALLEL_JIT
 from ._threads import in_threads
-from .box import BASIS, H2, INVERSE, MODE, mic
+from .box import BASIS, H2, INVERSE, MODE, mic, mic_orthorhombic
 
 __all__ = [
     "angles_kernel",
@@ -42,6 +42,12 @@ __all__ = [
     "repeat_kernel",
     "sincos_kernel",
 ]
+
+
+def has_lattice(table: np.ndarray) -> bool:
+    """Whether a box table has a triclinic (lattice) row, whose minimum image needs the
+    lattice search; the gathering kernels are compiled with or without it."""
+    return bool(np.any(table[:, MODE] == 2.0))
 
 
 def _is_float32(a):  # pragma: no cover - replaced by the overload in compiled code
@@ -111,30 +117,46 @@ def _atan2(y, x):
     return -th if y < 0.0 else th
 
 
-@nb.njit(**PARALLEL_JIT)
+def _distances_for(lattice):
+    """:func:`distances_kernel` compiled with the lattice minimum image (``lattice``) or without it
+    (a constant of the closure, so Numba drops the other branch before typing it)."""
+
+    @nb.njit(**PARALLEL_JIT)
+    def kernel(x, pairs, table, out):
+        """out[f, p] = |x[f, j] - x[f, i]| (minimum image in box ``table``) for pairs (P, 2)."""
+        n_frames = x.shape[0]
+        n_pairs = pairs.shape[0]
+        # a single box serves every frame: stride 0 over the table's rows
+        box_stride = 0 if table.shape[0] == 1 else 1
+        for f in nb.prange(n_frames):
+            b = f * box_stride
+            low = table[b, MODE] == 0.0 and _f32_sqrt_ok(x, f, out)
+            for p in range(n_pairs):
+                i = pairs[p, 0]
+                j = pairs[p, 1]
+                dx = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
+                dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
+                dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
+                dx, dy, dz = (
+                    mic(dx, dy, dz, table, b) if lattice else mic_orthorhombic(dx, dy, dz, table, b)
+                )
+                d2 = dx * dx + dy * dy + dz * dz
+                # the same rounding as distances_all_kernel: the root in float32 where safe
+                if low:
+                    out[f, p] = d2
+                    out[f, p] = np.sqrt(out[f, p])
+                else:
+                    out[f, p] = np.sqrt(d2)
+
+    return kernel
+
+
+_DISTANCES = {False: _distances_for(False), True: _distances_for(True)}
+
+
 def distances_kernel(x, pairs, table, out):
     """out[f, p] = |x[f, j] - x[f, i]| (minimum image in box ``table``) for pairs (P, 2)."""
-    n_frames = x.shape[0]
-    n_pairs = pairs.shape[0]
-    # a single box serves every frame: stride 0 over the table's rows
-    box_stride = 0 if table.shape[0] == 1 else 1
-    for f in nb.prange(n_frames):
-        b = f * box_stride
-        low = table[b, MODE] == 0.0 and _f32_sqrt_ok(x, f, out)
-        for p in range(n_pairs):
-            i = pairs[p, 0]
-            j = pairs[p, 1]
-            dx = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
-            dy = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
-            dz = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
-            dx, dy, dz = mic(dx, dy, dz, table, b)
-            d2 = dx * dx + dy * dy + dz * dz
-            # the same rounding as distances_all_kernel: the root in float32 where safe
-            if low:
-                out[f, p] = d2
-                out[f, p] = np.sqrt(out[f, p])
-            else:
-                out[f, p] = np.sqrt(d2)
+    _DISTANCES[has_lattice(table)](x, pairs, table, out)
 
 
 @nb.njit(**PARALLEL_JIT)
@@ -212,95 +234,148 @@ def distances_all_kernel(x, table, out):
             p += m
 
 
-@nb.njit(**PARALLEL_JIT)
+def _angles_for(lattice):
+    """:func:`angles_kernel` compiled with the lattice minimum image (``lattice``) or without it
+    (a constant of the closure, so Numba drops the other branch before typing it)."""
+
+    @nb.njit(**PARALLEL_JIT)
+    def kernel(x, triplets, table, out):
+        """out[f, a] = angle i-j-k in [0, pi] (vertex j) for triplets (A, 3); NaN if a bond
+        has zero length. atan2(|u x v|, u . v) keeps precision near 0 and pi."""
+        n_frames = x.shape[0]
+        n_angles = triplets.shape[0]
+        # a single box serves every frame: stride 0 over the table's rows
+        box_stride = 0 if table.shape[0] == 1 else 1
+        for f in nb.prange(n_frames):
+            b = f * box_stride
+            # pass 1 gathers the points and forms atan2's arguments; pass 2, contiguous,
+            # vectorises the arctangent. xs is NaN where the angle is undefined.
+            ys = np.empty(n_angles)
+            xs = np.empty(n_angles)
+            for a in range(n_angles):
+                i = triplets[a, 0]
+                j = triplets[a, 1]
+                k = triplets[a, 2]
+                ux = np.float64(x[f, i, 0]) - np.float64(x[f, j, 0])
+                uy = np.float64(x[f, i, 1]) - np.float64(x[f, j, 1])
+                uz = np.float64(x[f, i, 2]) - np.float64(x[f, j, 2])
+                ux, uy, uz = (
+                    mic(ux, uy, uz, table, b) if lattice else mic_orthorhombic(ux, uy, uz, table, b)
+                )
+                vx = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
+                vy = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
+                vz = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
+                vx, vy, vz = (
+                    mic(vx, vy, vz, table, b) if lattice else mic_orthorhombic(vx, vy, vz, table, b)
+                )
+                px = uy * vz - uz * vy
+                py = uz * vx - ux * vz
+                pz = ux * vy - uy * vx
+                ys[a] = np.sqrt(px * px + py * py + pz * pz)
+                xs[a] = ux * vx + uy * vy + uz * vz
+                if ux * ux + uy * uy + uz * uz == 0.0 or vx * vx + vy * vy + vz * vz == 0.0:
+                    xs[a] = np.nan
+            for a in range(n_angles):
+                v = _atan2(ys[a], xs[a])
+                out[f, a] = v if xs[a] == xs[a] else np.nan
+
+    return kernel
+
+
+_ANGLES = {False: _angles_for(False), True: _angles_for(True)}
+
+
 def angles_kernel(x, triplets, table, out):
     """out[f, a] = angle i-j-k in [0, pi] (vertex j) for triplets (A, 3); NaN if a bond
     has zero length. atan2(|u x v|, u . v) keeps precision near 0 and pi."""
-    n_frames = x.shape[0]
-    n_angles = triplets.shape[0]
-    # a single box serves every frame: stride 0 over the table's rows
-    box_stride = 0 if table.shape[0] == 1 else 1
-    for f in nb.prange(n_frames):
-        b = f * box_stride
-        # pass 1 gathers the points and forms atan2's arguments; pass 2, contiguous,
-        # vectorises the arctangent. xs is NaN where the angle is undefined.
-        ys = np.empty(n_angles)
-        xs = np.empty(n_angles)
-        for a in range(n_angles):
-            i = triplets[a, 0]
-            j = triplets[a, 1]
-            k = triplets[a, 2]
-            ux = np.float64(x[f, i, 0]) - np.float64(x[f, j, 0])
-            uy = np.float64(x[f, i, 1]) - np.float64(x[f, j, 1])
-            uz = np.float64(x[f, i, 2]) - np.float64(x[f, j, 2])
-            ux, uy, uz = mic(ux, uy, uz, table, b)
-            vx = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
-            vy = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
-            vz = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
-            vx, vy, vz = mic(vx, vy, vz, table, b)
-            px = uy * vz - uz * vy
-            py = uz * vx - ux * vz
-            pz = ux * vy - uy * vx
-            ys[a] = np.sqrt(px * px + py * py + pz * pz)
-            xs[a] = ux * vx + uy * vy + uz * vz
-            if ux * ux + uy * uy + uz * uz == 0.0 or vx * vx + vy * vy + vz * vz == 0.0:
-                xs[a] = np.nan
-        for a in range(n_angles):
-            v = _atan2(ys[a], xs[a])
-            out[f, a] = v if xs[a] == xs[a] else np.nan
+    _ANGLES[has_lattice(table)](x, triplets, table, out)
 
 
-@nb.njit(**PARALLEL_JIT)
+def _dihedrals_for(lattice):
+    """:func:`dihedrals_kernel` compiled with the lattice minimum image (``lattice``) or without it
+    (a constant of the closure, so Numba drops the other branch before typing it)."""
+
+    @nb.njit(**PARALLEL_JIT)
+    def kernel(x, quads, table, out):
+        """out[f, q] = dihedral i-j-k-l in (-pi, pi], IUPAC sign (as MDAnalysis and MDTraj):
+        with b1 = j - i, b2 = k - j, b3 = l - k,
+        phi = atan2(|b2| b1 . (b2 x b3), (b1 x b2) . (b2 x b3)). NaN where a plane is
+        undefined (b1 x b2 = 0 or b2 x b3 = 0: coincident or collinear atoms)."""
+        n_frames = x.shape[0]
+        n_quads = quads.shape[0]
+        # a single box serves every frame: stride 0 over the table's rows
+        box_stride = 0 if table.shape[0] == 1 else 1
+        for f in nb.prange(n_frames):
+            b = f * box_stride
+            # two passes as in angles_kernel: gather, then a vectorised arctangent
+            ys = np.empty(n_quads)
+            xs = np.empty(n_quads)
+            for q in range(n_quads):
+                i = quads[q, 0]
+                j = quads[q, 1]
+                k = quads[q, 2]
+                m = quads[q, 3]
+                b1x = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
+                b1y = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
+                b1z = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
+                b1x, b1y, b1z = (
+                    mic(b1x, b1y, b1z, table, b)
+                    if lattice
+                    else mic_orthorhombic(b1x, b1y, b1z, table, b)
+                )
+                b2x = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
+                b2y = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
+                b2z = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
+                b2x, b2y, b2z = (
+                    mic(b2x, b2y, b2z, table, b)
+                    if lattice
+                    else mic_orthorhombic(b2x, b2y, b2z, table, b)
+                )
+                b3x = np.float64(x[f, m, 0]) - np.float64(x[f, k, 0])
+                b3y = np.float64(x[f, m, 1]) - np.float64(x[f, k, 1])
+                b3z = np.float64(x[f, m, 2]) - np.float64(x[f, k, 2])
+                b3x, b3y, b3z = (
+                    mic(b3x, b3y, b3z, table, b)
+                    if lattice
+                    else mic_orthorhombic(b3x, b3y, b3z, table, b)
+                )
+                # n1 = b1 x b2, n2 = b2 x b3
+                n1x = b1y * b2z - b1z * b2y
+                n1y = b1z * b2x - b1x * b2z
+                n1z = b1x * b2y - b1y * b2x
+                n2x = b2y * b3z - b2z * b3y
+                n2y = b2z * b3x - b2x * b3z
+                n2z = b2x * b3y - b2y * b3x
+                xs[q] = n1x * n2x + n1y * n2y + n1z * n2z
+                ys[q] = np.sqrt(b2x * b2x + b2y * b2y + b2z * b2z) * (
+                    b1x * n2x + b1y * n2y + b1z * n2z
+                )
+                if (
+                    n1x * n1x + n1y * n1y + n1z * n1z == 0.0
+                    or n2x * n2x + n2y * n2y + n2z * n2z == 0.0
+                ):
+                    xs[q] = np.nan
+            for q in range(n_quads):
+                v = _atan2(ys[q], xs[q])
+                out[f, q] = v if xs[q] == xs[q] else np.nan
+            for q in range(n_quads):
+                # a tiny negative y with x < 0 rounds to -pi, and rounding to float32 can
+                # land on -float32(pi) < -pi: fold both onto +pi so the range is (-pi, pi]
+                if out[f, q] <= -np.pi:
+                    out[f, q] = -out[f, q]
+
+    return kernel
+
+
+_DIHEDRALS = {False: _dihedrals_for(False), True: _dihedrals_for(True)}
+
+
 def dihedrals_kernel(x, quads, table, out):
     """out[f, q] = dihedral i-j-k-l in (-pi, pi], IUPAC sign (as MDAnalysis and MDTraj):
     with b1 = j - i, b2 = k - j, b3 = l - k,
     phi = atan2(|b2| b1 . (b2 x b3), (b1 x b2) . (b2 x b3)). NaN where a plane is
     undefined (b1 x b2 = 0 or b2 x b3 = 0: coincident or collinear atoms)."""
-    n_frames = x.shape[0]
-    n_quads = quads.shape[0]
-    # a single box serves every frame: stride 0 over the table's rows
-    box_stride = 0 if table.shape[0] == 1 else 1
-    for f in nb.prange(n_frames):
-        b = f * box_stride
-        # two passes as in angles_kernel: gather, then a vectorised arctangent
-        ys = np.empty(n_quads)
-        xs = np.empty(n_quads)
-        for q in range(n_quads):
-            i = quads[q, 0]
-            j = quads[q, 1]
-            k = quads[q, 2]
-            m = quads[q, 3]
-            b1x = np.float64(x[f, j, 0]) - np.float64(x[f, i, 0])
-            b1y = np.float64(x[f, j, 1]) - np.float64(x[f, i, 1])
-            b1z = np.float64(x[f, j, 2]) - np.float64(x[f, i, 2])
-            b1x, b1y, b1z = mic(b1x, b1y, b1z, table, b)
-            b2x = np.float64(x[f, k, 0]) - np.float64(x[f, j, 0])
-            b2y = np.float64(x[f, k, 1]) - np.float64(x[f, j, 1])
-            b2z = np.float64(x[f, k, 2]) - np.float64(x[f, j, 2])
-            b2x, b2y, b2z = mic(b2x, b2y, b2z, table, b)
-            b3x = np.float64(x[f, m, 0]) - np.float64(x[f, k, 0])
-            b3y = np.float64(x[f, m, 1]) - np.float64(x[f, k, 1])
-            b3z = np.float64(x[f, m, 2]) - np.float64(x[f, k, 2])
-            b3x, b3y, b3z = mic(b3x, b3y, b3z, table, b)
-            # n1 = b1 x b2, n2 = b2 x b3
-            n1x = b1y * b2z - b1z * b2y
-            n1y = b1z * b2x - b1x * b2z
-            n1z = b1x * b2y - b1y * b2x
-            n2x = b2y * b3z - b2z * b3y
-            n2y = b2z * b3x - b2x * b3z
-            n2z = b2x * b3y - b2y * b3x
-            xs[q] = n1x * n2x + n1y * n2y + n1z * n2z
-            ys[q] = np.sqrt(b2x * b2x + b2y * b2y + b2z * b2z) * (b1x * n2x + b1y * n2y + b1z * n2z)
-            if n1x * n1x + n1y * n1y + n1z * n1z == 0.0 or n2x * n2x + n2y * n2y + n2z * n2z == 0.0:
-                xs[q] = np.nan
-        for q in range(n_quads):
-            v = _atan2(ys[q], xs[q])
-            out[f, q] = v if xs[q] == xs[q] else np.nan
-        for q in range(n_quads):
-            # a tiny negative y with x < 0 rounds to -pi, and rounding to float32 can
-            # land on -float32(pi) < -pi: fold both onto +pi so the range is (-pi, pi]
-            if out[f, q] <= -np.pi:
-                out[f, q] = -out[f, q]
+    _DIHEDRALS[has_lattice(table)](x, quads, table, out)
 
 
 @nb.njit(**PARALLEL_JIT)
