@@ -347,6 +347,20 @@ def _mic_lattice(dx, dy, dz, p, b):
     return _mic_enumerate(dx, dy, dz, p, b)
 
 
+@nb.njit(inline="always", **JIT)
+def mic_orthorhombic(dx, dy, dz, p, b):
+    """:func:`mic` for tables without lattice rows (mode 0 or 1): the same images, and
+    kernels that call it instead do not compile the lattice search (about 1 s of CPU on
+    an empty cache). A mode 2 row would be returned unchanged: callers check the table.
+    """
+    if p[b, MODE] == 1.0:
+        # zero edge: inverse 0 -> floor(0.5) = 0, the component is left alone
+        dx -= p[b, 2] * np.floor(dx * p[b, 11] + 0.5)
+        dy -= p[b, 6] * np.floor(dy * p[b, 15] + 0.5)
+        dz -= p[b, 10] * np.floor(dz * p[b, 19] + 0.5)
+    return dx, dy, dz
+
+
 # The common cases (no box, orthorhombic, a vector shorter than lambda_1 / 2) are inlined
 # at the Numba IR level: as an ordinary call (Numba's calling convention, a status code
 # and an out-pointer) they cost 6 ns per vector, 5x the short-vector path. The lattice
@@ -359,32 +373,12 @@ def mic(dx, dy, dz, p, b):
     ``b`` of table ``p``; returns the image as three floats. Exact (module docstring);
     between images of equal length either may be returned. Mode 0 and -1 rows return
     the vector unchanged."""
-    mode = p[b, MODE]
-    if mode == 1.0:
-        # zero edge: inverse 0 -> floor(0.5) = 0, the component is left alone
-        dx -= p[b, 2] * np.floor(dx * p[b, 11] + 0.5)
-        dy -= p[b, 6] * np.floor(dy * p[b, 15] + 0.5)
-        dz -= p[b, 10] * np.floor(dz * p[b, 19] + 0.5)
-        return dx, dy, dz
-    if mode != 2.0:
-        return dx, dy, dz
+    if p[b, MODE] != 2.0:
+        return mic_orthorhombic(dx, dy, dz, p, b)
     # step 1 before any rounding: bonded and other short vectors stop here
     if dx * dx + dy * dy + dz * dz <= p[b, H2]:
         return dx, dy, dz
     return _mic_lattice(dx, dy, dz, p, b)
-
-
-@nb.njit(inline="always", **JIT)
-def mic_orthorhombic(dx, dy, dz, p, b):
-    """:func:`mic` for tables without lattice rows (mode 0 or 1): the same images, and
-    kernels that call it instead do not compile the lattice search (about 1 s of CPU on
-    an empty cache). A mode 2 row would be returned unchanged: callers check the table.
-    """
-    if p[b, MODE] == 1.0:
-        dx -= p[b, 2] * np.floor(dx * p[b, 11] + 0.5)
-        dy -= p[b, 6] * np.floor(dy * p[b, 15] + 0.5)
-        dz -= p[b, 10] * np.floor(dz * p[b, 19] + 0.5)
-    return dx, dy, dz
 
 
 @nb.njit(**PARALLEL_JIT)
