@@ -118,6 +118,52 @@ def test_qcp_is_optimal_near_degenerate_eigenvalues(eps):
         assert status in (0, 1)  # 1e-5 takes the eigen fallback here, 1e-2 plain QCP
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_frames_left_to_the_eigen_fallback_match_svd_kabsch(dtype):
+    """Near-mirror frames (S ~ diag(1, 1, -(1 - eps))), which QCP leaves to the eigen
+    solver outside the kernel, between ordinary frames: rotation, translation, RMSD and
+    the moved atoms (more atoms than fit atoms) all as the SVD reference, with status 1."""
+    from trajalign.align import superpose_block
+    from trajalign.kernels.kabsch import fit_frames
+
+    rng = np.random.default_rng(11)
+    m = 40
+    target = rng.normal(size=(m, 3))
+    target -= target.mean(0)
+    # whitened (sum w r r^T = I / 3 up to the weights): S is then diag(1, 1, -(1-eps)) / 3
+    # times a rotation for the mirrored frames
+    u, _, vt = np.linalg.svd(target, full_matrices=False)
+    target = u @ vt * np.sqrt(m / 3.0)
+    frames, eps = [], 1e-5
+    for k in range(6):
+        r = random_rotation(rng, 3)
+        x = target @ r.T + rng.normal(size=3) * 5
+        if k % 2:
+            x = (target @ np.diag([1.0, 1.0, -(1.0 - eps)])) @ r.T + rng.normal(size=3)
+        frames.append(x)
+    xfit = np.array(frames).astype(dtype)
+    extra = rng.normal(size=(6, 7, 3)).astype(dtype)
+    x = np.concatenate([xfit, extra], axis=1)
+    w = np.full(m, 1.0 / m)
+    out, rot, trans, rmsd, status = superpose_block(x, xfit, w, target)
+    assert set(status[1::2]) == {1} and set(status[0::2]) == {0}  # the fallback did run
+    aligned, r_ref, c_ref, rmsd_ref = ref.ref_kabsch(xfit, target, w)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(rot, r_ref, atol=tol)
+    np.testing.assert_allclose(trans, c_ref, atol=tol)
+    np.testing.assert_allclose(rmsd, rmsd_ref, atol=tol)
+    moved = (x.astype(np.float64) - c_ref[:, None]) @ r_ref
+    np.testing.assert_allclose(out, moved, atol=10 * tol)
+    assert out.dtype == dtype
+    # the fit-only kernel (average reference) takes the same fallback
+    rot2, trans2 = np.empty_like(rot), np.empty_like(trans)
+    rmsd2, status2 = np.empty_like(rmsd), np.empty_like(status)
+    fit_frames(xfit, w, target, rot2, trans2, rmsd2, status2)
+    np.testing.assert_array_equal(status2, status)
+    np.testing.assert_allclose(rot2, rot, atol=1e-12)
+    np.testing.assert_allclose(rmsd2, rmsd, atol=1e-12)
+
+
 def test_degenerate_frames_are_warned_not_silent():
     rng = np.random.default_rng(5)
     target = rng.normal(size=(5, 3))

@@ -30,6 +30,14 @@ import numpy as np
 from ._config import EXACT_PARALLEL_JIT, JIT
 from ._threads import in_threads
 
+# The per-frame helpers are inlined into the kernels that call them (in Numba's IR),
+# not compiled and linked on their own: each Numba function costs typing, an LLVM
+# module and a second optimisation of the callees linked into its caller, and each of
+# these has one caller per signature. Not the moments loops: inlined, the fit pass
+# of a whole-frame fit (2000 x 3341 float32) ran 1.4x slower (17 -> 24 ms), a loop LLVM
+# optimised better on its own.
+INLINE_JIT = dict(JIT, inline="always")
+
 __all__ = [
     "NEWTON_TOL",
     "NOT_UNIQUE",
@@ -57,6 +65,8 @@ _DIRECT_MSD_TOL = 1e-4
 
 NOT_UNIQUE = 2
 OVERFLOW = 3
+# only between a kernel and its caller: QCP left the frame to the eigen fallback
+NEEDS_EIGEN = 4
 
 
 @nb.njit(**JIT)
@@ -83,34 +93,44 @@ def _det3(a00, a01, a02, a10, a11, a12, a20, a21, a22):
     )
 
 
-def _eigh_top(top):
-    """The eigen fallback of :func:`rotation_3d`, in Python (called from object mode).
-
-    top : (10,) float64, Horn's K by its upper triangle row by row (k00, k01, k02, k03,
-    k11, ...); overwritten with the largest eigenvalue, the second largest and the
-    unit eigenvector of the largest (6 values).
-    """
-    k00, k01, k02, k03, k11, k12, k13, k22, k23, k33 = top
-    k = np.array(
-        [[k00, k01, k02, k03], [k01, k11, k12, k13], [k02, k12, k22, k23], [k03, k13, k23, k33]]
+def _horn_key(s: np.ndarray) -> np.ndarray:
+    """Horn's symmetric 4x4 key matrix of the 3x3 correlation ``s`` (float64)."""
+    (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = s
+    return np.array(
+        [
+            [sxx + syy + szz, syz - szy, szx - sxz, sxy - syx],
+            [syz - szy, sxx - syy - szz, sxy + syx, szx + sxz],
+            [szx - sxz, sxy + syx, -sxx + syy - szz, syz + szy],
+            [sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz],
+        ]
     )
-    evals, evecs = np.linalg.eigh(k)
-    top[0] = evals[3]
-    top[1] = evals[2]
-    top[2:6] = evecs[:, 3]
+
+
+def _eigen_rotation(s: np.ndarray, rot: np.ndarray) -> tuple[float, int]:
+    """The eigen fallback of :func:`_qcp3` (near-degenerate eigenvalues), in NumPy.
+
+    s : (3, 3) float64 correlation; writes ``rot`` (3, 3) and returns
+    ``(lambda_max, status)``, status 1, or 2 where the top two eigenvalues of the key
+    matrix are too close for the rotation to be unique.
+    """
+    evals, evecs = np.linalg.eigh(_horn_key(s))
+    q = evecs[:, 3]
+    _quat_to_rot(q[0], q[1], q[2], q[3], rot)
+    scale = np.sqrt(np.sum(s * s))
+    return float(evals[3]), 2 if evals[3] - evals[2] <= _DEGENERATE_TOL * scale else 1
 
 
 @nb.njit(**JIT)
-def rotation_3d(s, e0, rot):
-    """Optimal proper rotation from the 3x3 correlation ``s`` (s[a, b] = sum w x_a r_b).
-
-    ``e0`` = (Gx + Gy) / 2 >= lambda_max. Writes ``rot`` (3, 3); returns
-    ``(lambda_max, status)``.
+def _qcp3(s, e0, rot):
+    """:func:`rotation_3d` in a kernel, without its eigen fallback: status
+    ``NEEDS_EIGEN`` (and the identity in ``rot``) where QCP cannot settle the rotation,
+    for the caller to finish with :func:`_eigen_rotation` outside the kernel.
     """
-    # Scalars, not 4x4 arrays, and the rare eigen fallback in object mode: with arrays
-    # and np.linalg.eigh compiled in, this function alone took 2.6 s of CPU to compile
-    # on an empty cache, against 1.5 s (benchmarks/compiletime.py; every first run on a
-    # new machine pays it). The arithmetic and its order are those of the array version.
+    # Scalars, not 4x4 arrays, and no np.linalg.eigh compiled in (nor an object-mode
+    # block calling it): with arrays and eigh this function alone took 2.6 s of CPU to
+    # compile on an empty cache, with the object-mode block 1.5 s, without it 1.2 s
+    # (benchmarks/compiletime.py; every first run on a new machine pays it). The
+    # arithmetic and its order are those of the array version.
     sxx, sxy, sxz = s[0, 0], s[0, 1], s[0, 2]
     syx, syy, syz = s[1, 0], s[1, 1], s[1, 2]
     szx, szy, szz = s[2, 0], s[2, 1], s[2, 2]
@@ -255,13 +275,21 @@ def rotation_3d(s, e0, rot):
             # and the RMSD came out up to 7e-5 A too large for an optimal rotation
             lam = rq
     if not ok:
-        top = np.array([k00, k01, k02, k03, k11, k12, k13, k22, k23, k33])
-        with nb.objmode():
-            _eigh_top(top)
-        lam = top[0]
-        q0, q1, q2, q3 = top[2], top[3], top[4], top[5]
-        status = 2 if top[0] - top[1] <= _DEGENERATE_TOL * scale else 1
+        q0, q1, q2, q3 = 1.0, 0.0, 0.0, 0.0
+        status = NEEDS_EIGEN
     _quat_to_rot(q0, q1, q2, q3, rot)
+    return lam, status
+
+
+def rotation_3d(s: np.ndarray, e0: float, rot: np.ndarray) -> tuple[float, int]:
+    """Optimal proper rotation from the 3x3 correlation ``s`` (s[a, b] = sum w x_a r_b).
+
+    s : (3, 3) float64; ``e0`` = (Gx + Gy) / 2 >= lambda_max. Writes ``rot`` (3, 3)
+    float64; returns ``(lambda_max, status)`` (QCP, or the eigen fallback).
+    """
+    lam, status = _qcp3(s, e0, rot)
+    if status == NEEDS_EIGEN:
+        lam, status = _eigen_rotation(np.asarray(s, dtype=np.float64), rot)
     return lam, status
 
 
@@ -378,7 +406,7 @@ def _moments2(xr, w, wr, n, yr, orow):
 # The arithmetic of each path is the one the generic kernels had.
 
 
-@nb.njit(**JIT)
+@nb.njit(**INLINE_JIT)
 def _direct_msd3(xr, w, rr, n, rot, trans):
     """sum_i w_i |(x_i - trans) @ rot - ref_i|^2 for flat 3D rows xr, rr (3n,)."""
     # scalars and flat rows as _apply3: frames of a large system with a small
@@ -399,7 +427,7 @@ def _direct_msd3(xr, w, rr, n, rot, trans):
     return msd
 
 
-@nb.njit(**JIT)
+@nb.njit(**INLINE_JIT)
 def _direct_msd2(xr, w, rr, n, rot, trans):
     """2D version of :func:`_direct_msd3`."""
     # the generic loop over the dimension, as before the split (its rounding with
@@ -418,7 +446,7 @@ def _direct_msd2(xr, w, rr, n, rot, trans):
     return msd
 
 
-@nb.njit(**JIT)
+@nb.njit(**INLINE_JIT)
 def _fit_frame3(xr, w, wr3, rr, n, gy, rot, trans, yr, orow):
     """One 3D frame: centroid, correlation and spread in one pass, then the rotation.
 
@@ -436,14 +464,14 @@ def _fit_frame3(xr, w, wr3, rr, n, gy, rot, trans, yr, orow):
     if gx < 0.0:
         gx = 0.0
     e0 = 0.5 * (gx + gy)
-    lam, status = rotation_3d(s, e0, rot)
+    lam, status = _qcp3(s, e0, rot)
     msd = gx + gy - 2.0 * lam
-    if msd < _DIRECT_MSD_TOL * (gx + gy) and status != OVERFLOW:
+    if msd < _DIRECT_MSD_TOL * (gx + gy) and status < OVERFLOW:
         msd = _direct_msd3(xr, w, rr, n, rot, trans)
     return (msd if msd > 0.0 else 0.0), status
 
 
-@nb.njit(**JIT)
+@nb.njit(**INLINE_JIT)
 def _fit_frame2(xr, w, wr, rr, n, gy, rot, trans, yr, orow):
     """2D version of :func:`_fit_frame3`; wr : (2n,) flat ``w * ref``."""
     s = np.empty((2, 2))
@@ -461,7 +489,7 @@ def _fit_frame2(xr, w, wr, rr, n, gy, rot, trans, yr, orow):
     return (msd if msd > 0.0 else 0.0), status
 
 
-@nb.njit(**JIT)
+@nb.njit(**INLINE_JIT)
 def _apply3(xr, orow, n, rot, trans):
     """orow = (xr - trans) @ rot for one 3D frame of flat (3n,) rows; float64 math."""
     # flat rows index faster than (n, dim) views in numba (about 2x here)
@@ -478,7 +506,7 @@ def _apply3(xr, orow, n, rot, trans):
         orow[3 * i + 2] = a * r02 + b * r12 + c * r22
 
 
-@nb.njit(**JIT)
+@nb.njit(**INLINE_JIT)
 def _apply2(xr, orow, n, rot, trans):
     """2D version of :func:`_apply3`."""
     r00, r01, r10, r11 = rot[0, 0], rot[0, 1], rot[1, 0], rot[1, 1]
@@ -490,28 +518,43 @@ def _apply2(xr, orow, n, rot, trans):
         orow[2 * i + 1] = a * r01 + b * r11
 
 
-@nb.njit(**JIT)
-def _prepare_ref(w, ref):
-    """``w * ref`` flat (M * D,) and by coordinate (D, M), and ``Gy = sum w |ref|^2``."""
-    n_fit, dim = ref.shape
-    wr = np.empty(n_fit * dim)
-    wr3 = np.empty((dim, n_fit))
-    gy = 0.0
-    for i in range(n_fit):
-        for d in range(dim):
-            wr[i * dim + d] = w[i] * ref[i, d]
-            wr3[d, i] = w[i] * ref[i, d]
-            gy += w[i] * ref[i, d] * ref[i, d]
-    return wr, wr3, gy
+def _reference_rows(w: np.ndarray, ref: np.ndarray):
+    """What every fit kernel reads of the reference, computed once per call in NumPy.
+
+    w : (M,) float64, ref : (M, D) float64. Returns ``w * ref`` flat (M * D,) and by
+    coordinate (D, M), ``ref`` flat (M * D,), and ``Gy = sum w |ref|^2``.
+    """
+    wref = w[:, None] * ref
+    gy = float(np.sum(wref * ref))
+    return wref.reshape(-1), np.ascontiguousarray(wref.T), np.ascontiguousarray(ref).reshape(-1), gy
+
+
+def _eigen_pass(redo, x, xfit, w, ref, gy, out, rot, trans, rmsd, status) -> None:
+    """Fit again, in NumPy with the eigen solver, the frames ``redo`` that a 3D kernel
+    left with status ``NEEDS_EIGEN``; moves ``x`` into ``out`` as well unless ``x`` is
+    None. Rare (near-degenerate key matrices), so per frame in Python."""
+    for f in redo:
+        xf = xfit[f].astype(np.float64)
+        m = w @ xf
+        s = xf.T @ (w[:, None] * ref)
+        gx = max(float(w @ np.sum(xf * xf, axis=1) - m @ m), 0.0)
+        lam, status[f] = _eigen_rotation(s, rot[f])
+        trans[f] = m
+        msd = gx + gy - 2.0 * lam
+        if msd < _DIRECT_MSD_TOL * (gx + gy):
+            d = (xf - m) @ rot[f] - ref
+            msd = float(w @ np.sum(d * d, axis=1))
+        rmsd[f] = np.sqrt(max(msd, 0.0))
+        if x is not None:
+            out[f] = (x[f] - m) @ rot[f]
 
 
 @nb.njit(**JIT)
-def _superpose3(start, stop, x, xfit, w, ref, out, rot, trans, rmsd, status):
-    """:func:`superpose_frames` for D = 3, frames ``[start, stop)``."""
+def _superpose3(start, stop, x, xfit, w, wr3, rr, gy, scratch, out, rot, trans, rmsd, status):
+    """:func:`superpose_frames` for D = 3, frames ``[start, stop)``; wr3, rr, gy from
+    :func:`_reference_rows`, scratch (3M,) when M > N, else empty."""
     n_frames, n, dim = x.shape
-    n_fit = ref.shape[0]
-    _, wr3, gy = _prepare_ref(w, ref)
-    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
+    n_fit = rr.shape[0] // dim
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
@@ -521,7 +564,6 @@ def _superpose3(start, stop, x, xfit, w, ref, out, rot, trans, rmsd, status):
     # wait for them (2000 x 3341 float32 into a new array: 14.4 -> 13.3 ms). With
     # more fit atoms than atoms the copy goes to a scratch row instead, so that it
     # never runs past the output row.
-    scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
     for f in range(start, stop):
         if n_fit <= n:
             yr = xflat[f]
@@ -537,16 +579,13 @@ def _superpose3(start, stop, x, xfit, w, ref, out, rot, trans, rmsd, status):
 
 
 @nb.njit(**JIT)
-def _superpose2(start, stop, x, xfit, w, ref, out, rot, trans, rmsd, status):
+def _superpose2(start, stop, x, xfit, w, wr, rr, gy, scratch, out, rot, trans, rmsd, status):
     """:func:`superpose_frames` for D = 2 (comments in :func:`_superpose3`)."""
     n_frames, n, dim = x.shape
-    n_fit = ref.shape[0]
-    wr, _, gy = _prepare_ref(w, ref)
-    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
+    n_fit = rr.shape[0] // dim
     xflat = x.reshape(n_frames, n * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     oflat = out.reshape(n_frames, n * dim)
-    scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
     for f in range(start, stop):
         if n_fit <= n:
             yr = xflat[f]
@@ -568,16 +607,23 @@ def superpose_frames(x, xfit, w, ref, out, rot, trans, rmsd, status):
     centred on its ``w``-weighted centroid; out : like x; rot : (F, D, D), trans : (F, D),
     rmsd : (F,) float64; status : (F,) int8 (see the module docstring).
     """
-    kernel = _superpose3 if x.shape[2] == 3 else _superpose2
-    work = x.shape[1] * x.shape[2] + xfit.shape[1] * xfit.shape[2]
-    in_threads(kernel, x.shape[0], work, x, xfit, w, ref, out, rot, trans, rmsd, status)
+    n, dim = x.shape[1], x.shape[2]
+    n_fit = ref.shape[0]
+    wr, wr3, rr, gy = _reference_rows(w, ref)
+    scratch = np.empty(n_fit * dim if n_fit > n else 0, dtype=out.dtype)
+    kernel, wref = (_superpose3, wr3) if dim == 3 else (_superpose2, wr)
+    work = n * dim + xfit.shape[1] * xfit.shape[2]
+    in_threads(
+        kernel, x.shape[0], work, x, xfit, w, wref, rr, gy, scratch, out, rot, trans, rmsd, status
+    )
+    redo = np.flatnonzero(status == NEEDS_EIGEN)
+    if redo.size:
+        _eigen_pass(redo, x, xfit, w, ref, gy, out, rot, trans, rmsd, status)
 
 
 @nb.njit(**JIT)
-def _fit3(start, stop, xfit, w, ref, rot, trans, rmsd, status):
+def _fit3(start, stop, xfit, w, wr3, rr, gy, rot, trans, rmsd, status):
     n_frames, n_fit, dim = xfit.shape
-    _, wr3, gy = _prepare_ref(w, ref)
-    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     for f in range(start, stop):
         msd, st = _fit_frame3(fflat[f], w, wr3, rr, n_fit, gy, rot[f], trans[f], None, None)
@@ -586,10 +632,8 @@ def _fit3(start, stop, xfit, w, ref, rot, trans, rmsd, status):
 
 
 @nb.njit(**JIT)
-def _fit2(start, stop, xfit, w, ref, rot, trans, rmsd, status):
+def _fit2(start, stop, xfit, w, wr, rr, gy, rot, trans, rmsd, status):
     n_frames, n_fit, dim = xfit.shape
-    wr, _, gy = _prepare_ref(w, ref)
-    rr = np.ascontiguousarray(ref).reshape(n_fit * dim)
     fflat = xfit.reshape(n_frames, n_fit * dim)
     for f in range(start, stop):
         msd, st = _fit_frame2(fflat[f], w, wr, rr, n_fit, gy, rot[f], trans[f], None, None)
@@ -599,10 +643,13 @@ def _fit2(start, stop, xfit, w, ref, rot, trans, rmsd, status):
 
 def fit_frames(xfit, w, ref, rot, trans, rmsd, status):
     """Like :func:`superpose_frames` without moving any atoms (rotations only)."""
-    kernel = _fit3 if xfit.shape[2] == 3 else _fit2
-    in_threads(
-        kernel, xfit.shape[0], xfit.shape[1] * xfit.shape[2], xfit, w, ref, rot, trans, rmsd, status
-    )
+    wr, wr3, rr, gy = _reference_rows(w, ref)
+    kernel, wref = (_fit3, wr3) if xfit.shape[2] == 3 else (_fit2, wr)
+    work = xfit.shape[1] * xfit.shape[2]
+    in_threads(kernel, xfit.shape[0], work, xfit, w, wref, rr, gy, rot, trans, rmsd, status)
+    redo = np.flatnonzero(status == NEEDS_EIGEN)
+    if redo.size:
+        _eigen_pass(redo, None, xfit, w, ref, gy, None, rot, trans, rmsd, status)
 
 
 @nb.njit(**JIT)
