@@ -265,3 +265,42 @@ def ref_nojump(X, H):
         out[t] = frac @ Hs[t]
         prev = frac
     return out
+
+
+def ref_choose_signs(axes, skew, mode, prev, has_prev, skew_tol=1e-6):
+    """Principal-axis signs frame by frame, the rule of the CONTRACT as a plain loop:
+    mode 0 the solver's signs, 1 each leading axis towards positive skewness, 2 each
+    leading axis closest to the previous frame's final axis (skew for a first frame);
+    the last axis makes the frame right-handed. Returns rot, skew, flip, swap,
+    ambiguous, signs (as ``trajalign.kernels.principal.choose_signs`` writes them)."""
+    n_frames, dim = skew.shape
+    skew = skew.copy()
+    rot = np.empty_like(axes)
+    flip = np.zeros((n_frames, dim), dtype=bool)
+    swap = np.zeros(n_frames, dtype=bool)
+    ambiguous = np.zeros(n_frames, dtype=bool)
+    out_signs = np.empty((n_frames, dim))
+    p, have = prev.copy(), has_prev
+    for f in range(n_frames):
+        signs = np.ones(dim)
+        for k in range(dim - 1):
+            if mode == 0:
+                continue
+            if mode == 1 or not have:
+                if abs(skew[f, k]) < skew_tol:
+                    ambiguous[f] = True
+                elif skew[f, k] < 0:
+                    signs[k] = -1.0
+            elif float(axes[f, :, k] @ p[:, k]) < 0:
+                signs[k] = -1.0
+        signs[-1] = signs[0] if dim == 2 else signs[0] * signs[1]
+        rot[f] = axes[f] * signs
+        skew[f] *= signs
+        out_signs[f] = signs
+        if have:
+            for k in range(dim):
+                dots = [float(rot[f, :, k] @ p[:, j]) for j in range(dim)]
+                flip[f, k] = dots[k] < 0
+                swap[f] |= int(np.argmax(np.abs(dots))) != k
+        p, have = rot[f].copy(), True
+    return rot, skew, flip, swap, ambiguous, out_signs

@@ -164,6 +164,44 @@ def test_frames_left_to_the_eigen_fallback_match_svd_kabsch(dtype):
     np.testing.assert_allclose(rmsd2, rmsd, atol=1e-12)
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("has_prev", [False, True])
+def test_principal_signs_as_a_frame_by_frame_loop(dim, mode, has_prev):
+    """The vectorised sign choice against the rule written as a loop, on axes that
+    wander (sign flips, swapped axes) and skews that are sometimes below the tolerance."""
+    from trajalign.kernels.principal import choose_signs
+
+    rng = np.random.default_rng(dim * 10 + mode + 100 * has_prev)
+    n = 60
+
+    def small_turn():
+        if dim == 2:
+            t = rng.normal(scale=0.3)
+            return np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        return Rotation.from_rotvec(rng.normal(scale=0.3, size=3)).as_matrix()
+
+    base = random_rotation(rng, dim)
+    axes = []
+    for _ in range(n):
+        base = base @ small_turn()
+        a = base * rng.choice([-1.0, 1.0], size=dim)
+        if rng.random() < 0.1:
+            a = a[:, rng.permutation(dim)]
+        axes.append(a)
+    axes = np.array(axes)
+    skew = rng.normal(size=(n, dim)) * np.where(rng.random((n, dim)) < 0.2, 1e-8, 1.0)
+    prev = random_rotation(rng, dim)
+    expected = ref.ref_choose_signs(axes, skew, mode, prev, has_prev)
+    got = [np.empty_like(axes), skew.copy(), np.empty((n, dim), bool), np.empty(n, bool)]
+    got += [np.empty(n, bool), np.empty((n, dim))]
+    choose_signs(axes, got[1], mode, prev, has_prev, got[0], got[2], got[3], got[4], got[5])
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, e)
+    assert expected[3].any() and expected[2].any()  # the data do hold flips and swaps
+    assert mode != 1 or expected[4].any()
+
+
 def test_degenerate_frames_are_warned_not_silent():
     rng = np.random.default_rng(5)
     target = rng.normal(size=(5, 3))
