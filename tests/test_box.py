@@ -122,6 +122,33 @@ def test_enumeration_fallback_is_exact(dims, v):
     )
 
 
+_HUGE = """
+import numpy as np, trajalign as ta
+dims = [10.0, 11.0, 12.0, 70.0, 80.0, 65.0]
+for v in (1e16, 1e18, 1e20, 1e25, 1e300):
+    # three points, so that [(0, 1)] takes the pair-list kernel and "all" the other
+    x = np.array([[[0.0, 0.0, 0.0], [v, 0.7 * v, -0.3 * v], [1.0, 2.0, 3.0]]])
+    print(ta.distances(x, [(0, 1)], box=dims)[0, 0], ta.distances(x, "all", box=dims)[0, 0])
+"""
+
+
+def test_huge_vectors_in_a_triclinic_box_end_inside_the_cell():
+    """Coordinates of 1e20 box lengths once sent the lattice search into an enumeration of
+    billions of images (float64 rounding left a residual of thousands of box lengths after
+    one Babai rounding; found by test_fuzz_internal). Run in a child so that a regression
+    fails by timeout instead of hanging the suite. The image must lie within the covering
+    radius of the box, at most half the length of the box diagonal bound
+    0.5 * sqrt(a^2 + b^2 + c^2) (Babai's bound for any basis)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _HUGE], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    got = np.array(run.stdout.split(), dtype=float)
+    assert got.shape == (10,) and np.all(np.isfinite(got))
+    assert np.all(got <= 0.5 * np.sqrt(10.0**2 + 11.0**2 + 12.0**2) + 1e-9), got
+
+
 def test_skewed_box_where_27_images_miss():
     """A strongly skewed cell: the shortest image is v + (-a + b - c), 13.45 A.
 

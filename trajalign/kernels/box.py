@@ -81,6 +81,13 @@ _ZERO_EDGE = 1e-12
 # slicer passes before the proven enumeration takes over; from a reduced basis the
 # slicer needs one or two (measured), so this only guards against a rounding cycle
 _PASSES = 8
+# Babai roundings before the slicer: each one shrinks a residual left by float64
+# rounding by about 2^-50, so 24 bring even 1e300 down to the cell; one suffices below
+# about 1e15 box lengths
+_ROUNDINGS = 24
+# enumeration radius (Angstrom-like units of the box) beyond which it is not attempted:
+# after the roundings the residual is within the cell, so this only stops NaN/inf
+_ENUMERATE_LIMIT = 1e6
 
 
 @nb.njit(**JIT)
@@ -300,6 +307,10 @@ def _mic_enumerate(dx, dy, dz, p, b):
     """Shortest of ``d + n R`` over the integer box of the module docstring, step 3."""
     best = dx * dx + dy * dy + dz * dz
     r = 2.0 * np.sqrt(best) * (1.0 + 1e-9)
+    if not r < _ENUMERATE_LIMIT:
+        # NaN or overflowed input (no image to find), or a residual the roundings could
+        # not bring down: the vector is returned as it is rather than searched for hours
+        return dx, dy, dz
     m0 = int(r * p[b, COLNORM])
     m1 = int(r * p[b, COLNORM + 1])
     m2 = int(r * p[b, COLNORM + 2])
@@ -321,13 +332,18 @@ def _mic_lattice(dx, dy, dz, p, b):
     """:func:`mic` of a lattice-mode row for a vector longer than lambda_1 / 2: Babai
     rounding, the slicer, and the enumeration if the slicer did not settle (module
     docstring, steps 1-3)."""
-    # nearest lattice point in the reduced basis (Babai rounding)
-    n0 = np.floor(dx * p[b, 11] + dy * p[b, 14] + dz * p[b, 17] + 0.5)
-    n1 = np.floor(dx * p[b, 12] + dy * p[b, 15] + dz * p[b, 18] + 0.5)
-    n2 = np.floor(dx * p[b, 13] + dy * p[b, 16] + dz * p[b, 19] + 0.5)
-    dx -= n0 * p[b, 2] + n1 * p[b, 5] + n2 * p[b, 8]
-    dy -= n0 * p[b, 3] + n1 * p[b, 6] + n2 * p[b, 9]
-    dz -= n0 * p[b, 4] + n1 * p[b, 7] + n2 * p[b, 10]
+    # nearest lattice point in the reduced basis (Babai rounding), repeated: for a
+    # vector of 1e20 box lengths one rounding leaves a residual of the size of its last
+    # bits (thousands of box lengths), which the enumeration below would take hours over
+    for _ in range(_ROUNDINGS):
+        n0 = np.floor(dx * p[b, 11] + dy * p[b, 14] + dz * p[b, 17] + 0.5)
+        n1 = np.floor(dx * p[b, 12] + dy * p[b, 15] + dz * p[b, 18] + 0.5)
+        n2 = np.floor(dx * p[b, 13] + dy * p[b, 16] + dz * p[b, 19] + 0.5)
+        if n0 == 0.0 and n1 == 0.0 and n2 == 0.0:
+            break
+        dx -= n0 * p[b, 2] + n1 * p[b, 5] + n2 * p[b, 8]
+        dy -= n0 * p[b, 3] + n1 * p[b, 6] + n2 * p[b, 9]
+        dz -= n0 * p[b, 4] + n1 * p[b, 7] + n2 * p[b, 10]
     if dx * dx + dy * dy + dz * dz <= p[b, H2]:
         return dx, dy, dz
     for _ in range(_PASSES):
