@@ -353,28 +353,40 @@ def test_principal_aligned_gyration_is_diagonal_and_ordered(seed, dim, n):
     np.testing.assert_allclose(diag, res.diagnostics["eigenvalues"], atol=1e-9)
 
 
+def _frames_with_middle_eigenvalues(rng, middle, n):
+    """(len(middle), n, 3) frames whose gyration tensors have eigenvalues 3, middle[f]
+    and 1, each randomly rotated and moved."""
+    X = np.empty((len(middle), n, 3))
+    for f, mid in enumerate(middle):
+        p = rng.normal(size=(n, 3))
+        p -= p.mean(axis=0)
+        # whiten to unit gyration, then give the axes the eigenvalues wanted
+        evals, evecs = np.linalg.eigh(p.T @ p / n)
+        p = p @ evecs / np.sqrt(evals) * np.sqrt([1.0, mid, 3.0])
+        X[f] = p @ random_rotation(rng, 3) + rng.normal(size=3)
+    return X
+
+
+def _closed_form_solves(X):
+    """Per frame, whether the closed-form 3D eigen solver accepts its gyration tensor
+    (False: the frame goes to the eigh fallback)."""
+    from trajalign.kernels.principal import _sym3_eigen
+
+    ax = np.empty((3, 3))
+    ok = []
+    for g in gyration(X - X.mean(axis=1, keepdims=True)):
+        ok.append(_sym3_eigen(g[0, 0], g[0, 1], g[0, 2], g[1, 1], g[1, 2], g[2, 2], ax)[-1])
+    return np.array(ok)
+
+
 @pytest.mark.parametrize("delta", [1e-5, 0.0])
 def test_principal_close_eigenvalues_go_to_the_eigen_fallback(delta):
     """Gyration tensors with two eigenvalues 1 and 1 + delta: the closed form declines
-    (its eigenvectors lose eps / gap) and the frame goes to NumPy's eigh, which the kernel
-    calls in object mode; the aligned frames must still be diagonal and ordered."""
-    from trajalign.kernels.principal import _sym3_eigen
-
-    rng = np.random.default_rng(31)
-    frames, n = 4, 12
-    X = np.empty((frames, n, 3))
-    for f in range(frames):
-        p = rng.normal(size=(n, 3))
-        p -= p.mean(axis=0)
-        # whiten to unit gyration, then give the axes the eigenvalues 3, 1 + delta, 1
-        evals, evecs = np.linalg.eigh(p.T @ p / n)
-        p = p @ evecs / np.sqrt(evals) * np.sqrt([1.0, 1.0 + delta, 3.0])
-        X[f] = p @ random_rotation(rng, 3) + rng.normal(size=3)
+    (its eigenvectors lose eps / gap) and the frame goes to NumPy's eigh, which
+    finishes after the kernel; the aligned frames must still be diagonal and ordered."""
+    X = _frames_with_middle_eigenvalues(np.random.default_rng(31), [1.0 + delta] * 4, 12)
     G0 = gyration(X - X.mean(axis=1, keepdims=True))
-    ax = np.empty((3, 3))
-    for g in G0:
-        *_, ok = _sym3_eigen(g[0, 0], g[0, 1], g[0, 2], g[1, 1], g[1, 2], g[2, 2], ax)
-        assert not ok  # so the frames below do take the fallback
+    assert not _closed_form_solves(X).any()  # so the frames below do take the fallback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = ta.align_principal(X, center="geometric")
@@ -384,6 +396,32 @@ def test_principal_close_eigenvalues_go_to_the_eigen_fallback(delta):
     off = G - np.einsum("fd,de->fde", np.diagonal(G, axis1=1, axis2=2), np.eye(3))
     assert np.all(np.abs(off) <= 1e-12)
     np.testing.assert_allclose(np.linalg.det(res.rotation), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sign", ["skew", "continuity"])
+def test_principal_fallback_frames_between_ordinary_ones_match_eigh(dtype, sign):
+    """Frames the closed form declines (eigenvalues 1 and 1 + 1e-5), finished after the
+    kernel in NumPy, between frames it solves, against a frame-by-frame eigh reference:
+    the same eigenvalues, axes and coordinates (skew signs), or the same up to the sign
+    of each axis (continuity, which may keep a frame's axis against its skew)."""
+    middle = [1.0 + (1e-5 if f % 3 == 1 else 0.7) for f in range(9)]
+    X = _frames_with_middle_eigenvalues(np.random.default_rng(7), middle, 15).astype(dtype)
+    # so that frames 1, 4, 7 do take the fallback, and only they
+    np.testing.assert_array_equal(_closed_form_solves(X), np.arange(9) % 3 != 1)
+    res = ta.align_principal(X, center="geometric", sign=sign)
+    want, rots, evs = ref.ref_principal(X, sign="skew")
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(res.diagnostics["eigenvalues"], evs, rtol=tol, atol=tol)
+    if sign == "skew":
+        np.testing.assert_allclose(res.rotation, rots, atol=tol)
+        np.testing.assert_allclose(res.coords, want, atol=tol * 10)
+    else:
+        # each axis equals the reference's up to sign, the frame right-handed
+        dots = np.einsum("fdk,fdk->fk", res.rotation, rots)
+        np.testing.assert_allclose(np.abs(dots), 1.0, atol=tol)
+        np.testing.assert_allclose(np.linalg.det(res.rotation), 1.0, atol=1e-12)
+        np.testing.assert_allclose(np.abs(res.coords), np.abs(want), atol=tol * 10)
 
 
 @given(seed=seeds, dim=dims, n=st.integers(4, 10))

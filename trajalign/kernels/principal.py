@@ -35,6 +35,9 @@ ALL_AT_CENTRE = 1  # G = 0: every fit atom at the centre, no axis is defined
 COLLINEAR = 2  # 3D: second eigenvalue ~ 0, only the first axis is defined
 OVERFLOW = 3  # second or third moments overflow float64 (coordinates beyond ~1e100)
 NONFINITE = 4  # NaN or inf among the fit atoms
+# 3D: the closed form declined (close eigenvalues); principal_frames finishes these
+# frames in NumPy, so callers never see this code
+NEEDS_EIGEN = 5
 
 _ZERO_TOL = 1e-14  # lambda_1 below this * (spread about the first atom) counts as zero
 _COLLINEAR_TOL = 1e-10  # lambda_2 below this * lambda_1 (3D) counts as collinear
@@ -147,20 +150,6 @@ def _row_finite(xr):
     return True
 
 
-def _eigh3(buf):
-    """The eigen fallback of the frame-axes kernels, in Python (called from object mode).
-
-    buf : (9,) float64 holding the symmetric G as (g00, g01, g02, g11, g12, g22); it is
-    overwritten with the eigenvalues in decreasing order and the unit eigenvectors of the
-    largest two (3 values each).
-    """
-    g00, g01, g02, g11, g12, g22 = buf[:6]
-    w, v = np.linalg.eigh(np.array([[g00, g01, g02], [g01, g11, g12], [g02, g12, g22]]))
-    buf[0:3] = w[::-1]
-    buf[3:6] = v[:, 2]
-    buf[6:9] = v[:, 1]
-
-
 def _frame_axes_for(dim):
     """:func:`frame_axes` compiled for one dimension (2 or 3): ``dim`` is a constant of
     the closure, so Numba drops the other dimension's branches before typing them."""
@@ -268,19 +257,15 @@ def _frame_axes_for(dim):
                 ev[1] = e1
                 ev[2] = e2
             else:
-                # close eigenvalues, rare in real molecules: NumPy in object mode, which
-                # compiles in a fraction of the time np.linalg.eigh compiled in takes
-                buf = np.array([g00, g01, g02, g11, g12, g22, 0.0, 0.0, 0.0])
-                with nb.objmode():
-                    _eigh3(buf)
-                for k in range(3):
-                    ev[k] = buf[k]
-                for d in range(3):
-                    ax[d, 0] = buf[3 + d]
-                    ax[d, 1] = buf[6 + d]
-                ax[0, 2] = ax[1, 0] * ax[2, 1] - ax[2, 0] * ax[1, 1]
-                ax[1, 2] = ax[2, 0] * ax[0, 1] - ax[0, 0] * ax[2, 1]
-                ax[2, 2] = ax[0, 0] * ax[1, 1] - ax[1, 0] * ax[0, 1]
+                # close eigenvalues, rare in real molecules: the frame is finished after
+                # the kernel in NumPy (finish_in_numpy); G goes there in ax and the
+                # spread in ev[0], so that nothing has to be computed again
+                ax[0, 0], ax[0, 1], ax[0, 2] = g00, g01, g02
+                ax[1, 0], ax[1, 1], ax[1, 2] = g01, g11, g12
+                ax[2, 0], ax[2, 1], ax[2, 2] = g02, g12, g22
+                ev[0] = spread
+                ev[1] = ev[2] = 0.0
+                return NEEDS_EIGEN, spread
         if not ev[0] > _ZERO_TOL * spread:
             return ALL_AT_CENTRE, spread
         if dim == 3 and not ev[1] > _COLLINEAR_TOL * ev[0]:
@@ -359,12 +344,42 @@ def _move_third_moments3(xr, orow, n, wg, ax, tr):
 
 
 @nb.njit(**JIT)
-def _negate_columns(orow, n, dim, signs):
-    """Multiply column k of a flat (n * dim,) row by ``signs[k]`` (+-1: exact)."""
+def _negate_columns(orow, n, dim, s0, s1, s2):
+    """Multiply columns 0, 1 (and 2 in 3D) of a flat (n * dim,) row by ``s0, s1, s2``
+    (each +-1: an exact negation or nothing)."""
     for i in range(n):
-        for k in range(dim):
-            if signs[k] < 0.0:
-                orow[i * dim + k] = -orow[i * dim + k]
+        o = i * dim
+        if s0 < 0.0:
+            orow[o] = -orow[o]
+        if s1 < 0.0:
+            orow[o + 1] = -orow[o + 1]
+        if dim == 3 and s2 < 0.0:
+            orow[o + 2] = -orow[o + 2]
+
+
+@nb.njit(**JIT)
+def _continuity_signs(ax, prev, dim):
+    """Signs (s0, s1) of the first D-1 axes of ``ax`` that bring them closest to
+    ``prev``'s (both (D, D), axes as columns); s1 is 1 in 2D."""
+    d0 = 0.0
+    d1 = 0.0
+    for d in range(dim):
+        d0 += ax[d, 0] * prev[d, 0]
+        if dim == 3:
+            d1 += ax[d, 1] * prev[d, 1]
+    return (-1.0 if d0 < 0.0 else 1.0), (-1.0 if d1 < 0.0 else 1.0)
+
+
+@nb.njit(**JIT)
+def _scale_columns(ax, dim, s0, s1):
+    """Axes times the signs s0, s1 of the first D-1 axes, the last axis following them
+    (right-handed: s0 in 2D, s0 * s1 in 3D)."""
+    s2 = s0 if dim == 2 else s0 * s1
+    for d in range(dim):
+        ax[d, 0] *= s0
+        if dim == 3:
+            ax[d, 1] *= s1
+        ax[d, dim - 1] *= s2
 
 
 def principal_frames(x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out):
@@ -390,6 +405,53 @@ def principal_frames(x, xfit, same, wc, point, wg, mode, trans, evals, axes, ske
     work = x.shape[1] * x.shape[2] * (1 if same else 2)
     args = (x, xfit, same, wc, point, wg, mode, trans, evals, axes, skew, status, out)
     in_threads(_PRINCIPAL_RUN[x.shape[2]], x.shape[0], work, *args)
+    redo = np.flatnonzero(status == NEEDS_EIGEN)
+    if redo.size:
+        _finish_in_numpy(redo, x, xfit, same, wg, mode, trans, evals, axes, skew, status, out)
+
+
+def _finish_in_numpy(redo, x, xfit, same, wg, mode, trans, evals, axes, skew, status, out):
+    """The frames ``redo`` that the kernel left with ``NEEDS_EIGEN`` (3D, close
+    eigenvalues), done as the kernel does the others, with ``np.linalg.eigh``.
+
+    The kernel left G (3, 3) in ``axes[f]`` and the spread in ``evals[f, 0]``, and the
+    centre in ``trans[f]``. Provisional signs: eigh's for mode 0, the skew rule
+    otherwise (as at the start of a run: choose_signs fixes continuity afterwards).
+    Compiling np.linalg.eigh into the kernel, or calling it from an object-mode block
+    there, cost seconds of compilation on every empty cache for frames that real
+    molecules rarely have.
+    """
+    for f in redo:
+        spread = evals[f, 0]
+        w, v = np.linalg.eigh(axes[f])
+        ev = w[::-1]
+        ax = np.ascontiguousarray(v[:, ::-1])
+        ax[:, 2] = np.cross(ax[:, 0], ax[:, 1])
+        evals[f] = ev
+        if not ev[0] > _ZERO_TOL * spread:
+            status[f] = ALL_AT_CENTRE
+        elif not ev[1] > _COLLINEAR_TOL * ev[0]:
+            status[f] = COLLINEAR
+        else:
+            status[f] = OK
+        moved = (x[f] - trans[f]) @ ax
+        fit = moved if same else (xfit[f] - trans[f]) @ ax
+        with np.errstate(over="ignore", invalid="ignore"):
+            m3 = wg @ fit**3
+            lam = np.maximum(ev, 0.0)
+            sk = np.where(ev > _ZERO_TOL * spread, m3 / np.where(lam > 0, lam, 1.0) ** 1.5, 0.0)
+        if not (np.all(np.abs(sk) < np.inf) and np.all(np.abs(m3) < np.inf)):
+            status[f] = OVERFLOW
+        if mode != 0:
+            s0 = -1.0 if abs(sk[0]) >= _SKEW_TOL and sk[0] < 0.0 else 1.0
+            s1 = -1.0 if abs(sk[1]) >= _SKEW_TOL and sk[1] < 0.0 else 1.0
+            signs = np.array([s0, s1, s0 * s1])
+            ax *= signs
+            sk *= signs
+            moved *= signs
+        axes[f] = ax
+        skew[f] = sk
+        out[f] = moved
 
 
 # Made once per dimension at import; Numba compiles each on its first call only. The
@@ -415,9 +477,9 @@ def _principal_run_for(dim):
         xflat = x.reshape(n_frames, n * dim)
         fflat = xfit.reshape(n_frames, n_fit * dim)
         oflat = out.reshape(n_frames, n * dim)
-        prev = np.zeros((dim, dim))
-        have = False
-        signs = np.ones(dim)
+        # the previous frame of the run with axes (-1: none yet); scalars for the signs
+        # rather than small arrays, whose allocation compiles a NumPy overload each
+        last = -1
         for f in range(start, stop):
             ax = axes[f]
             tr = trans[f]
@@ -426,23 +488,16 @@ def _principal_run_for(dim):
             else:
                 st, spread = _FRAME_AXES2(fflat[f], n_fit, wc, point, wg, tr, evals[f], ax)
             status[f] = st
-            if st == OVERFLOW or st == NONFINITE:
+            if st == OVERFLOW or st == NONFINITE or st == NEEDS_EIGEN:
                 for k in range(dim):
                     skew[f, k] = 0.0
-                have = False
+                last = -1
                 continue
-            by_skew = mode == 1 or (mode == 2 and not have)
-            if mode == 2 and have:
+            by_skew = mode == 1 or (mode == 2 and last < 0)
+            if mode == 2 and last >= 0:
                 # continuity with the run's previous frame, before the move
-                for k in range(dim - 1):
-                    dot = 0.0
-                    for d in range(dim):
-                        dot += ax[d, k] * prev[d, k]
-                    signs[k] = -1.0 if dot < 0.0 else 1.0
-                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
-                for k in range(dim):
-                    for d in range(dim):
-                        ax[d, k] *= signs[k]
+                s0, s1 = _continuity_signs(ax, axes[last], dim)
+                _scale_columns(ax, dim, s0, s1)
             orow = oflat[f]
             if same and dim == 3:
                 k0, k1, k2 = _move_third_moments3(xflat[f], orow, n, wg, ax, tr)
@@ -461,23 +516,19 @@ def _principal_run_for(dim):
                     status[f] = OVERFLOW
             if by_skew:
                 # the rule of choose_signs, after the move (the skew needs the frame)
-                flip = False
-                for k in range(dim - 1):
-                    signs[k] = 1.0
-                    if abs(skew[f, k]) >= _SKEW_TOL and skew[f, k] < 0.0:
-                        signs[k] = -1.0
-                        flip = True
-                signs[dim - 1] = signs[0] if dim == 2 else signs[0] * signs[1]
-                if flip:
-                    for k in range(dim):
-                        skew[f, k] *= signs[k]
-                        for d in range(dim):
-                            ax[d, k] *= signs[k]
-                    _negate_columns(orow, n, dim, signs)
-            for d in range(dim):
-                for k in range(dim):
-                    prev[d, k] = ax[d, k]
-            have = True
+                s0 = -1.0 if abs(skew[f, 0]) >= _SKEW_TOL and skew[f, 0] < 0.0 else 1.0
+                s1 = 1.0
+                if dim == 3 and abs(skew[f, 1]) >= _SKEW_TOL and skew[f, 1] < 0.0:
+                    s1 = -1.0
+                if s0 < 0.0 or s1 < 0.0:
+                    _scale_columns(ax, dim, s0, s1)
+                    s2 = s0 if dim == 2 else s0 * s1
+                    skew[f, 0] *= s0
+                    skew[f, 1] *= s1 if dim == 3 else s2
+                    if dim == 3:
+                        skew[f, 2] *= s2
+                    _negate_columns(orow, n, dim, s0, s1 if dim == 3 else s2, s2)
+            last = f
 
     return principal_run
 
@@ -499,7 +550,7 @@ def _negate_run(start, stop, out, signs):
         for k in range(dim):
             neg = neg or signs[f, k] < 0.0
         if neg:
-            _negate_columns(oflat[f], n, dim, signs[f])
+            _negate_columns(oflat[f], n, dim, signs[f, 0], signs[f, 1], signs[f, dim - 1])
 
 
 def choose_signs(axes, skew, mode, prev, has_prev, rot, flip, swap, ambiguous, sg) -> None:
