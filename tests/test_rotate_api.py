@@ -372,10 +372,13 @@ def _closed_form_solves(X):
     (False: the frame goes to the eigh fallback)."""
     from trajalign.kernels.principal import _sym3_eigen
 
+    from ._jit import jit_caller
+
+    sym3_eigen = jit_caller(_sym3_eigen)
     ax = np.empty((3, 3))
     ok = []
     for g in gyration(X - X.mean(axis=1, keepdims=True)):
-        ok.append(_sym3_eigen(g[0, 0], g[0, 1], g[0, 2], g[1, 1], g[1, 2], g[2, 2], ax)[-1])
+        ok.append(sym3_eigen(g[0, 0], g[0, 1], g[0, 2], g[1, 1], g[1, 2], g[2, 2], ax)[-1])
     return np.array(ok)
 
 

@@ -50,3 +50,58 @@ def test_a_failed_code_path_exits_1(cli, monkeypatch, tmp_path):
     assert res.code == 1
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("Error: a code path failed: trajalign center") and "no.npz" in line
+
+
+def _python_code(mod, jitted):
+    """Every code object of module ``mod``'s functions and methods, nested ones
+    included, except the Python source of Numba kernels (``jitted``: compiled code)."""
+    import inspect
+
+    todo = []
+    for obj in vars(mod).values():
+        if inspect.isfunction(obj) and obj.__module__ == mod.__name__:
+            todo.append(obj.__code__)
+        elif inspect.isclass(obj) and obj.__module__ == mod.__name__:
+            for member in vars(obj).values():
+                fn = getattr(member, "__func__", member)
+                if inspect.isfunction(fn):
+                    todo.append(fn.__code__)
+    while todo:
+        code = todo.pop()
+        if code in jitted:
+            continue
+        yield code
+        todo.extend(c for c in code.co_consts if inspect.iscode(c))
+
+
+def test_no_python_code_calls_a_kernel_compiled_without_wrappers():
+    """Kernels compiled with HELPER_JIT have no CPython wrapper: a call from Python
+    crashes the interpreter (a segmentation fault, no traceback). No function of
+    trajalign outside a kernel may name one (as a global or an attribute)."""
+    import importlib
+    import pkgutil
+
+    from numba.core.dispatcher import Dispatcher
+
+    import trajalign
+
+    mods = [
+        importlib.import_module(m.name)
+        for m in pkgutil.walk_packages(trajalign.__path__, "trajalign.")
+        if not m.name.endswith("__main__")
+    ]
+    found = []
+    for mod in mods:
+        for name, obj in vars(mod).items():
+            vals = obj.values() if isinstance(obj, dict) else [obj]
+            found += [(name, v) for v in vals if isinstance(v, Dispatcher)]
+    jitted = {d.py_func.__code__ for _, d in found}
+    bare = set()
+    for name, d in found:
+        if d.targetoptions.get("no_cpython_wrapper"):
+            bare |= {name, d.py_func.__name__}
+    assert {"_sym3_eigen", "_moments3", "_mic_lattice", "frame_axes"} <= bare
+    for mod in mods:
+        for code in _python_code(mod, jitted):
+            named = bare & set(code.co_names)
+            assert not named, f"{mod.__name__}.{code.co_qualname} calls {named} from Python"

@@ -12,6 +12,14 @@ FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 JIT = {"cache": True, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 PARALLEL_JIT = dict(JIT, parallel=True)
 
+# Kernels that only other kernels call are compiled without the CPython and C wrappers
+# that a call from Python needs (as Numba compiles @overload implementations): a tenth
+# of what an empty cache compiles (make demo's commands 21.7 -> 19.6 s of CPU; principal
+# axes alone 3.0 -> 2.45 s). Calling one from Python crashes the interpreter, so
+# tests/test_warmup.py checks that no Python code in trajalign names one; tests call
+# them through a jitted trampoline (tests/_jit.py).
+HELPER_JIT = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
 # For sums whose bits must not depend on how a kernel was compiled: with ``contract`` and
 # ``reassoc``, code Numba compiles fresh and the same kernel loaded from its cache were
 # seen to round differently (Kabsch RMSDs, 1e-13 relative). Without them the arithmetic

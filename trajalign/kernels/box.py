@@ -61,7 +61,7 @@ enumeration that finds the coset minima in :func:`box_table_kernel` exhaustive, 
 import numba as nb
 import numpy as np
 
-from ._config import JIT, PARALLEL_JIT
+from ._config import HELPER_JIT, JIT, PARALLEL_JIT
 
 __all__ = [
     "N_SLICE",
@@ -93,7 +93,7 @@ _ROUNDINGS = 24
 _ENUMERATE_LIMIT = 1e6
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _try_shorten(v, u, i, wx, wy, wz, w0, w1, w2):
     """Replace row ``v[i]`` by ``v[i] - c w`` (c the nearest integer to the projection)
     if that is shorter; ``u`` carries the same integer operation. Returns True if done."""
@@ -116,7 +116,7 @@ def _try_shorten(v, u, i, wx, wy, wz, w0, w1, w2):
     return True
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _reduce(h, k, v):
     """Reduced basis of the lattice spanned by the first ``k`` rows of ``h`` into ``v``
     (rows sorted by length), by unimodular integer row operations only."""
@@ -173,7 +173,7 @@ def _reduce(h, k, v):
                     v[i, c], v[j, c] = v[j, c], v[i, c]
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _inverse(v, k, g):
     """``g = v^-1`` for a 3D basis (k = 3), or the inverse of the xy block padded with
     zeros for a 2D lattice in the xy-plane (k = 2)."""
@@ -199,7 +199,7 @@ def _inverse(v, k, g):
     g[2, 2] = (v[0, 0] * v[1, 1] - v[0, 1] * v[1, 0]) / det
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _coset_minimum(v, cn, c0, c1, c2):
     """Shortest lattice vector ``n v`` with ``n = (c0, c1, c2) mod 2``, by exhaustive
     enumeration: it is no longer than the representative ``c v``, so (module docstring,
@@ -231,7 +231,7 @@ def _coset_minimum(v, cn, c0, c1, c2):
     return bx, by, bz, best
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _box_row(h, row):
     """Fill one table row from one (3, 3) lower-triangular box (module docstring)."""
     row[:] = 0.0
@@ -305,7 +305,7 @@ def box_table_kernel(h, out):
         _box_row(h[b], out[b])
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _mic_enumerate(dx, dy, dz, p, b):
     """Shortest of ``d + n R`` over the integer box of the module docstring, step 3."""
     best = dx * dx + dy * dy + dz * dz
@@ -330,7 +330,7 @@ def _mic_enumerate(dx, dy, dz, p, b):
     return rx, ry, rz
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _mic_lattice(dx, dy, dz, p, b):
     """:func:`mic` of a lattice-mode row for a vector longer than lambda_1 / 2: Babai
     rounding, the slicer, and the enumeration if the slicer did not settle (module

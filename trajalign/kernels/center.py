@@ -3,7 +3,7 @@
 import numba as nb
 import numpy as np
 
-from ._config import JIT
+from ._config import HELPER_JIT, JIT
 from ._threads import in_threads
 
 __all__ = [
@@ -50,7 +50,7 @@ def _center_weighted_run(start, stop, x, w, out, trans):
         _subtract(xr, orow, n_points, dim, m0, m1, m2)
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _subtract(xr, orow, n, dim, t0, t1, t2):
     """orow = xr - (t0, t1[, t2]) per point, flat rows (n * dim,), float64 arithmetic."""
     if dim == 3:

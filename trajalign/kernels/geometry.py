@@ -29,7 +29,7 @@ import numba as nb
 import numpy as np
 from numba.extending import overload
 
-from ._config import JIT, PARALLEL_JIT
+from ._config import HELPER_JIT, JIT, PARALLEL_JIT
 from ._threads import in_threads
 from .box import BASIS, H2, INVERSE, MODE, frame_box, mic, mic_frame, mic_lattice
 
@@ -70,7 +70,7 @@ _F32_LO = 2.0**-40
 _F32_HI = 2.0**60
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _f32_sqrt_ok(x, f, out):
     """True if frame ``f``'s distances may take their square root in float32: ``out`` is
     float32 and no coordinate of the frame is tiny or huge (see ``_F32_LO``)."""
@@ -99,7 +99,7 @@ _AQ3, _AQ4 = 4.853903996359136964868e2, 1.945506571482613964425e2
 _PIO4_MOREBITS = np.pi / 4 + 0.5 * 6.123233995736765886130e-17
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _atan2(y, x):
     """atan2(y, x) in [-pi, pi] for finite float64 y, x (0 for y = x = 0)."""
     ax = abs(x)

@@ -27,7 +27,7 @@ Conventions (row vectors, as the rest of trajalign):
 import numba as nb
 import numpy as np
 
-from ._config import EXACT_PARALLEL_JIT, JIT
+from ._config import EXACT_PARALLEL_JIT, HELPER_JIT, JIT
 from ._threads import in_threads
 
 # The per-frame helpers are inlined into the kernels that call them (in Numba's IR),
@@ -84,7 +84,7 @@ def _quat_to_rot(q0, q1, q2, q3, rot):
     rot[2, 2] = q0 * q0 - q1 * q1 - q2 * q2 + q3 * q3
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _det3(a00, a01, a02, a10, a11, a12, a20, a21, a22):
     return (
         a00 * (a11 * a22 - a12 * a21)
@@ -325,7 +325,7 @@ def rotation_2d(s, e0, rot):
     return lam, 0
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _moments3(xr, w, wr3, n, yr, orow):
     """Sums over the fit atoms of one 3D frame, flat rows (3n,): S (9 values, row-major,
     S[a, b] = sum w x_a ref_b), the weighted centroid m (3) and sum w |x|^2.
@@ -375,7 +375,7 @@ def _moments3(xr, w, wr3, n, yr, orow):
     return s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _moments2(xr, w, wr, n, yr, orow):
     """2D version of :func:`_moments3`: S (4 values), m (2), sum w |x|^2."""
     s00 = s01 = s10 = s11 = 0.0

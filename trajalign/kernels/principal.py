@@ -14,7 +14,7 @@ moved coordinates of the axes whose sign changed.
 import numba as nb
 import numpy as np
 
-from ._config import JIT
+from ._config import HELPER_JIT, JIT
 from ._threads import in_threads
 from .kabsch import _apply2, _apply3
 
@@ -47,7 +47,7 @@ _SKEW_TOL = 1e-6  # |skewness| below this: the skew sign is undefined (symmetric
 _CLOSED_FORM_GAP = 1e-3
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _sym3_eigen(g00, g01, g02, g11, g12, g22, ax):
     """Eigenpairs of a symmetric 3x3 matrix, closed form, for well separated eigenvalues.
 
@@ -130,7 +130,7 @@ def _sym3_eigen(g00, g01, g02, g11, g12, g22, ax):
     return e0, e1, e2, True
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _quad3(g00, g01, g02, g11, g12, g22, ux, uy, uz):
     """u^T G u for symmetric G."""
     return (
@@ -141,7 +141,7 @@ def _quad3(g00, g01, g02, g11, g12, g22, ux, uy, uz):
     )
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _row_finite(xr):
     """Whether every value of a flat row is finite."""
     for v in xr:
@@ -154,7 +154,7 @@ def _frame_axes_for(dim):
     """:func:`frame_axes` compiled for one dimension (2 or 3): ``dim`` is a constant of
     the closure, so Numba drops the other dimension's branches before typing them."""
 
-    @nb.njit(**JIT)
+    @nb.njit(**HELPER_JIT)
     def frame_axes(xr, n_fit, wc, point, wg, tr, ev, ax):
         """One frame's centre, eigenpairs of the gyration tensor; returns (status, spread).
 
@@ -278,7 +278,7 @@ def _frame_axes_for(dim):
 def _third_moments_for(dim):
     """:func:`third_moments` for one dimension (see :func:`_frame_axes_for`)."""
 
-    @nb.njit(**JIT)
+    @nb.njit(**HELPER_JIT)
     def third_moments(xr, n, wg, ax, tr):
         """sum_i wg_i ((x_i - tr) . ax[:, k])^3 for each axis k (0 beyond dim)."""
         k0 = k1 = k2 = 0.0
@@ -314,7 +314,7 @@ def _third_moments_for(dim):
     return third_moments
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _move_third_moments3(xr, orow, n, wg, ax, tr):
     """orow = (xr - tr) @ ax for one 3D frame, and its third moments along the axes.
 
@@ -343,7 +343,7 @@ def _move_third_moments3(xr, orow, n, wg, ax, tr):
     return k0, k1, k2
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _negate_columns(orow, n, dim, s0, s1, s2):
     """Multiply columns 0, 1 (and 2 in 3D) of a flat (n * dim,) row by ``s0, s1, s2``
     (each +-1: an exact negation or nothing)."""
@@ -357,7 +357,7 @@ def _negate_columns(orow, n, dim, s0, s1, s2):
             orow[o + 2] = -orow[o + 2]
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _continuity_signs(ax, prev, dim):
     """Signs (s0, s1) of the first D-1 axes of ``ax`` that bring them closest to
     ``prev``'s (both (D, D), axes as columns); s1 is 1 in 2D."""
@@ -370,7 +370,7 @@ def _continuity_signs(ax, prev, dim):
     return (-1.0 if d0 < 0.0 else 1.0), (-1.0 if d1 < 0.0 else 1.0)
 
 
-@nb.njit(**JIT)
+@nb.njit(**HELPER_JIT)
 def _scale_columns(ax, dim, s0, s1):
     """Axes times the signs s0, s1 of the first D-1 axes, the last axis following them
     (right-handed: s0 in 2D, s0 * s1 in 3D)."""
