@@ -200,6 +200,11 @@ def frame_error(
     return damaged(path, f"frame {frame} (byte {byte}) is damaged: {text}", frame, _TOOL_FMT)
 
 
+def _word(data: np.ndarray, byte: int) -> int:
+    """The big-endian int32 at ``byte`` of ``data`` (the caller checked the bounds)."""
+    return int(data[byte : byte + 4].view(">i4")[0])
+
+
 def _map(path: str) -> np.ndarray:
     """The file as a read-only uint8 array (a memory map; an empty array for 0 bytes)."""
     if os.path.getsize(path) == 0:
@@ -233,7 +238,7 @@ def build_index(path: str | os.PathLike, natoms: int | None = None) -> XTCIndex:
     st = os.stat(path)
     data = _map(path)
     if natoms is None:
-        natoms = int(k._i32(data, 4)) if data.size >= 8 else 0
+        natoms = _word(data, 4) if data.size >= 8 else 0
     box = np.zeros((3, 3), np.float32)
     # capacity from the first frame's size; grown if the frames get smaller
     h = np.zeros(k.H_LEN, np.int64)
@@ -484,7 +489,7 @@ class XTCReader:
         byte = int(ix.offsets[frame])
         nbytes = None
         if code == _k().BYTE_COUNT:
-            nbytes = int(_k()._i32(self.data, byte + 88))
+            nbytes = _word(self.data, byte + 88)
         return frame_error(ix.path, frame, byte, code, detail, ix.natoms, ix.size, nbytes)
 
     def verify(self, block: int = 64) -> DamagedFileError | None:

@@ -32,13 +32,17 @@ Status codes are the module constants ``OK``, ``BAD_MAGIC``, ...; ``detail`` say
 import numba as nb
 import numpy as np
 
+from ._borrow import borrow
 from ._config import JIT
+from ._threads import in_threads
 
 # exact IEEE arithmetic in written order: the bit-equality above depends on it
 XTC_JIT = {k: v for k, v in JIT.items() if k != "fastmath"}
-XTC_PARALLEL_JIT = dict(XTC_JIT, parallel=True)
+# for kernels only kernels call (see HELPER_JIT)
+XTC_HELPER_JIT = dict(XTC_JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 # the bit readers take the file's array: as calls they cost an array hand-over and a
-# reference count each (measured 2x the decode); inlined in Numba's IR they cost nothing
+# reference count each (measured 2x the decode); inlined in Numba's IR, on a borrowed
+# view of the array (decode_frame, ._borrow), they cost nothing
 _INLINE = dict(XTC_JIT, inline="always")
 
 MAGIC = 1995
@@ -117,7 +121,7 @@ def _u32(data, p):
     )
 
 
-@nb.njit(**XTC_JIT)
+@nb.njit(**XTC_HELPER_JIT)
 def _bit_length(v):
     """Bits of the non-negative int64 ``v`` (0 for 0)."""
     n = 0
@@ -190,14 +194,10 @@ def _unpack(data, bit, nbits, s0, s1, s2):
     """
     m = (nbits - 1) >> 3  # whole bytes before the last chunk
     last = nbits - 8 * m  # 1..8 bits
-    if nbits <= 64:
-        if nbits <= 57:
-            # the window byte-reversed: its whole bytes are the number's low bytes in
-            # order, and the last chunk is the top ``last`` bits of byte m
-            b = _bswap(_window(data, bit))
-        else:
-            r = (_bits(data, bit, nbits - 32) << nb.uint64(32)) | _bits(data, bit + nbits - 32, 32)
-            b = _bswap(r << nb.uint64(64 - nbits))
+    if nbits <= 57:
+        # the window byte-reversed: its whole bytes are the number's low bytes in order,
+        # and the last chunk is the top ``last`` bits of byte m
+        b = _bswap(_window(data, bit))
         low = b & ((nb.uint64(1) << nb.uint64(8 * m)) - nb.uint64(1))
         top = ((b >> nb.uint64(8 * m)) & _MASK8) >> nb.uint64(8 - last)
         v = low | (top << nb.uint64(8 * m))
@@ -209,13 +209,13 @@ def _unpack(data, bit, nbits, s0, s1, s2):
     return _unpack_wide(data, bit, m, last, s1, s2)
 
 
-# an ordinary call, not inlined: only triplets of more than 64 bits (large coordinates
-# at a fine precision) take it, and inlined at both of _unpack's call sites it cost
-# about 2 of decode_frame's 9 CPU seconds of compilation (benchmarks/compiletime.py)
-# for a path most files never reach
-@nb.njit(**XTC_JIT)
+# an ordinary call, not inlined: only triplets of more than 57 bits (coordinate ranges
+# of hundreds of nm at a fine precision) take it, and inlined at both of _unpack's call
+# sites it cost about 2 of decode_frame's 9 CPU seconds of compilation
+# (benchmarks/compiletime.py) for a path most files never reach
+@nb.njit(**XTC_HELPER_JIT)
 def _unpack_wide(data, bit, m, last, s1, s2):
-    """_unpack for 65..72 bits, ``m`` whole bytes then ``last`` bits."""
+    """_unpack for 58..72 bits, ``m`` whole bytes then ``last`` bits."""
     # the number is hi * 2^64 + mid * 2^32 + lo with hi < 2^8; divide limb by limb (each
     # remainder < 2^24, so remainder * 2^32 + limb fits 64 bits)
     lo = nb.uint64(0)
@@ -359,6 +359,10 @@ def decode_frame(data, off, natoms, out, box):
     status, detail, time, step : int, int, float32, int
         ``status`` 0 for a good frame, else one of the codes of this module.
     """
+    # the bit readers below are inlined with the file's array as an argument: a borrowed
+    # view (no reference count) keeps two atomic operations per read out of the loop
+    data = borrow(data)
+    out = borrow(out)
     h = np.zeros(H_LEN, np.int64)
     status, detail, time, prec = read_header(data, off, natoms, h, box)
     step = h[H_STEP]
@@ -428,13 +432,14 @@ def decode_frame(data, off, natoms, out, box):
         i += 1
         if bit + 1 > end:
             return BITS_PAST_END, first, time, step
-        flag = _bits(data, bit, 1)
+        # the flag bit and the 5-bit run code after it, from one read
+        code = _window(data, bit)
         bit += 1
         is_smaller = 0
-        if flag != 0:
+        if code >> nb.uint64(63) != 0:
             if bit + 5 > end:
                 return BITS_PAST_END, first, time, step
-            v = np.int64(_bits(data, bit, 5))
+            v = np.int64((code >> nb.uint64(58)) & nb.uint64(31))
             bit += 5
             if v > 26:
                 return RUN_LENGTH, first, time, step
@@ -503,10 +508,9 @@ def decode_frame(data, off, natoms, out, box):
     return OK, 0, time, step
 
 
-@nb.njit(**XTC_PARALLEL_JIT)
 def decode_block(data, offsets, natoms, coords, boxes, times, steps, status, detail):
-    """Decode the frames at ``offsets`` in parallel (``prange``), atoms
-    ``[0, coords.shape[1])`` of each.
+    """Decode the frames at ``offsets``, atoms ``[0, coords.shape[1])`` of each, on
+    Numba's threads (ranges of frames side by side, :mod:`._threads`).
 
     Parameters
     ----------
@@ -527,7 +531,17 @@ def decode_block(data, offsets, natoms, coords, boxes, times, steps, status, det
     status, detail : (F,) int64
         Receive each frame's status code and its detail (see the module's codes).
     """
-    for f in nb.prange(offsets.shape[0]):
+    # work: the atoms decoded (about a value each); threads only for blocks that pay
+    work = coords.shape[1] * 3
+    args = (data, offsets, natoms, coords, boxes, times, steps, status, detail)
+    in_threads(_decode_run, offsets.shape[0], work, *args)
+
+
+# a serial kernel over a range of frames, not a prange loop: Numba's parfor lowering of
+# this loop took 1.5 s of CPU to compile on every empty cache
+@nb.njit(**XTC_JIT)
+def _decode_run(start, stop, data, offsets, natoms, coords, boxes, times, steps, status, detail):
+    for f in range(start, stop):
         s, d, t, st = decode_frame(data, offsets[f], natoms, coords[f], boxes[f])
         status[f] = s
         detail[f] = d
