@@ -204,3 +204,47 @@ def test_source_reopens_by_path_in_another_process():
     with ProcessPoolExecutor(1) as pool:
         child = pool.submit(_read_in_child, spec.as_dict()).result()
     np.testing.assert_array_equal(child, src.read(2, 5).coords)
+
+
+def test_run_lock_names_its_run_and_leaves_nothing(tmp_path):
+    import json
+    import os
+
+    from trajalign.io.output import RunLock
+
+    target = tmp_path / "out.h5"
+    with RunLock(target) as lock:
+        held = json.loads(lock.path.read_text())
+        assert held["pid"] == os.getpid()
+        assert [p.name for p in tmp_path.iterdir()] == [".out.h5.lock"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_lock_is_a_killed_run_once_it_is_old(tmp_path):
+    """A run killed between creating its lock file and writing it left an empty lock,
+    which later runs took for one being written, forever (a CI run of
+    test_each.py::test_resume_after_sigkill_mid_list_loses_nothing_finished). Locks are
+    now created with their text; an old unreadable one, and the half-made lock file of
+    a dead process, are taken over."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from trajalign.errors import OutputError
+    from trajalign.io.output import _UNREADABLE_STALE_SECONDS, RunLock
+
+    target = tmp_path / "out.h5"
+    lock = tmp_path / ".out.h5.lock"
+    lock.write_text("")
+    with pytest.raises(OutputError, match="another run is writing"):
+        RunLock(target).__enter__()  # fresh: perhaps being written this instant
+    old = time.time() - 2 * _UNREADABLE_STALE_SECONDS
+    os.utime(lock, (old, old))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    litter = tmp_path / f".out.h5.lock.{dead}"
+    litter.write_text("{}")
+    with RunLock(target):
+        assert lock.read_text() != "" and not litter.exists()
+    assert list(tmp_path.iterdir()) == []

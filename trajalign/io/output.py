@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from ..errors import OutputError
@@ -99,6 +100,11 @@ class AtomicOutput:
             pass
 
 
+#: an unreadable lock file older than this is a dead run's (a live run writes its lock's
+#: text microseconds after creating it)
+_UNREADABLE_STALE_SECONDS = 60.0
+
+
 class RunLock:
     """Context manager: hold ``.<name>.lock`` beside ``target`` while a run builds it.
 
@@ -125,7 +131,7 @@ class RunLock:
         )
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self._create(me)
             except FileExistsError:
                 if not self._take_stale():
                     raise self._busy() from None
@@ -135,11 +141,44 @@ class RunLock:
                     f"cannot create the lock file {self.path}: {err.strerror}",
                     "check the output folder's permissions",
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
             self._mine = me
+            self._sweep()
             return self
         raise self._busy()
+
+    def _sweep(self) -> None:
+        """Remove the files :meth:`_create` writes before its link that runs killed in
+        that instant left behind (``.<name>.lock.<pid>`` of no live process)."""
+        for own in self.path.parent.glob(f"{self.path.name}.*"):
+            pid = own.name.rsplit(".", 1)[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid), None):
+                own.unlink(missing_ok=True)
+
+    def _create(self, me: str) -> None:
+        """Create the lock holding ``me``; FileExistsError if it exists.
+
+        The text is written to a file of this process first and hard-linked to the lock's
+        name (atomic, and the classic NFS lock): the lock never exists without its
+        holder, so a run killed at any instant leaves either no lock or one that names
+        it. (Created empty and then written, a run killed in between left an empty lock
+        that no later run could tell from one being written: seen in CI.) Where hard
+        links are not supported, ``O_EXCL`` and then the write.
+        """
+        own = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        try:
+            own.write_text(me)
+            try:
+                os.link(own, self.path)
+                return
+            except FileExistsError:
+                raise
+            except OSError:
+                pass  # no hard links here
+        finally:
+            own.unlink(missing_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
 
     def __exit__(self, *exc) -> bool:
         try:
@@ -164,8 +203,17 @@ class RunLock:
 
         held = self._holder()
         if held is None:
-            return not self.path.exists()
-        if held.get("host") != socket.gethostname() or _alive(held.get("pid"), held.get("started")):
+            # unreadable: being written this instant, or (from a run before hard-linked
+            # locks, or where there are none) left empty by a run killed while writing it
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return True
+            if age < _UNREADABLE_STALE_SECONDS:
+                return False
+        elif held.get("host") != socket.gethostname() or _alive(
+            held.get("pid"), held.get("started")
+        ):
             return False
         # another run may be taking it over at the same moment: only the one whose
         # rename moves the stale lock itself (not a new one) goes on
@@ -197,14 +245,14 @@ class RunLock:
         )
 
 
-def _encodes(text: str, held: dict) -> bool:
-    """Does ``text`` hold the stale lock ``held`` read before?"""
+def _encodes(text: str, held: dict | None) -> bool:
+    """Does ``text`` hold the stale lock ``held`` read before (None: an unreadable one)?"""
     import json
 
     try:
         return json.loads(text) == held
     except ValueError:
-        return False
+        return held is None
 
 
 def _start_time(pid: int) -> int | None:
