@@ -415,9 +415,20 @@ def decode_frame(data, off, natoms, out, box):
         if large:
             if bit + bitsize > end:
                 return BITS_PAST_END, i, time, step
-            u0 = _bits(data, bit, b0)
-            u1 = _bits(data, bit + b0, b1)
-            u2 = _bits(data, bit + b0 + b1, b2)
+            # three fields, read in a loop: one inlined read instead of three (each
+            # costs about 0.2 s of compilation)
+            u0 = u1 = u2 = nb.uint64(0)
+            at = bit
+            for d in range(3):
+                width = b0 if d == 0 else (b1 if d == 1 else b2)
+                v = _bits(data, at, width)
+                at += width
+                if d == 0:
+                    u0 = v
+                elif d == 1:
+                    u1 = v
+                else:
+                    u2 = v
         else:
             if bit + bitsize > end:
                 return BITS_PAST_END, i, time, step
