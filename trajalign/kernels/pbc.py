@@ -17,6 +17,7 @@ Conventions:
 import numba as nb
 import numpy as np
 
+from ._borrow import borrow
 from ._config import EXACT_FASTMATH, EXACT_PARALLEL_JIT, JIT
 from ._threads import in_threads
 from .box import mic
@@ -36,14 +37,24 @@ PARALLEL_JIT = EXACT_PARALLEL_JIT
 EXACT_JIT = dict(JIT, fastmath=EXACT_FASTMATH)
 
 
-@nb.njit(**PARALLEL_JIT)
 def whole_kernel(x, order, parent, mol, p, pstride, split):
     """Make every molecule whole: each atom takes the image nearest its parent.
 
     ``split[f]`` receives the number of molecules that were split in frame ``f``.
     """
-    n_frames, n_atoms = x.shape[0], order.size
-    for f in nb.prange(n_frames):
+    work = order.size * 6
+    in_threads(_whole_run, x.shape[0], work, x, order, parent, mol, p, pstride, split)
+
+
+# Serial kernels over ranges of frames in threads, not prange loops (each prange loop
+# cost its kernel about half a second of compilation on an empty cache). The minimum
+# image is inlined with the box table as an argument: on borrowed views (._borrow) of
+# the arguments that costs no reference counting per atom.
+@nb.njit(**EXACT_JIT)
+def _whole_run(start, stop, x, order, parent, mol, p, pstride, split):
+    x, order, parent, p = borrow(x), borrow(order), borrow(parent), borrow(p)
+    n_atoms = order.size
+    for f in range(start, stop):
         b = f * pstride
         count = 0
         moved = False
@@ -69,7 +80,6 @@ def whole_kernel(x, order, parent, mol, p, pstride, split):
         split[f] = count
 
 
-@nb.njit(**PARALLEL_JIT)
 def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
     """Place whole molecules in the images that keep them together (single linkage).
 
@@ -80,13 +90,24 @@ def cluster_kernel(x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
     are molecule ``m``'s atoms, ``reps[rep_ptr[m]:rep_ptr[m + 1]]`` the ones compared.
     ``moved[f]`` receives the number of molecules shifted in frame ``f``.
     """
-    n_frames = x.shape[0]
+    work = 3 * order.size + 6 * reps.size
+    args = (x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved)
+    in_threads(_cluster_run, x.shape[0], work, *args)
+
+
+@nb.njit(**EXACT_JIT)
+def _cluster_run(start, stop, x, order, mol_ptr, reps, rep_ptr, first, p, pstride, moved):
+    x, order, mol_ptr, p = borrow(x), borrow(order), borrow(mol_ptr), borrow(p)
+    reps, rep_ptr = borrow(reps), borrow(rep_ptr)
     n_mol = mol_ptr.size - 1
-    for f in nb.prange(n_frames):
+    placed = np.zeros(n_mol, np.bool_)
+    best = np.empty(n_mol)
+    cand = np.zeros((n_mol, 3))
+    for f in range(start, stop):
         b = f * pstride
-        placed = np.zeros(n_mol, np.bool_)
-        best = np.full(n_mol, np.inf)
-        cand = np.zeros((n_mol, 3))
+        placed[:] = False
+        best[:] = np.inf
+        cand[:] = 0.0
         q = first
         placed[q] = True
         count = 0
