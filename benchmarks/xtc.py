@@ -13,7 +13,8 @@ Rows (best of ``--repeat``, per frame, contenders interleaved):
   trajalign's reads cost today), and its low-level ``XTCFile.read()`` (nm, no Timestep);
 - native, ``XTCReader.read`` of a block of every frame on one Numba thread: every atom,
   and atoms ``[0, 3340]`` only (the protein);
-- the same block decoded with ``prange`` on 2 threads (all atoms, and the protein);
+- the same block decoded on 2 threads (ranges of frames side by side; all atoms, and the
+  protein);
 - the index: ``build_index`` (the header walk) against MDAnalysis' offsets scan.
 
 Correctness is asserted on the way: the native coordinates equal MDAnalysis' bit for bit.
@@ -116,8 +117,8 @@ def main(argv=None) -> None:
             ("MDAnalysis XTCFile.read (nm, no Timestep)", mda_lowlevel, 1),
             ("native, 1 thread, every atom", block(out), 1),
             (f"native, 1 thread, atoms 0..{PROTEIN - 1}", block(part), 1),
-            ("native block, prange on 2 threads, every atom", block(out), 2),
-            (f"native block, prange on 2 threads, atoms 0..{PROTEIN - 1}", block(part), 2),
+            ("native block, 2 threads, every atom", block(out), 2),
+            (f"native block, 2 threads, atoms 0..{PROTEIN - 1}", block(part), 2),
         ):
             numba.set_num_threads(threads)
             t = best(fn, 1)
