@@ -8,7 +8,7 @@ DEMO   ?= demo_output
 STAMP   = $(VENV)/.installed-test
 BASE    = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis
+
+# Numba's cache beside the sources. Numba checks a kernel's own file only: after editing
+# a kernel module that others import (kernels/box.py, _borrow.py, ...), their cached
+# kernels still hold the old code until this runs (a fresh install rewrites every file)
+clean-cache:
+	find trajalign -name '*.nbi' -delete -o -name '*.nbc' -delete
