@@ -33,13 +33,12 @@ import numba as nb
 import numpy as np
 
 from ._borrow import borrow
-from ._config import JIT
+from ._config import HELPER_JIT, JIT
 from ._threads import in_threads
 
 # exact IEEE arithmetic in written order: the bit-equality above depends on it
 XTC_JIT = {k: v for k, v in JIT.items() if k != "fastmath"}
-# for kernels only kernels call (see HELPER_JIT)
-XTC_HELPER_JIT = dict(XTC_JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+XTC_HELPER_JIT = {k: v for k, v in HELPER_JIT.items() if k != "fastmath"}
 # the bit readers take the file's array: as calls they cost an array hand-over and a
 # reference count each (measured 2x the decode); inlined in Numba's IR, on a borrowed
 # view of the array (decode_frame, ._borrow), they cost nothing
