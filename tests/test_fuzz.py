@@ -440,9 +440,13 @@ def check_superpose(res, X, fit, weights) -> None:
     moved = np.einsum("fnd,fde->fne", centred, res.rotation)
     msd = np.einsum("n,fn->f", w, np.sum((moved - ref) ** 2, axis=2))
     # QCP's msd = Gx + Gy - 2 lambda: cancellation leaves ~1e-13 of Gx + Gy (and float32
-    # coordinates reach the fit as float32)
+    # coordinates reach the fit as float32). The kernels form Gx in one pass as
+    # sum w |x|^2 - |m|^2, which leaves a few float64 ulps of the uncentred sum: a frame
+    # of coincident points 49 A from the origin reports msd 1.8e-12, not 0 (hypothesis)
     g = np.einsum("n,fn->f", w, np.sum(centred**2, axis=2)) + np.sum(w * np.sum(ref**2, 1))
-    tol = (1e-6 if np.asarray(X).dtype == np.float32 else 1e-9) * g + 1e-12
+    uncentred = np.einsum("n,fn->f", w, np.sum(xf**2, axis=2))
+    rel = 1e-6 if np.asarray(X).dtype == np.float32 else 1e-9
+    tol = rel * g + 1e-14 * uncentred + 1e-12
     np.testing.assert_allclose(res.rmsd**2, msd, rtol=0, atol=tol.max())
     # the fit is never worse than leaving the centred frame unrotated
     msd0 = np.einsum("n,fn->f", w, np.sum((centred - ref) ** 2, axis=2))
