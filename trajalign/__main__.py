@@ -1,3 +1,5 @@
 from trajalign.cli import main
 
-main()
+# guarded: a process that multiprocessing spawns may import this module again
+if __name__ == "__main__":
+    main()

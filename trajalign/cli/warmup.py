@@ -84,26 +84,23 @@ def _write_inputs(folder: str) -> dict[str, str]:
     return paths
 
 
-def warmup_runs(paths: dict[str, str], out: str) -> list[list[str]]:
-    """The command lines (without ``trajalign``) that together take every code path."""
+def warmup_runs(paths: dict[str, str], out: str) -> list[list[list[str]]]:
+    """The command lines (without ``trajalign``) that together take every code path, in
+    groups: the runs of a group share kernels and run in order in one process, and the
+    groups are dealt out in turn to ``--jobs`` processes. The order keeps two processes
+    from compiling the same kernels at once: the first group compiles the periodic
+    repair's kernels (which every run on a boxed input needs) while the second compiles
+    those of 2D inputs, which have no box; later groups find the repair in the cache, and
+    the XTC decoder, which the protein runs need, is the fits' first."""
     a3, a2, o3 = paths["a3"], paths["a2"], paths["o3"]
     top = ["-t", paths["pdb"]]
     xtc = paths["xtc"]
     o = ["-o", out, "--force"]
     chain = ["--bonds", paths["bonds"]]
-    runs = [
+    repair_and_distances = [
         ["info", a3, *chain],
         ["center", a3, *o],
         ["center", a3, *chain, "--method", "geometric", *o],
-        ["center", a2, "--method", "point", "--point", "1", *o],
-        ["rotate", a3, *chain, *o],
-        ["rotate", a2, "--reference", "average", *o],
-        ["rotate", a3, "--reference", "average", "--pbc", "none", *o],
-        ["rotate", a3, "--method", "principal", *o],
-        ["rotate", a2, "--method", "principal", *o],
-        ["rotate", a3, "--method", "principal", "--sign", "skew", "--center", "point", *o],
-        ["rotate", a3, "--method", "point", "--points", "0,1,2", *o],
-        ["rotate", a2, "--method", "point", "--points", "0,1", *o],
         ["center", a3, *chain, "--pbc", "cluster", *o],
         ["center", o3, *chain, "--pbc", "cluster", *o],
         ["center", a3, *chain, "--pbc", "nojump", *o],
@@ -114,17 +111,33 @@ def warmup_runs(paths: dict[str, str], out: str) -> list[list[str]]:
          "--transform", "inverse,rbf,bins,repeat", "--dihedral-encoding", "sincos",
          "--undefined", "nan", *o],
         ["internal", a3, "--pairs", "chain", "--features", "distances,angles,dihedrals", *o],
+    ]  # fmt: skip
+    plane = [
+        ["center", a2, "--method", "point", "--point", "1", *o],
+        ["rotate", a2, "--reference", "average", *o],
+        ["rotate", a2, "--method", "principal", *o],
+        ["rotate", a2, "--method", "point", "--points", "0,1", *o],
         ["diagnose", a2, "--perturb-axis", "y", *o],
-        ["diagnose", a3, *chain, "--pbc", "cluster", "--methods", "kabsch", *o],
-        ["check", a3, "--frames", "2"],
-        ["check", a2, "--frames", "2"],
-        ["rotate", xtc, *top, *o],
+    ]
+    protein = [
         ["internal", xtc, *top, "--features", "phi,psi,omega,chi1,mindist,contacts", *o],
         ["internal", xtc, *top, "--features", "contacts", "--contact-transform", "logistic", *o],
     ]  # fmt: skip
     for scheme in ("ca", "closest", "closest-heavy", "sidechain", "sidechain-heavy"):
-        runs.append(["internal", xtc, *top, "--features", "mindist", "--scheme", scheme, *o])
-    return runs
+        protein.append(["internal", xtc, *top, "--features", "mindist", "--scheme", scheme, *o])
+    fits = [
+        ["rotate", xtc, *top, *o],
+        ["rotate", a3, *chain, *o],
+        ["rotate", a3, "--reference", "average", "--pbc", "none", *o],
+        ["rotate", a3, "--method", "principal", *o],
+        ["rotate", a3, "--method", "principal", "--sign", "skew", "--center", "point", *o],
+        ["rotate", a3, "--method", "point", "--points", "0,1,2", *o],
+        ["diagnose", a3, *chain, "--pbc", "cluster", "--methods", "kabsch", *o],
+        # every method, so last: the other groups' kernels are in the cache by then
+        ["check", a3, "--frames", "2"],
+        ["check", a2, "--frames", "2"],
+    ]
+    return [repair_and_distances, plane, protein, fits]
 
 
 def _kernel_modules():
@@ -184,19 +197,96 @@ def _api_runs() -> None:
         negate_columns(np.ones((2, 3, 3), dtype), -np.ones((2, 3)))
 
 
+def _counts() -> dict[str, tuple[int, int]]:
+    """(compiled, loaded) signatures of every dispatcher so far in this process."""
+    return {
+        k: (sum(d.stats.cache_misses.values()), sum(d.stats.cache_hits.values()))
+        for k, d in _dispatchers().items()
+    }
+
+
+def _one_run(args: list[str] | None) -> tuple[str | None, int, int, list[str]]:
+    """Run one code path (``None``: the Python API's) in this process; returns its
+    failure (or None), the signatures it compiled and loaded, and the kernels it reached.
+
+    A module-level function of picklable arguments, so that ``--jobs`` can run it in a
+    pool of fresh processes; each process keeps what it compiled for its next runs."""
+    before = _counts()
+    failure = None
+    state = dict(_STATE)
+    try:
+        if args is None:
+            _api_runs()
+        else:
+            # the commands' own parsing and code paths; -q keeps their notes off, and
+            # stdout takes info's and check's tables
+            with contextlib.redirect_stdout(io.StringIO()):
+                cli.main(args=["-q", *args], prog_name="trajalign", standalone_mode=False)
+    except Exception as exc:  # a failed path is reported, the others still run
+        failure = f"trajalign {' '.join(args)}: {exc}" if args else f"minimum_image: {exc}"
+    finally:
+        _STATE.update(state)  # each run's -q is its own
+    after = _counts()
+    compiled = loaded = 0
+    reached = []
+    for k, (c, h) in after.items():
+        c0, h0 = before.get(k, (0, 0))
+        compiled, loaded = compiled + c - c0, loaded + h - h0
+        if c + h:
+            reached.append(k)
+    return failure, compiled, loaded, reached
+
+
+def _run_lane(runs: list[list[str] | None]) -> list[tuple[str | None, int, int, list[str]]]:
+    """The runs of one process, in order (``_one_run`` of each)."""
+    return [_one_run(args) for args in runs]
+
+
+def _run_all(groups: list[list[list[str] | None]], jobs: int):
+    """Every run of every group: in this process (``jobs`` 1), or group i in process
+    i % jobs of a pool of new processes (Numba writes each cache file whole and renames
+    it into place, so two processes compiling the same kernel leave a valid cache)."""
+    jobs = min(jobs, len(groups))
+    lanes = [[args for g in groups[i::jobs] for args in g] for i in range(jobs)]
+    if jobs <= 1:
+        return [r for lane in lanes for r in _run_lane(lane)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: fresh interpreters (a fork would copy this one's Numba and thread state)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        return [r for done in pool.map(_run_lane, lanes) for r in done]
+
+
+def _default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 @cli.command("compile")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes that compile side by side [default: the cores this process may use].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @click.option("-v", "--verbose", count=True, help="More output; every failed code path.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def compile_command(as_json: bool, verbose: int, quiet: bool) -> None:
+def compile_command(jobs: int | None, as_json: bool, verbose: int, quiet: bool) -> None:
     """Compile every kernel into Numba's cache, so that no later run compiles.
 
     A run with an empty cache compiles the kernels its code path needs first (seconds to
     tens of seconds); later runs load them. This runs every command's code paths once on
-    tiny generated inputs and writes nothing else. The cache is NUMBA_CACHE_DIR when set
-    (for example a folder shared by the nodes of one type: compiled code is specific to
-    the CPU and the Numba version), else __pycache__ beside trajalign's sources. Exit
-    status 1 if a code path failed or a kernel was left out.
+    tiny generated inputs, in --jobs processes side by side, and writes nothing else. The
+    cache is NUMBA_CACHE_DIR when set (for example a folder shared by the nodes of one
+    type: compiled code is specific to the CPU and the Numba version), else __pycache__
+    beside trajalign's sources. Exit status 1 if a code path failed or a kernel was left
+    out.
 
     \b
     Example:
@@ -204,33 +294,20 @@ def compile_command(as_json: bool, verbose: int, quiet: bool) -> None:
     """
     set_verbosity(verbose, quiet)
     t0 = time.perf_counter()
-    failed = []
-    state = dict(_STATE)
-    quiet = contextlib.redirect_stdout(io.StringIO())  # info's and check's tables
     with tempfile.TemporaryDirectory(prefix="trajalign-compile-") as tmp:
         paths = _write_inputs(tmp)
-        runs = warmup_runs(paths, os.path.join(tmp, "out.h5"))
-        for args in runs:
-            try:
-                # the commands' own parsing and code paths; -q keeps their notes off
-                with quiet:
-                    cli.main(args=["-q", *args], prog_name="trajalign", standalone_mode=False)
-            except Exception as exc:  # a failed path is reported, the others still run
-                failed.append(f"trajalign {' '.join(args)}: {exc}")
-            finally:
-                _STATE.update(state)  # each run's -q is its own
-        try:
-            _api_runs()
-        except Exception as exc:
-            failed.append(f"minimum_image: {exc}")
+        groups: list[list[list[str] | None]] = warmup_runs(paths, os.path.join(tmp, "out"))
+        groups[-1].append(None)  # the Python API's kernels
+        # each run its own output: runs side by side must not share one file
+        for i, args in enumerate(a for g in groups for a in g if a and "-o" in a):
+            args[args.index("-o") + 1] = os.path.join(tmp, f"out{i}.h5")
+        results = _run_all(groups, jobs or _default_jobs())
+    failed = [f for f, *_ in results if f]
+    compiled = sum(r[1] for r in results)
+    loaded = sum(r[2] for r in results)
+    reached = {k for r in results for k in r[3]}
     disp = _dispatchers()
-    compiled = sum(sum(d.stats.cache_misses.values()) for d in disp.values())
-    loaded = sum(sum(d.stats.cache_hits.values()) for d in disp.values())
-    missing = [
-        k
-        for k in entry_kernels(disp)
-        if not (disp[k].stats.cache_misses or disp[k].stats.cache_hits)
-    ]
+    missing = [k for k in entry_kernels(disp) if k not in reached]
     import numba
 
     cache = numba.config.CACHE_DIR or "__pycache__ beside trajalign's sources"
