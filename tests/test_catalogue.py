@@ -732,7 +732,12 @@ def run_case(case: Case, tmp: Path):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_catalogue_case(case, tmp_path):
+def test_catalogue_case(case, tmp_path, monkeypatch):
+    from trajalign.executors import DaskExecutor
+
+    # the unreachable scheduler's case waits for the connect timeout: the same code path
+    # and message with 1 s instead of the default 10 s
+    monkeypatch.setattr(DaskExecutor, "CONNECT_TIMEOUT", 1.0)
     res, out, before = run_case(case, tmp_path)
     assert res.code == case.code, (res.code, res.stderr)
     lines = res.stderr.strip().splitlines()

@@ -84,8 +84,9 @@ ex._probe_task = probe
 class Cluster:
     """A scheduler and ``n`` workers (no nanny: a killed worker stays dead)."""
 
-    def __init__(self, tmp: Path, n: int = 2) -> None:
+    def __init__(self, tmp: Path, n: int = 2, block_seconds: float = 0.3) -> None:
         self.tmp = tmp
+        self.block_seconds = block_seconds
         self.file = tmp / "sched.json"
         self.preload = tmp / "slow_blocks.py"
         self.preload.write_text(PRELOAD)
@@ -123,7 +124,12 @@ class Cluster:
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=dict(os.environ, PYTHONPATH=str(self.tmp), SLOW_BLOCK_DONE=str(self.done)),
+            env=dict(
+                os.environ,
+                PYTHONPATH=str(self.tmp),
+                SLOW_BLOCK_DONE=str(self.done),
+                SLOW_BLOCK_SECONDS=str(self.block_seconds),
+            ),
         )
         self.procs.append(p)
         return p
@@ -175,6 +181,17 @@ class Cluster:
 @pytest.fixture()
 def cluster(tmp_path):
     c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def healthy_cluster(tmp_path_factory):
+    """One cluster for the runs that stop no process of it, with blocks at full speed
+    (nothing waits for a run to be mid-way)."""
+    c = Cluster(tmp_path_factory.mktemp("healthy"), block_seconds=0.0)
     try:
         yield c
     finally:
@@ -326,20 +343,20 @@ def test_a_listener_that_is_no_scheduler_does_not_hang(tmp_path, data):
     assert time.perf_counter() - t0 < 20
 
 
-def test_relative_paths_reach_workers_in_another_folder(tmp_path, cluster, data):
+def test_relative_paths_reach_workers_in_another_folder(tmp_path, healthy_cluster, data):
     out = tmp_path / "o.h5"
-    p = center(data.name, out.name, "--scheduler-file", cluster.file, cwd=tmp_path)
+    p = center(data.name, out.name, "--scheduler-file", healthy_cluster.file, cwd=tmp_path)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert_same_file(serial_reference(data, tmp_path), out)
 
 
-def test_an_input_only_the_driver_sees_is_named_before_any_block(tmp_path, cluster, data):
+def test_an_input_only_the_driver_sees_is_named_before_any_block(tmp_path, healthy_cluster, data):
     hidden = tmp_path / "driver-only"
     hidden.mkdir()
     (hidden / "x.npy").write_bytes(data.read_bytes())
     out = tmp_path / "o.h5"
-    p = center(hidden / "x.npy", out, "--scheduler-file", cluster.file)
+    p = center(hidden / "x.npy", out, "--scheduler-file", healthy_cluster.file)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 1
     (line,) = err.strip().splitlines()
@@ -350,10 +367,10 @@ def test_an_input_only_the_driver_sees_is_named_before_any_block(tmp_path, clust
     assert not out.exists() and not partial_path(out).exists()
 
 
-def test_cluster_run_summary_is_quiet_and_equal(tmp_path, cluster, data):
+def test_cluster_run_summary_is_quiet_and_equal(tmp_path, healthy_cluster, data):
     """A healthy run: no Dask line on stderr, the same file as serial."""
     out = tmp_path / "o.h5"
-    p = center(data, out, "--scheduler-file", cluster.file, "--json")
+    p = center(data, out, "--scheduler-file", healthy_cluster.file, "--json")
     stdout, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert json.loads(stdout)["executor"] == "dask"

@@ -312,15 +312,23 @@ def _lattice(h, n=3):
 
 
 def _brute(x, groups, pairs, h=None, direct=None):
-    """Minimum over every atom pair and every lattice image in [-3, 3]^3."""
+    """Minimum over every atom pair and every lattice image in [-3, 3]^3 (``direct``
+    pairs: the image in the array only)."""
     x = x.astype(np.float64)
     shifts = np.zeros((1, 3)) if h is None else _lattice(h)
+    direct = np.zeros(len(pairs), bool) if direct is None else direct
     out = np.empty((x.shape[0], len(pairs)))
-    for k, (a, b) in enumerate(pairs):
-        d = x[:, groups[b]][:, None, :, :] - x[:, groups[a]][:, :, None, :]  # (F, A, B, 3)
-        s = np.zeros((1, 3)) if direct is not None and direct[k] else shifts
-        r = np.linalg.norm(d[..., None, :] + s, axis=-1).min(axis=-1)
-        out[:, k] = r.reshape(x.shape[0], -1).min(axis=1)
+    for f, xf in enumerate(x):
+        # squared distance of atoms i, j with j shifted by s, for every atom pair at once:
+        # |x_j + s - x_i|^2 = |x_j - x_i|^2 + 2 (x_j - x_i).s + |s|^2
+        base = ((xf[None, :, :] - xf[:, None, :]) ** 2).sum(axis=-1)
+        imaged = np.full_like(base, np.inf)
+        for s in shifts:
+            p = xf @ s
+            np.minimum(imaged, base + 2.0 * (p[None, :] - p[:, None]) + s @ s, out=imaged)
+        for k, (a, b) in enumerate(pairs):
+            d2 = base if direct[k] else imaged
+            out[f, k] = np.sqrt(max(d2[np.ix_(groups[a], groups[b])].min(), 0.0))
     return out
 
 

@@ -176,8 +176,8 @@ class DaskExecutor:
         Address of a running scheduler (``tcp://host:8786``), e.g. from dask-jobqueue.
     scheduler_file : str, optional
         Scheduler file written by ``dask scheduler --scheduler-file`` or dask-mpi.
-    timeout : float
-        Seconds to wait for the scheduler to answer.
+    timeout : float, optional
+        Seconds to wait for the scheduler to answer [default: ``CONNECT_TIMEOUT``].
     wait_workers : float
         Seconds to wait for a first worker to join, and for one to come back when every
         worker has left mid-run.
@@ -195,13 +195,17 @@ class DaskExecutor:
 
     #: seconds between checks that the cluster is still there while blocks are out
     POLL = 1.0
+    #: seconds to wait for the scheduler when no ``timeout`` is given (Dask retries a
+    #: refused connection until then: a scheduler may still be starting)
+    CONNECT_TIMEOUT = 10.0
 
     def __init__(
-        self, scheduler=None, scheduler_file=None, timeout=10.0, wait_workers=120.0, quiet=True
+        self, scheduler=None, scheduler_file=None, timeout=None, wait_workers=120.0, quiet=True
     ):
         self.scheduler, self.scheduler_file = scheduler, scheduler_file
         self.where = scheduler or scheduler_file
-        self.timeout, self.wait_workers, self.quiet = timeout, wait_workers, quiet
+        self.timeout = self.CONNECT_TIMEOUT if timeout is None else timeout
+        self.wait_workers, self.quiet = wait_workers, quiet
         self.client = None
         self._prefixes: list[str] = []
         self._log_levels: dict[str, int] = {}
