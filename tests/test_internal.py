@@ -222,12 +222,12 @@ def test_matches_mdtraj(adk, water_triclinic):
 
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_chain_tuples_match_reference(chain2d, dim, dtype, readonly):
+def test_chain_tuples_match_reference(chain2d, dim, dtype, unchanged):
     if dim == 2:
-        X = readonly(chain2d[:50].astype(dtype))
+        X = unchanged(chain2d[:50].astype(dtype))
     else:
         rng = np.random.default_rng(8)
-        X = readonly(np.cumsum(rng.normal(size=(20, 15, 3)), axis=1).astype(dtype))
+        X = unchanged(np.cumsum(rng.normal(size=(20, 15, 3)), axis=1).astype(dtype))
     n = X.shape[1]
     before = X.copy()
     tol = 1e-4 if dtype == np.float32 else 1e-10
@@ -615,15 +615,15 @@ def test_skewed_triclinic_box_matches_brute_force(dims, X, seed):
         assert np.all(_angle_diff(got, want)[ok] < 1e-6)
 
 
-def test_skewed_box_where_the_27_image_search_missed(readonly):
+def test_skewed_box_where_the_27_image_search_missed(unchanged):
     """The issue-12 case: v = (-16, 21, 13) in [30, 50, 70, 50, 105, 60] is 13.4488 A
     long at its minimum image v - a + b - c; the reduce-then-27-images search gave
     28.06 A. Both distance kernels, box forms, float32, per-frame boxes, angles, eigvals."""
-    dims = readonly([30.0, 50.0, 70.0, 50.0, 105.0, 60.0])
+    dims = unchanged([30.0, 50.0, 70.0, 50.0, 105.0, 60.0])
     h = ti.box_vectors(dims)
     v = np.array([-16.0, 21.0, 13.0])
     r = 13.448785811026774
-    X = readonly(np.array([[[0.0, 0.0, 0.0], v, [1.0, 0.0, 0.0]]]))
+    X = unchanged(np.array([[[0.0, 0.0, 0.0], v, [1.0, 0.0, 0.0]]]))
     for box in (dims, h, h[None], np.asarray(dims)[None]):
         np.testing.assert_allclose(ti.distances(X[:, :2], "all", box=box), [[r]], rtol=1e-12)
         np.testing.assert_allclose(ti.distances(X, [[1, 0]], box=box), [[r]], rtol=1e-12)

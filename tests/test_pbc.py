@@ -112,10 +112,10 @@ def test_molecule_plan_of_a_solvated_gromacs_system_matches_the_reference():
     np.testing.assert_array_equal(plan.mol, mol)
 
 
-def test_make_whole_recovers_a_chain_longer_than_half_the_box(readonly):
+def test_make_whole_recovers_a_chain_longer_than_half_the_box(unchanged):
     rng = np.random.default_rng(1)
     truth = stiff_chain(rng)
-    wrapped = readonly(wrap_atoms(truth, H))
+    wrapped = unchanged(wrap_atoms(truth, H))
     bonds = chain_bonds(truth.shape[1])
     out = ta.make_whole(wrapped, DIMS, bonds)
     # the whole chain differs from the truth by one lattice vector per frame

@@ -44,9 +44,9 @@ def gyration(Y, w=None):
 
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_superpose_matches_svd_reference(dim, dtype, readonly):
+def test_superpose_matches_svd_reference(dim, dtype, unchanged):
     rng = np.random.default_rng(1)
-    X = readonly((rng.normal(size=(6, 9, dim)) * 5 + 40).astype(dtype))
+    X = unchanged((rng.normal(size=(6, 9, dim)) * 5 + 40).astype(dtype))
     R0 = rng.normal(size=(9, dim))
     w = rng.uniform(1, 16, 9)
     res = ta.superpose(X, R0, weights=w)
@@ -314,9 +314,9 @@ def test_rmsd_after_fit_never_exceeds_before(seed, dim, n):
 
 @pytest.mark.filterwarnings("ignore:principal axes swapped:RuntimeWarning")
 @pytest.mark.parametrize("dim", [2, 3])
-def test_principal_matches_reference_skew(dim, readonly):
+def test_principal_matches_reference_skew(dim, unchanged):
     rng = np.random.default_rng(8)
-    X = readonly(rng.normal(size=(5, 10, dim)) * [3.0, 2.0, 1.0][:dim] + 7)
+    X = unchanged(rng.normal(size=(5, 10, dim)) * [3.0, 2.0, 1.0][:dim] + 7)
     m = rng.uniform(1, 12, 10)
     res = ta.align_principal(X, masses=m, sign="skew")
     exp, rots, evs = ref.ref_principal(X, m, sign="skew")
@@ -487,9 +487,9 @@ def test_principal_errors():
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-def test_points_matches_reference_and_is_invariant(dim, readonly):
+def test_points_matches_reference_and_is_invariant(dim, unchanged):
     rng = np.random.default_rng(10)
-    X = readonly(rng.normal(size=(5, 8, dim)))
+    X = unchanged(rng.normal(size=(5, 8, dim)))
     k = 5 if dim == 3 else None
     res = ta.align_points(X, 2, 6, k)
     np.testing.assert_allclose(res.coords, ref.ref_points(X, 2, 6, k), atol=1e-12)
