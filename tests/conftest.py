@@ -36,7 +36,7 @@ def unchanged():
 
     They are not flagged read-only: Numba compiles every kernel again for read-only
     arrays, the same machine code, which had the suite compile about 80 signatures for
-    nothing; that read-only arrays are accepted, with bit-equal results, is the test of
+    nothing; that read-only arrays are accepted, with the same results, is the test of
     ``tests/test_read_only_input.py``."""
     made = []
 

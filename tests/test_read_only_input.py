@@ -1,6 +1,7 @@
 """Read-only input (``np.load(..., mmap_mode="r")``, an array a library handed over with
 ``writeable=False``) is accepted by every public function that runs a kernel, and gives
-the bits that a writable copy of it gives.
+what a writable copy of it gives (to rounding: the two are compiled separately, and the
+kernels' fast-math sums may round differently from one compilation to the next).
 
 Numba compiles a kernel again for read-only arrays (a type of their own), so this is
 checked here once per function, on float32 coordinates (what trajectories hold); the
@@ -51,7 +52,7 @@ def _arrays(result) -> list[np.ndarray]:
 @pytest.mark.parametrize(
     "name, dim", [(n, 3) for n in CALLS] + [(n, 2) for n in CALLS if n in PLANAR]
 )
-def test_read_only_input_gives_the_writable_bits(name, dim):
+def test_read_only_input_gives_the_writable_result(name, dim):
     rng = np.random.default_rng(11)
     x = (np.cumsum(rng.normal(0, 1.5, (4, 9, dim)), axis=1) + 3.0).astype(np.float32)
     if name == "inverse":
@@ -62,4 +63,8 @@ def test_read_only_input_gives_the_writable_bits(name, dim):
     want = _arrays(CALLS[name](x))
     assert got and len(got) == len(want)
     for g, w in zip(got, want, strict=True):
-        np.testing.assert_array_equal(g, w)
+        assert g.dtype == w.dtype and g.shape == w.shape
+        # float32 outputs to a few ulps of float32, float64 ones (rotations, RMSDs) of
+        # float64, relative to the largest value
+        tol = (1e-6 if g.dtype == np.float32 else 1e-13) * max(1.0, float(np.abs(w).max()))
+        np.testing.assert_allclose(g, w, rtol=0, atol=tol)

@@ -403,7 +403,9 @@ class Repair:
             x0 = x[:1].copy()
             tally = self._frame_one(x0, box_table(h[:1]))
             images = np.floor((x0[0] - x[0]) @ hinv[0] + 0.5).astype(np.int64)
-            fprev = np.zeros_like(x[0])
+            # float64 as the anchors of later blocks are (zeros_like of a float32 block
+            # kept the first block's fractions in float32, and compiled the kernel twice)
+            fprev = np.zeros(x.shape[1:], np.float64)
             skip = True
         else:
             images, fprev = self._state_at(start, scan)
@@ -478,11 +480,12 @@ def _repair_array(X, box, bonds, mode: str) -> np.ndarray:
     f, n, d = x.shape
     h = box_rows(box, f, d)
     plan = plan_molecules(_bond_array(bonds, n), n, np.arange(n))
-    y = pad3_float64(x)[:, plan.atoms]  # plan.atoms is every point, in order
+    # plan.atoms is every point, in order, so the padded C-ordered copy is the plan's
+    # array as it is (indexing it with plan.atoms made a strided copy, for which Numba
+    # compiled the repair's kernels a second time)
+    y = pad3_float64(x)
     Repair(mode, plan).apply(y, h, 0)
-    out = np.empty(x.shape, dtype=x.dtype)
-    out[:, plan.atoms] = y[..., :d]
-    return out
+    return y[..., :d].astype(x.dtype)
 
 
 def make_whole(X: np.ndarray, box, bonds) -> np.ndarray:

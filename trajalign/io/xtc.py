@@ -208,7 +208,9 @@ def _word(data: np.ndarray, byte: int) -> int:
 def _map(path: str) -> np.ndarray:
     """The file as a read-only uint8 array (a memory map; an empty array for 0 bytes)."""
     if os.path.getsize(path) == 0:
-        return np.zeros(0, np.uint8)
+        empty = np.zeros(0, np.uint8)
+        empty.flags.writeable = False  # as a map is: the kernels compiled for it apply
+        return empty
     return np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
 
 
