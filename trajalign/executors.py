@@ -198,6 +198,8 @@ class DaskExecutor:
     #: seconds to wait for the scheduler when no ``timeout`` is given (Dask retries a
     #: refused connection until then: a scheduler may still be starting)
     CONNECT_TIMEOUT = 10.0
+    #: seconds beyond the timeout before a listener that never answers is given up
+    ANSWER_GRACE = 5.0
 
     def __init__(
         self, scheduler=None, scheduler_file=None, timeout=None, wait_workers=120.0, quiet=True
@@ -270,10 +272,11 @@ class DaskExecutor:
         # service, the dashboard's port): it runs in a thread the run does not wait for
         t = threading.Thread(target=connect, name="trajalign-connect", daemon=True)
         t.start()
-        t.join(self.timeout + 5)
+        t.join(self.timeout + self.ANSWER_GRACE)
         if t.is_alive():
+            waited = self.timeout + self.ANSWER_GRACE
             raise ClusterError(
-                f"no Dask scheduler answered at {self.where} within {self.timeout + 5:g} s",
+                f"no Dask scheduler answered at {self.where} within {waited:g} s",
                 "check that this is the scheduler's address (port 8786 unless set otherwise; "
                 "8787 is its dashboard) and that the scheduler is running",
             )
