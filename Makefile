@@ -41,12 +41,13 @@ demo: $(BASE)
 	@cd $(DEMO) && find . -type f | sort
 
 # the suite in TEST_JOBS processes, a test file to each in turn (--dist loadfile keeps a
-# file's module fixtures, Dask clusters among them, in one process); every kernel is
-# compiled first, by as many processes side by side, instead of by each worker on its own
+# file's module fixtures, Dask clusters among them, in one process), in the order of
+# tests/conftest.py, the longest files first; every kernel is compiled first, by as many
+# processes side by side, instead of by each worker on its own
 TEST_JOBS ?= 2
 test: $(STAMP)
 	$(BIN)/trajalign compile -q --jobs $(TEST_JOBS)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check trajalign tests benchmarks sample_data

@@ -79,3 +79,16 @@ def invoke(*args: str) -> CliResult:
 def cli():
     """``cli("center", path, "-o", out)`` -> CliResult(code, stdout, stderr)."""
     return invoke
+
+
+# the files that take longest (Dask clusters, worker processes) first: make test deals
+# the files out in this order (pytest-xdist's --dist loadfile --no-loadscope-reorder) to
+# two processes, and the short ones then fill the time left, so that both end together
+# (by default the files with the most tests go first, and these two few-test files ran
+# last, often in one process while the other idled)
+_FIRST = ("test_scale.py", "test_cluster.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    order = {name: k for k, name in enumerate(_FIRST)}
+    items.sort(key=lambda item: order.get(item.path.name, len(_FIRST)))  # stable

@@ -485,7 +485,7 @@ def _repair_array(X, box, bonds, mode: str) -> np.ndarray:
     # compiled the repair's kernels a second time)
     y = pad3_float64(x)
     Repair(mode, plan).apply(y, h, 0)
-    return y[..., :d].astype(x.dtype)
+    return np.ascontiguousarray(y[..., :d], dtype=x.dtype)
 
 
 def make_whole(X: np.ndarray, box, bonds) -> np.ndarray:
