@@ -568,3 +568,24 @@ def test_write_traj_holds_the_repaired_aligned_frames(cli, tmp_path):
         # XTC keeps 0.001 nm: rounding up to 0.005 A
         want = f["particles/trajectory/position/value"][()]
         np.testing.assert_allclose(written, want, atol=5.1e-3)
+
+
+def test_nojump_of_float32_frames_decides_in_float64():
+    """Trajectory blocks are float32; the previous frame's fractional coordinates are kept
+    in float64 from the first block on, as the anchors of later blocks are. The atom
+    here moves by 0.5 + 9e-9 of box vector a (found by a random search in this box): an
+    image step in float64, none with float32 fractions (the first block's, before)."""
+    from trajalign.box import box_rows
+    from trajalign.pbc import Repair
+
+    h = box_rows([10.0, 11.0, 12.0, 70.0, 80.0, 65.0], 1, 3)
+    x = np.array(
+        [[[9.011757850646973, 6.1546406745910645, -2.750930070877075]],
+         [[14.011757850646973, 6.1546406745910645, -2.7509303092956543]]],
+        dtype=np.float32,
+    )  # fmt: skip
+    want = ref.ref_nojump(x.astype(np.float64), h[0])
+    got = x.copy()
+    Repair("nojump", plan_molecules(None, 1, np.arange(1))).apply(got, h, 0)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert abs(got[1, 0, 0] - x[1, 0, 0]) > 5  # the step was taken
