@@ -272,9 +272,9 @@ class DaskExecutor:
         # service, the dashboard's port): it runs in a thread the run does not wait for
         t = threading.Thread(target=connect, name="trajalign-connect", daemon=True)
         t.start()
-        t.join(self.timeout + self.ANSWER_GRACE)
+        waited = self.timeout + self.ANSWER_GRACE
+        t.join(waited)
         if t.is_alive():
-            waited = self.timeout + self.ANSWER_GRACE
             raise ClusterError(
                 f"no Dask scheduler answered at {self.where} within {waited:g} s",
                 "check that this is the scheduler's address (port 8786 unless set otherwise; "

@@ -207,7 +207,8 @@ def _counts() -> dict[str, tuple[int, int]]:
 
 def _one_run(args: list[str] | None) -> tuple[str | None, int, int, list[str]]:
     """Run one code path (``None``: the Python API's) in this process; returns its
-    failure (or None), the signatures it compiled and loaded, and the kernels it reached.
+    failure (or None), the signatures it compiled and loaded, and the kernels this
+    process has reached so far (with the runs before it in the same process).
 
     A module-level function of picklable arguments, so that ``--jobs`` can run it in a
     pool of fresh processes; each process keeps what it compiled for its next runs."""
