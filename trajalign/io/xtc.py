@@ -242,10 +242,11 @@ def build_index(path: str | os.PathLike, natoms: int | None = None) -> XTCIndex:
     if natoms is None:
         natoms = _word(data, 4) if data.size >= 8 else 0
     box = np.zeros((3, 3), np.float32)
-    # capacity from the first frame's size; grown if the frames get smaller
-    h = np.zeros(k.H_LEN, np.int64)
-    status, _, _, _ = k.read_header(data, 0, natoms, h, box)
-    frame_size = int(h[k.H_END]) if status == k.OK and h[k.H_END] > 0 else k.HEADER
+    # capacity from the first frame's size (where a walk of one frame stops); grown if
+    # the frames get smaller
+    one = np.empty(1, np.int64)
+    count, first_end, _, _ = k.walk(data, 0, natoms, one, np.empty(1, np.float32), one.copy())
+    frame_size = int(first_end) if count == 1 else k.HEADER
     cap = int(data.size // max(frame_size, 1) * 1.1) + 16
     parts_o, parts_t, parts_s = [], [], []
     at, total = 0, 0

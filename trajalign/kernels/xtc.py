@@ -33,6 +33,7 @@ import numba as nb
 import numpy as np
 
 from ._borrow import borrow
+from ._bytes import be32, be64, bits_to_f32, bswap64
 from ._config import HELPER_JIT, JIT
 from ._threads import in_threads
 
@@ -41,7 +42,8 @@ XTC_JIT = {k: v for k, v in JIT.items() if k != "fastmath"}
 XTC_HELPER_JIT = {k: v for k, v in HELPER_JIT.items() if k != "fastmath"}
 # the bit readers take the file's array: as calls they cost an array hand-over and a
 # reference count each (measured 2x the decode); inlined in Numba's IR, on a borrowed
-# view of the array (decode_frame, ._borrow), they cost nothing
+# view of the array (decode_frame, ._borrow), they cost nothing; their loads and byte
+# swaps are single LLVM instructions (._bytes), cheap to inline at every call site
 _INLINE = dict(XTC_JIT, inline="always")
 
 MAGIC = 1995
@@ -98,12 +100,7 @@ _MASK8 = nb.uint64(0xFF)
 @nb.njit(**_INLINE)
 def _i32(data, p):
     """Big-endian int32 at byte ``p`` of ``data`` (the caller checked p + 4 <= size)."""
-    v = (
-        (np.int64(data[p]) << 24)
-        | (np.int64(data[p + 1]) << 16)
-        | (np.int64(data[p + 2]) << 8)
-        | np.int64(data[p + 3])
-    )
+    v = np.int64(be32(data, p))
     if v >= 2147483648:
         v -= 4294967296
     return v
@@ -112,12 +109,7 @@ def _i32(data, p):
 @nb.njit(**_INLINE)
 def _u32(data, p):
     """Big-endian uint32 at byte ``p`` (as uint32, for a float's bits)."""
-    return np.uint32(
-        (np.uint32(data[p]) << np.uint32(24))
-        | (np.uint32(data[p + 1]) << np.uint32(16))
-        | (np.uint32(data[p + 2]) << np.uint32(8))
-        | np.uint32(data[p + 3])
-    )
+    return be32(data, p)
 
 
 @nb.njit(**XTC_HELPER_JIT)
@@ -130,31 +122,25 @@ def _bit_length(v):
     return n
 
 
+# an ordinary call: only the last 8 bytes of a file take it
+@nb.njit(**XTC_HELPER_JIT)
+def _tail(data, p):
+    """The 64 bits from byte ``p`` on where fewer than 8 bytes are left (zeros past the
+    end of ``data``)."""
+    w = nb.uint64(0)
+    for k in range(8):
+        w = w << _U8
+        if p + k < data.shape[0]:
+            w = w | nb.uint64(data[p + k])
+    return w
+
+
 @nb.njit(**_INLINE)
 def _window(data, bit):
     """The 64 bits of ``data`` from bit ``bit`` on, most significant first (zeros past
     the end of ``data``)."""
     p = bit >> 3
-    if p + 8 <= data.shape[0]:
-        # unsigned indices: no negative-index wraparound, so LLVM can merge the eight
-        # byte loads into one load and a byte swap
-        q = nb.uint64(p)
-        w = (
-            (nb.uint64(data[q]) << nb.uint64(56))
-            | (nb.uint64(data[q + nb.uint64(1)]) << nb.uint64(48))
-            | (nb.uint64(data[q + nb.uint64(2)]) << nb.uint64(40))
-            | (nb.uint64(data[q + nb.uint64(3)]) << nb.uint64(32))
-            | (nb.uint64(data[q + nb.uint64(4)]) << nb.uint64(24))
-            | (nb.uint64(data[q + nb.uint64(5)]) << nb.uint64(16))
-            | (nb.uint64(data[q + nb.uint64(6)]) << nb.uint64(8))
-            | nb.uint64(data[q + nb.uint64(7)])
-        )
-    else:
-        w = nb.uint64(0)
-        for k in range(8):
-            w = w << _U8
-            if p + k < data.shape[0]:
-                w = w | nb.uint64(data[p + k])
+    w = be64(data, p) if p + 8 <= data.shape[0] else _tail(data, p)
     return w << nb.uint64(bit & 7)
 
 
@@ -164,22 +150,6 @@ def _bits(data, bit, n):
     if n == 0:
         return nb.uint64(0)
     return _window(data, bit) >> nb.uint64(64 - n)
-
-
-@nb.njit(**_INLINE)
-def _bswap(x):
-    """The uint64 ``x`` with its bytes in reverse order (LLVM makes this one instruction)."""
-    m = _MASK8
-    return (
-        ((x & m) << nb.uint64(56))
-        | (((x >> nb.uint64(8)) & m) << nb.uint64(48))
-        | (((x >> nb.uint64(16)) & m) << nb.uint64(40))
-        | (((x >> nb.uint64(24)) & m) << nb.uint64(32))
-        | (((x >> nb.uint64(32)) & m) << nb.uint64(24))
-        | (((x >> nb.uint64(40)) & m) << nb.uint64(16))
-        | (((x >> nb.uint64(48)) & m) << nb.uint64(8))
-        | (x >> nb.uint64(56))
-    )
 
 
 @nb.njit(**_INLINE)
@@ -196,7 +166,7 @@ def _unpack(data, bit, nbits, s0, s1, s2):
     if nbits <= 57:
         # the window byte-reversed: its whole bytes are the number's low bytes in order,
         # and the last chunk is the top ``last`` bits of byte m
-        b = _bswap(_window(data, bit))
+        b = bswap64(_window(data, bit))
         low = b & ((nb.uint64(1) << nb.uint64(8 * m)) - nb.uint64(1))
         top = ((b >> nb.uint64(8 * m)) & _MASK8) >> nb.uint64(8 - last)
         v = low | (top << nb.uint64(8 * m))
@@ -247,7 +217,7 @@ def _unpack_wide(data, bit, m, last, s1, s2):
     return x, y, z
 
 
-@nb.njit(**XTC_JIT)
+@nb.njit(**XTC_HELPER_JIT)
 def read_header(data, off, natoms, h, box):
     """Check the header of the frame at byte ``off``.
 
@@ -281,15 +251,11 @@ def read_header(data, off, natoms, h, box):
     if n != natoms or n < 1:  # (a count below 1 would send a header walk backwards)
         return NATOMS, n, zero, zero
     h[H_STEP] = _i32(data, off + 8)
-    bits = np.empty(10, np.uint32)
-    for k in range(10):
-        bits[k] = _u32(data, off + 12 + 4 * k)
-    f = bits.view(np.float32)
-    time = f[0]
+    time = bits_to_f32(_u32(data, off + 12))
     bad = not (abs(time) < np.inf)
     for r in range(3):
         for c in range(3):
-            v = f[1 + 3 * r + c]
+            v = bits_to_f32(_u32(data, off + 16 + 12 * r + 4 * c))
             box[r, c] = v
             # (the limits of io.integrity's header check: no box is that, only damage)
             bad = bad or not (abs(v) <= MAX_BOX_NM) or (r == c and v < 0)
@@ -305,8 +271,7 @@ def read_header(data, off, natoms, h, box):
         return OK, 0, time, zero
     if off + HEADER > size:
         return HEADER_PAST_FILE, HEADER, time, zero
-    bits[0] = _u32(data, off + 56)
-    prec = f[0]
+    prec = bits_to_f32(_u32(data, off + 56))
     if not (prec > 0.0 and prec < np.inf):
         return PRECISION, 0, time, prec
     for d in range(3):
@@ -372,13 +337,9 @@ def decode_frame(data, off, natoms, out, box):
         return OK, 0, time, step
     ten = np.float32(10.0)
     if natoms <= 9:
-        bits = np.empty(3 * n_out, np.uint32)
-        for k in range(3 * n_out):
-            bits[k] = _u32(data, off + SHORT_HEADER + 4 * k)
-        f = bits.view(np.float32)
         for a in range(n_out):
             for d in range(3):
-                out[a, d] = f[3 * a + d] * ten
+                out[a, d] = bits_to_f32(_u32(data, off + SHORT_HEADER + 12 * a + 4 * d)) * ten
         return OK, 0, time, step
 
     inv = np.float32(1.0 / np.float64(prec))
