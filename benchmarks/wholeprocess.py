@@ -207,11 +207,14 @@ def demo_commands(root: str) -> list[list[str]]:
     return cmds
 
 
-def bench_cold(repeat: int = 1, src: str | None = None, demo: bool = True) -> dict:
+def bench_cold(
+    repeat: int = 1, src: str | None = None, demo: bool = True, only: str | None = None
+) -> dict:
     """Cold (empty ``NUMBA_CACHE_DIR``) against warm (the same cache, filled) runs.
 
     Returns ``{name: (cold wall, warm wall, cold CPU, warm CPU)}``, best of ``repeat``
-    (cold runs get a new empty cache each time). ``src``: run that source tree instead.
+    (cold runs get a new empty cache each time). ``src``: run that source tree instead;
+    ``only``: the rows whose name contains it.
     """
     root = os.path.abspath(src) if src else ROOT
     sample = os.path.join(root, "sample_data")
@@ -219,6 +222,8 @@ def bench_cold(repeat: int = 1, src: str | None = None, demo: bool = True) -> di
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "o.h5")
         for name, args in COLD_JOBS.items():
+            if only is not None and only not in name:
+                continue
             job = [*_cold_job(args, sample), "-o", out, "--force"]
             cold, warm = [], []
             for _ in range(max(1, repeat)):
@@ -299,5 +304,7 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--src", help="another source tree (e.g. an unpacked older commit)")
     ap.add_argument("--no-demo", action="store_true", help="skip the make demo row")
+    ap.add_argument("--only", help="the rows whose name contains this (and no demo row)")
     a = ap.parse_args()
-    print_cold(bench_cold(a.repeat, a.src, not a.no_demo), f"cold start: {a.src or 'this tree'}")
+    rows = bench_cold(a.repeat, a.src, not (a.no_demo or a.only), a.only)
+    print_cold(rows, f"cold start: {a.src or 'this tree'}")
