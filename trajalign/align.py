@@ -336,8 +336,10 @@ def superpose_block(x: np.ndarray, xfit: np.ndarray, w: np.ndarray, refc: np.nda
     overflow float64 (``frames`` (F,) numbers it; default 0..F-1); frames with NaN/inf
     are left to the caller's finite check.
     """
+    from . import _ahead
     from .kernels.kabsch import superpose_frames
 
+    _ahead.wait()  # a child compiling these kernels into the cache (trajalign._ahead)
     n_frames, _, dim = x.shape
     out = np.empty_like(x)
     rot = np.empty((n_frames, dim, dim))
@@ -386,8 +388,10 @@ def average_reference(
     Returns the centred average (M, D) float64, the number of passes, and whether it
     converged within ``max_iter``.
     """
+    from . import _ahead
     from .kernels.kabsch import accumulate_aligned, fit_frames
 
+    _ahead.wait()  # (see superpose_block)
     dim = ref0.shape[1]
     ref = prepare_reference(ref0, w, dim, "the first frame")
     rg = float(np.sqrt(np.sum(w * np.sum(ref * ref, axis=1))))

@@ -186,12 +186,49 @@ def pipeline_kwargs(out_kw: dict) -> dict:
     }
 
 
-def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commit=None) -> None:
+def _warm_kabsch() -> None:
+    """Tiny float32 3D frames through the Kabsch fit and the jump diagnostics: the
+    kernels, with their signatures, of a ``rotate`` run on a trajectory."""
+    import numpy as np
+
+    from ..align import superpose_block
+    from ..diagnostics import consecutive_rmsd
+
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
+    ref = x[0].astype(np.float64)
+    out = superpose_block(x, x[:, :3].copy(), np.full(3, 1 / 3), ref[:3] - ref[:3].mean(0))[0]
+    consecutive_rmsd(out)
+
+
+def compile_ahead(kernels: str | None, source_kw: dict, out_kw: dict) -> None:
+    """Compile the fit kernels of a serial run on a trajectory in a forked child while
+    the run opens its input and compiles the rest (:mod:`trajalign._ahead`); only where
+    the kernels are not in Numba's cache. ``kernels``: "kabsch", or None for none."""
+    if kernels != "kabsch" or out_kw["workers"] or out_kw["scheduler"] or out_kw["scheduler_file"]:
+        return
+    paths = source_kw["paths"]
+    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    # arrays may be 2D or float64: other signatures than a trajectory's float32 frames
+    if any(str(p).lower().endswith((".npz", ".npy")) for p in paths):
+        return
+    from .. import _ahead
+
+    if not _ahead.allowed():  # (before importing Numba for the probe)
+        return
+    from ..kernels import kabsch
+
+    _ahead.start(_warm_kabsch, kabsch._superpose3)
+
+
+def run_job(
+    source_kw: dict, job_factory, out_kw: dict, label: str, before_commit=None, ahead=None
+) -> None:
     """Open the source, run the job through the pipeline and report the summary.
 
     ``before_commit(path, source)`` runs on the finished temporary output before it is
     renamed into place (see :func:`trajalign.pipeline.run`). With ``--each`` every input
-    is its own run (:mod:`trajalign.cli.each`)."""
+    is its own run (:mod:`trajalign.cli.each`). ``ahead``: the kernels to compile in a
+    child meanwhile, see :func:`compile_ahead`."""
     from ..errors import ParameterError
     from ..io import open_source
     from ..pipeline import run
@@ -210,6 +247,7 @@ def run_job(source_kw: dict, job_factory, out_kw: dict, label: str, before_commi
 
         return run_each_command(source_kw, job_factory, out_kw, label, naming, keep_going)
     if not out_kw["workers"]:
+        compile_ahead(ahead, source_kw, out_kw)  # (forks: before the hashes' thread)
         start_input_hashes(source_kw)
     executor = make_run_executor(out_kw)
     # The imports and the topology parse under open_source build a few hundred thousand

@@ -172,6 +172,13 @@ def rotate(kw: dict) -> None:
 
         write_trajectory(h5_path, source, traj, force=kw["force"])
 
-    run_job(src, make_job, kw, label="rotate", before_commit=None if traj is None else write_traj)
+    run_job(
+        src,
+        make_job,
+        kw,
+        label="rotate",
+        before_commit=None if traj is None else write_traj,
+        ahead="kabsch" if method == "kabsch" else None,
+    )
     if traj is not None:
         note(f"wrote {os.path.abspath(traj)}")

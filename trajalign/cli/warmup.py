@@ -302,7 +302,17 @@ def compile_command(jobs: int | None, as_json: bool, verbose: int, quiet: bool) 
         # each run its own output: runs side by side must not share one file
         for i, args in enumerate(a for g in groups for a in g if a and "-o" in a):
             args[args.index("-o") + 1] = os.path.join(tmp, f"out{i}.h5")
-        results = _run_all(groups, jobs or _default_jobs())
+        # no compile-ahead child per run (trajalign._ahead): the runs already compile
+        # side by side in --jobs processes, in an order that keeps them apart
+        ahead = os.environ.get("TRAJALIGN_COMPILE_AHEAD")
+        os.environ["TRAJALIGN_COMPILE_AHEAD"] = "0"
+        try:
+            results = _run_all(groups, jobs or _default_jobs())
+        finally:
+            if ahead is None:
+                del os.environ["TRAJALIGN_COMPILE_AHEAD"]
+            else:
+                os.environ["TRAJALIGN_COMPILE_AHEAD"] = ahead
     failed = [f for f, *_ in results if f]
     compiled = sum(r[1] for r in results)
     loaded = sum(r[2] for r in results)

@@ -34,9 +34,11 @@ def consecutive_rmsd(coords: np.ndarray, previous: np.ndarray | None = None) -> 
         ``sqrt(mean_i |x[t, i] - x[t-1, i]|^2)`` (unweighted, in the length unit of
         ``coords``). Frame 0 has no predecessor: NaN unless ``previous`` is given.
     """
+    from .. import _ahead
     from ..kernels._threads import in_threads
     from ..kernels.diagnostics import consecutive_rmsd_kernel
 
+    _ahead.wait()  # a child compiling this kernel into the cache (trajalign._ahead)
     x = np.asarray(coords)
     if x.ndim != 3:
         raise DataError(f"coords has shape {x.shape}, not (frames, points, dim)", "pass (F, N, D)")

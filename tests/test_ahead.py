@@ -1,0 +1,110 @@
+"""The compile-ahead child (trajalign._ahead): what it fills the cache with is what a run
+loads, and nothing about it can harm the run that started it."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from trajalign import _ahead
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _probe(path):
+    """A stand-in for a cached dispatcher whose cache index is ``path``."""
+    return SimpleNamespace(_cache=SimpleNamespace(_cache_file=SimpleNamespace(_index_path=path)))
+
+
+@pytest.fixture
+def may_fork(monkeypatch):
+    # the test process has pytest's threads and may run on one core: let it fork anyway
+    monkeypatch.setattr(_ahead.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(_ahead, "_cores", lambda: 2)
+    monkeypatch.delenv("TRAJALIGN_COMPILE_AHEAD", raising=False)
+    yield
+    _ahead.wait()
+
+
+def test_a_failing_child_is_silent_and_the_caller_goes_on(may_fork, tmp_path, capfd):
+    marker = tmp_path / "ran"
+
+    def warm():
+        marker.write_text("yes")
+        print("noise on stdout")
+        os.write(2, b"noise on stderr\n")
+        raise RuntimeError("a compile that failed")
+
+    assert _ahead.start(warm, _probe(str(tmp_path / "missing.nbi")))
+    _ahead.wait()
+    assert marker.read_text() == "yes"  # the child ran
+    out, err = capfd.readouterr()
+    assert "noise" not in out and "noise" not in err
+    _ahead.wait()  # nothing left to wait for: returns at once
+
+
+def test_wait_stops_a_child_that_takes_too_long(may_fork, monkeypatch, tmp_path):
+    monkeypatch.setattr(_ahead, "TIMEOUT", 0.5)
+    assert _ahead.start(lambda: time.sleep(60), _probe(str(tmp_path / "missing.nbi")))
+    pid = _ahead._child[-1]
+    t0 = time.monotonic()
+    _ahead.wait()
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(pid, 0)
+
+
+def test_no_child_for_a_filled_cache_nor_when_turned_off(may_fork, monkeypatch, tmp_path):
+    index = tmp_path / "there.nbi"
+    index.write_bytes(b"")
+    assert not _ahead.start(lambda: None, _probe(str(index)))
+    assert not _ahead.start(lambda: None, object())  # not a cached dispatcher: no child
+    monkeypatch.setenv("TRAJALIGN_COMPILE_AHEAD", "0")
+    assert not _ahead.start(lambda: None, _probe(str(tmp_path / "missing.nbi")))
+    monkeypatch.delenv("TRAJALIGN_COMPILE_AHEAD")
+    monkeypatch.setattr(_ahead.threading, "active_count", lambda: 2)  # a thread: no fork
+    assert not _ahead.start(lambda: None, _probe(str(tmp_path / "missing.nbi")))
+    assert not _ahead._child
+
+
+_COLD_RUN = """
+import json, sys
+from trajalign.cli import main
+try:
+    main(sys.argv[1:], hard_exit=False)
+except SystemExit:
+    pass
+from trajalign.kernels import kabsch, diagnostics
+stats = [kabsch._superpose3.stats, diagnostics.consecutive_rmsd_kernel.stats]
+print(json.dumps({
+    "compiled": sum(sum(s.cache_misses.values()) for s in stats),
+    "loaded": sum(sum(s.cache_hits.values()) for s in stats),
+}))
+"""
+
+
+@pytest.mark.parametrize("ahead", ["1", "0"])
+def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, ahead):
+    """With an empty cache, the run loads the fit and jump kernels (the child compiled
+    them, with the run's own signatures); turned off, the run compiles them itself
+    (which shows that the first half can fail)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the child is started only with two or more cores")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), TRAJALIGN_COMPILE_AHEAD=ahead)
+    sample = os.path.join(ROOT, "sample_data")
+    args = ["-q", "rotate", f"{sample}/butane.dcd", "-t", f"{sample}/butane.pdb"]
+    args += ["-o", str(tmp_path / "o.h5")]
+    p = subprocess.run(
+        [sys.executable, "-c", _COLD_RUN, *args], env=env, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "o.h5").exists()
+    counts = json.loads(p.stdout.strip().splitlines()[-1])
+    if ahead == "1":
+        assert counts == {"compiled": 0, "loaded": 2}, counts
+    else:
+        assert counts == {"compiled": 2, "loaded": 0}, counts
