@@ -154,6 +154,16 @@ COLD_JOBS = {
     "internal --transform inverse,rbf": ["internal", "--transform", "inverse,rbf"],
     "rotate --pbc none": ["rotate", "--pbc", "none"],
     "rotate -s protein, XTC": ["rotate", "{xtc}", "-t", "{gro}", "-s", "protein"],
+    "rotate -s protein --method principal, XTC": [
+        "rotate",
+        "{xtc}",
+        "-t",
+        "{gro}",
+        "-s",
+        "protein",
+        "--method",
+        "principal",
+    ],
 }
 
 

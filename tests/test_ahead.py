@@ -78,8 +78,9 @@ try:
     main(sys.argv[1:], hard_exit=False)
 except SystemExit:
     pass
-from trajalign.kernels import kabsch, diagnostics
-stats = [kabsch._superpose3.stats, diagnostics.consecutive_rmsd_kernel.stats]
+from trajalign.kernels import diagnostics, kabsch, principal
+fit = kabsch._superpose3 if "principal" not in sys.argv else principal._PRINCIPAL_RUN[3]
+stats = [fit.stats, diagnostics.consecutive_rmsd_kernel.stats]
 print(json.dumps({
     "compiled": sum(sum(s.cache_misses.values()) for s in stats),
     "loaded": sum(sum(s.cache_hits.values()) for s in stats),
@@ -87,8 +88,10 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize("ahead", ["1", "0"])
-def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, ahead):
+@pytest.mark.parametrize(
+    ("method", "ahead"), [("kabsch", "1"), ("kabsch", "0"), ("principal", "1")]
+)
+def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, ahead):
     """With an empty cache, the run loads the fit and jump kernels (the child compiled
     them, with the run's own signatures); turned off, the run compiles them itself
     (which shows that the first half can fail)."""
@@ -97,7 +100,7 @@ def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, ahead):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), TRAJALIGN_COMPILE_AHEAD=ahead)
     sample = os.path.join(ROOT, "sample_data")
     args = ["-q", "rotate", f"{sample}/butane.dcd", "-t", f"{sample}/butane.pdb"]
-    args += ["-o", str(tmp_path / "o.h5")]
+    args += ["--method", method, "-o", str(tmp_path / "o.h5")]
     p = subprocess.run(
         [sys.executable, "-c", _COLD_RUN, *args], env=env, capture_output=True, text=True
     )

@@ -537,6 +537,7 @@ def principal_block(
     the caller has checked. Returns coords, rotation, translation, diagnostics dict, and
     the last axes.
     """
+    from . import _ahead
     from .kernels.principal import (
         ALL_AT_CENTRE,
         COLLINEAR,
@@ -547,6 +548,7 @@ def principal_block(
         principal_frames,
     )
 
+    _ahead.wait()  # (see superpose_block)
     n_frames, _, dim = x.shape
     trans = np.empty((n_frames, dim))
     evals = np.empty((n_frames, dim))

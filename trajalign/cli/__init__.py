@@ -186,25 +186,45 @@ def pipeline_kwargs(out_kw: dict) -> dict:
     }
 
 
-def _warm_kabsch() -> None:
-    """Tiny float32 3D frames through the Kabsch fit and the jump diagnostics: the
-    kernels, with their signatures, of a ``rotate`` run on a trajectory."""
+def _warm_fit(method: str) -> None:
+    """Tiny float32 3D frames through one fit (``kabsch`` or ``principal``) and the jump
+    diagnostics: the kernels, with their signatures, of a ``rotate`` run on a trajectory."""
     import numpy as np
 
-    from ..align import superpose_block
+    from ..align import principal_block, superpose_block
     from ..diagnostics import consecutive_rmsd
 
-    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
-    ref = x[0].astype(np.float64)
-    out = superpose_block(x, x[:, :3].copy(), np.full(3, 1 / 3), ref[:3] - ref[:3].mean(0))[0]
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    w = np.full(4, 0.25)
+    if method == "kabsch":
+        ref = x[0, :4].astype(np.float64)
+        out = superpose_block(x, x[:, :4].copy(), w, ref - ref.mean(0))[0]
+    else:
+        out = principal_block(
+            x, x, np.full(5, 0.2), -1, np.full(5, 0.2), "skew", None, np.arange(2)
+        )[0]
     consecutive_rmsd(out)
 
 
-def compile_ahead(kernels: str | None, source_kw: dict, out_kw: dict) -> None:
+def _fit_probe(method: str):
+    """The kernel whose cache entry says whether ``method``'s fit is compiled."""
+    if method == "kabsch":
+        from ..kernels import kabsch
+
+        return kabsch._superpose3
+    from ..kernels import principal
+
+    return principal._PRINCIPAL_RUN[3]
+
+
+def compile_ahead(method: str | None, source_kw: dict, out_kw: dict) -> None:
     """Compile the fit kernels of a serial run on a trajectory in a forked child while
     the run opens its input and compiles the rest (:mod:`trajalign._ahead`); only where
-    the kernels are not in Numba's cache. ``kernels``: "kabsch", or None for none."""
-    if kernels != "kabsch" or out_kw["workers"] or out_kw["scheduler"] or out_kw["scheduler_file"]:
+    the kernels are not in Numba's cache. ``method``: the fit ("kabsch", "principal"),
+    or None for none."""
+    if method not in ("kabsch", "principal"):
+        return
+    if out_kw["workers"] or out_kw["scheduler"] or out_kw["scheduler_file"]:
         return
     paths = source_kw["paths"]
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
@@ -215,9 +235,7 @@ def compile_ahead(kernels: str | None, source_kw: dict, out_kw: dict) -> None:
 
     if not _ahead.allowed():  # (before importing Numba for the probe)
         return
-    from ..kernels import kabsch
-
-    _ahead.start(_warm_kabsch, kabsch._superpose3)
+    _ahead.start(lambda: _warm_fit(method), _fit_probe(method))
 
 
 def run_job(

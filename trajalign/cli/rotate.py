@@ -178,7 +178,7 @@ def rotate(kw: dict) -> None:
         kw,
         label="rotate",
         before_commit=None if traj is None else write_traj,
-        ahead="kabsch" if method == "kabsch" else None,
+        ahead=method if method in ("kabsch", "principal") else None,
     )
     if traj is not None:
         note(f"wrote {os.path.abspath(traj)}")
