@@ -12,8 +12,6 @@ import pytest
 
 from trajalign import _ahead
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _probe(path):
     """A stand-in for a cached dispatcher whose cache index is ``path``."""
@@ -92,15 +90,16 @@ print(json.dumps({
     ("method", "ahead"), [("kabsch", "1"), ("kabsch", "0"), ("principal", "1")]
 )
 def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, ahead):
-    """With an empty cache, the run loads the fit and jump kernels (the child compiled
-    them, with the run's own signatures); turned off, the run compiles them itself
-    (which shows that the first half can fail)."""
+    """With an empty cache, a run on an XTC loads the fit and jump kernels (the child
+    compiled them, with the run's own signatures, while the run compiled the decoder);
+    turned off, the run compiles them itself (which shows that the first case can fail)."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the child is started only with two or more cores")
+    from MDAnalysisTests.datafiles import GRO, XTC
+
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), TRAJALIGN_COMPILE_AHEAD=ahead)
-    sample = os.path.join(ROOT, "sample_data")
-    args = ["-q", "rotate", f"{sample}/butane.dcd", "-t", f"{sample}/butane.pdb"]
-    args += ["--method", method, "-o", str(tmp_path / "o.h5")]
+    args = ["-q", "rotate", XTC, "-t", GRO, "-s", "protein", "--method", method]
+    args += ["-o", str(tmp_path / "o.h5")]
     p = subprocess.run(
         [sys.executable, "-c", _COLD_RUN, *args], env=env, capture_output=True, text=True
     )
@@ -111,3 +110,23 @@ def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, ahead)
         assert counts == {"compiled": 0, "loaded": 2}, counts
     else:
         assert counts == {"compiled": 2, "loaded": 0}, counts
+
+
+def test_no_child_for_inputs_whose_run_compiles_nothing_meanwhile(monkeypatch):
+    """Only an XTC read by the native decoder: elsewhere the child would only move the
+    fit's compilation (and arrays may have other signatures)."""
+    from trajalign import cli
+
+    started = []
+    monkeypatch.setattr(_ahead, "start", lambda *a: started.append(a) or True)
+    monkeypatch.setattr(_ahead, "allowed", lambda: True)
+    serial = {"workers": None, "scheduler": None, "scheduler_file": None}
+    for paths, reader in [
+        ("a.dcd", None), ("a.npz", None), (["a.xtc", "b.trr"], None), ("a.xtc", "mdanalysis")
+    ]:  # fmt: skip
+        cli.compile_ahead("kabsch", {"paths": paths, "xtc_reader": reader}, serial)
+    cli.compile_ahead("point", {"paths": "a.xtc", "xtc_reader": None}, serial)
+    cli.compile_ahead("kabsch", {"paths": "a.xtc", "xtc_reader": None}, dict(serial, workers=2))
+    assert started == []
+    cli.compile_ahead("kabsch", {"paths": ["a.xtc", "b.XTC"], "xtc_reader": None}, serial)
+    assert len(started) == 1
