@@ -220,10 +220,10 @@ def test_partial_decode_reads_a_prefix_of_the_stream():
     data[off + 92 + nbytes // 2 : off + 92 + nbytes] = 0xFF  # the solvent's half
     out = np.empty((3341, 3), np.float32)
     box = np.empty((3, 3), np.float32)
-    s, _, _, _ = K.decode_frame(frozen(data), off, ix.natoms, out, box)
+    s, _, _, _ = K.decode_frame(frozen(data), off, ix.natoms, out, box, scratch())
     assert s == K.OK and np.array_equal(bits(out), bits(full[0, :3341]))
     out = np.empty((ix.natoms, 3), np.float32)
-    s, _, _, _ = K.decode_frame(frozen(data), off, ix.natoms, out, box)
+    s, _, _, _ = K.decode_frame(frozen(data), off, ix.natoms, out, box, scratch())
     assert s != K.OK
 
 
@@ -272,6 +272,11 @@ def test_random_coordinates_written_by_mdanalysis_read_back_bit_equal(tmp_path_f
 # ------------------------------------------------------------------- damaged data
 
 
+def scratch() -> np.ndarray:
+    """The header scratch ``decode_frame`` takes from its caller."""
+    return np.empty(K.H_LEN, np.int64)
+
+
 def frozen(data: np.ndarray) -> np.ndarray:
     """A read-only view of file bytes, as the reader hands them to the decoder (a
     read-only memory map): Numba compiles the decoder again for writable arrays."""
@@ -289,7 +294,7 @@ def frame_bytes(name="XTC_sub_sol"):
 def decode_status(data, off, natoms, n_out=None):
     out = np.empty((natoms if n_out is None else n_out, 3), np.float32)
     box = np.empty((3, 3), np.float32)
-    return K.decode_frame(frozen(data), off, natoms, out, box)[:2]
+    return K.decode_frame(frozen(data), off, natoms, out, box, scratch())[:2]
 
 
 def put(data, at, fmt, value):
@@ -469,6 +474,7 @@ FUZZ = textwrap.dedent(
     tally = {}
     out = np.empty((ix.natoms, 3), np.float32)
     box = np.empty((3, 3), np.float32)
+    h = np.empty(K.H_LEN, np.int64)
     ends = list(ix.offsets[1:]) + [base.size]
     for t in range(trials):
         f = int(rng.integers(ix.n_frames))
@@ -484,8 +490,9 @@ FUZZ = textwrap.dedent(
                 d[at] ^= np.uint8(1 << int(rng.integers(8)))
         ro = d.view()
         ro.flags.writeable = False  # read-only, as the reader's memory map
-        s, _, _, _ = K.decode_frame(ro, int(ix.offsets[f]), ix.natoms, out, box)
-        s2, _, _, _ = K.decode_frame(ro, int(ix.offsets[f]), ix.natoms, out[:ix.natoms // 3], box)
+        at = int(ix.offsets[f])
+        s, _, _, _ = K.decode_frame(ro, at, ix.natoms, out, box, h)
+        s2, _, _, _ = K.decode_frame(ro, at, ix.natoms, out[:ix.natoms // 3], box, h)
         tally[str(s)] = tally.get(str(s), 0) + 1
         tally[kind + "_" + str(s != 0)] = tally.get(kind + "_" + str(s != 0), 0) + 1
         tally["partial_" + str(s2)] = tally.get("partial_" + str(s2), 0) + 1

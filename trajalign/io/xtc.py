@@ -245,7 +245,10 @@ def build_index(path: str | os.PathLike, natoms: int | None = None) -> XTCIndex:
     # capacity from the first frame's size (where a walk of one frame stops); grown if
     # the frames get smaller
     one = np.empty(1, np.int64)
-    count, first_end, _, _ = k.walk(data, 0, natoms, one, np.empty(1, np.float32), one.copy())
+    h = np.empty(k.H_LEN, np.int64)
+    count, first_end, _, _ = k.walk(
+        data, 0, natoms, one, np.empty(1, np.float32), one.copy(), h, box
+    )
     frame_size = int(first_end) if count == 1 else k.HEADER
     cap = int(data.size // max(frame_size, 1) * 1.1) + 16
     parts_o, parts_t, parts_s = [], [], []
@@ -255,7 +258,7 @@ def build_index(path: str | os.PathLike, natoms: int | None = None) -> XTCIndex:
         offsets = np.empty(cap, np.int64)
         times = np.empty(cap, np.float32)
         steps = np.empty(cap, np.int64)
-        count, at, status, detail = k.walk(data, at, natoms, offsets, times, steps)
+        count, at, status, detail = k.walk(data, at, natoms, offsets, times, steps, h, box)
         parts_o.append(offsets[:count])
         parts_t.append(times[:count])
         parts_s.append(steps[:count])
@@ -274,7 +277,7 @@ def build_index(path: str | os.PathLike, natoms: int | None = None) -> XTCIndex:
             # that frame, whose byte count sent the walk to the wrong place
             prev = int(offsets[-1])
             out = np.empty((natoms, 3), np.float32)
-            s, d, _, _ = k.decode_frame(data, prev, natoms, out, box)
+            s, d, _, _ = k.decode_frame(data, prev, natoms, out, box, h)
             if s != k.OK:
                 fault = XTCFault(int(s), total - 1, prev, int(d))
                 offsets, times, steps = offsets[:-1], times[:-1], steps[:-1]
@@ -631,7 +634,8 @@ class XTCChain:
         out = np.empty((self.natoms, 3), np.float32)
         box = np.empty((3, 3), np.float32)
         at = int(r.index.offsets[0])
-        status, detail, _, _ = k.decode_frame(r.data, at, self.natoms, out, box)
+        h = np.empty(k.H_LEN, np.int64)
+        status, detail, _, _ = k.decode_frame(r.data, at, self.natoms, out, box, h)
         if status != k.OK:
             raise r.frame_error(0, int(status), int(detail))
         return out, box_dimensions(box[None])[0]

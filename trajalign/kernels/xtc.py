@@ -298,7 +298,7 @@ def read_header(data, off, natoms, h, box):
 
 
 @nb.njit(**XTC_JIT)
-def decode_frame(data, off, natoms, out, box):
+def decode_frame(data, off, natoms, out, box, h):
     """Decode atoms ``[0, out.shape[0])`` of the frame at byte ``off``, in Angstrom.
 
     Decoding stops as soon as the last wanted atom is written (inside a run if that is
@@ -317,6 +317,8 @@ def decode_frame(data, off, natoms, out, box):
         Receives the first ``n`` atoms (1 <= n <= natoms), Angstrom.
     box : (3, 3) float32
         Receives the box vectors, nm (as stored).
+    h : (H_LEN,) int64
+        Scratch for the header's fields (see :func:`read_header`).
 
     Returns
     -------
@@ -327,7 +329,6 @@ def decode_frame(data, off, natoms, out, box):
     # view (no reference count) keeps two atomic operations per read out of the loop
     data = borrow(data)
     out = borrow(out)
-    h = np.zeros(H_LEN, np.int64)
     status, detail, time, prec = read_header(data, off, natoms, h, box)
     step = h[H_STEP]
     if status != OK:
@@ -504,16 +505,21 @@ def decode_block(data, offsets, natoms, coords, boxes, times, steps, status, det
     """
     # work: the atoms decoded (about a value each); threads only for blocks that pay
     work = coords.shape[1] * 3
-    args = (data, offsets, natoms, coords, boxes, times, steps, status, detail)
+    # each frame's header fields: scratch from here, which keeps Numba's array
+    # allocation out of the kernels (its compilation, 0.3 s, on every empty cache)
+    headers = np.empty((offsets.shape[0], H_LEN), np.int64)
+    args = (data, offsets, natoms, coords, boxes, times, steps, status, detail, headers)
     in_threads(_decode_run, offsets.shape[0], work, *args)
 
 
 # a serial kernel over a range of frames, not a prange loop: Numba's parfor lowering of
 # this loop took 1.5 s of CPU to compile on every empty cache
 @nb.njit(**XTC_JIT)
-def _decode_run(start, stop, data, offsets, natoms, coords, boxes, times, steps, status, detail):
+def _decode_run(
+    start, stop, data, offsets, natoms, coords, boxes, times, steps, status, detail, headers
+):
     for f in range(start, stop):
-        s, d, t, st = decode_frame(data, offsets[f], natoms, coords[f], boxes[f])
+        s, d, t, st = decode_frame(data, offsets[f], natoms, coords[f], boxes[f], headers[f])
         status[f] = s
         detail[f] = d
         times[f] = t
@@ -521,7 +527,7 @@ def _decode_run(start, stop, data, offsets, natoms, coords, boxes, times, steps,
 
 
 @nb.njit(**XTC_JIT)
-def walk(data, start, natoms, offsets, times, steps):
+def walk(data, start, natoms, offsets, times, steps, h, box):
     """Walk frame headers from byte ``start``, recording each frame's offset, time and
     step, until the file ends, ``offsets`` is full, or a header is bad.
 
@@ -539,6 +545,10 @@ def walk(data, start, natoms, offsets, times, steps):
         Receives the times, ps.
     steps : (C,) int64
         Receives the steps.
+    h : (H_LEN,) int64
+        Scratch for a header's fields.
+    box : (3, 3) float32
+        Scratch for a header's box.
 
     Returns
     -------
@@ -547,8 +557,6 @@ def walk(data, start, natoms, offsets, times, steps):
         else the next frame's offset), and the status of that frame's header (0 when the
         walk stopped at the end of the file or at capacity).
     """
-    h = np.zeros(H_LEN, np.int64)
-    box = np.zeros((3, 3), np.float32)
     size = data.shape[0]
     at = start
     count = 0
