@@ -45,6 +45,10 @@ demo: $(BASE)
 # tests/conftest.py, the longest files first; every kernel is compiled first, by as many
 # processes side by side, instead of by each worker on its own
 TEST_JOBS ?= 2
+# the suite's subprocesses write and reuse Python's bytecode caches: where the environment
+# sets PYTHONDONTWRITEBYTECODE (some sandboxes and CI images do), each of them compiled
+# trajalign's modules again (an empty value is unset for Python)
+test: export PYTHONDONTWRITEBYTECODE :=
 test: $(STAMP)
 	$(BIN)/trajalign compile -q --jobs $(TEST_JOBS)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --durations=15
