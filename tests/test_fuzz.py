@@ -624,7 +624,8 @@ def test_fuzz_internal(X, kind, undefined, data):
 
 
 def all_pairs_or(t, n):
-    return ta.all_pairs(n) if isinstance(t, str) else np.asarray(t).reshape(-1, 2)
+    # (integral float pairs are accepted, as a "float" draw of ``tuples`` gives them)
+    return ta.all_pairs(n) if isinstance(t, str) else np.asarray(t).reshape(-1, 2).astype(np.intp)
 
 
 @st.composite
