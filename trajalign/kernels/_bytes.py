@@ -31,6 +31,7 @@ def _check(arr, pos):
     ok = (
         isinstance(arr, types.Array)
         and arr.ndim == 1
+        and arr.layout == "C"  # (a byte offset is an element offset only without strides)
         and arr.dtype == types.uint8
         and isinstance(pos, types.Integer)
     )
