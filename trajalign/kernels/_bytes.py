@@ -17,51 +17,39 @@ from numba.np.arrayobj import make_array
 __all__ = ["be32", "be64", "bits_to_f32", "bswap64"]
 
 
-def _load_be(context, builder, arr_type, arr, pos, width):
-    """The ``width``-bit big-endian integer at byte ``pos`` of the 1-D uint8 array."""
-    data = make_array(arr_type)(context, builder, value=arr).data
-    ptr = builder.gep(data, [pos])
-    ity = ir.IntType(width)
-    raw = builder.load(builder.bitcast(ptr, ity.as_pointer()), align=1)
-    bswap = builder.module.declare_intrinsic("llvm.bswap", [ity])
-    return builder.call(bswap, [raw])
+def _big_endian(width: int, result):
+    """The intrinsic ``f(data, p)``: bytes ``p .. p + width / 8 - 1`` of the contiguous
+    1-D uint8 array ``data`` as a big-endian unsigned ``result`` (the caller checked
+    that they lie inside ``data``)."""
+
+    def typer(typingctx, arr, pos):
+        ok = (
+            isinstance(arr, types.Array)
+            and arr.ndim == 1
+            and arr.layout == "C"  # (a byte offset is an element offset only without strides)
+            and arr.dtype == types.uint8
+            and isinstance(pos, types.Integer)
+        )
+        if not ok:
+            return None
+
+        def codegen(context, builder, sig, args):
+            data = make_array(sig.args[0])(context, builder, value=args[0]).data
+            ity = ir.IntType(width)
+            ptr = builder.bitcast(builder.gep(data, [args[1]]), ity.as_pointer())
+            bswap = builder.module.declare_intrinsic("llvm.bswap", [ity])
+            return builder.call(bswap, [builder.load(ptr, align=1)])
+
+        return result(arr, pos), codegen
+
+    typer.__name__ = f"be{width}"
+    return intrinsic(typer)
 
 
-def _check(arr, pos):
-    ok = (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.layout == "C"  # (a byte offset is an element offset only without strides)
-        and arr.dtype == types.uint8
-        and isinstance(pos, types.Integer)
-    )
-    return ok
-
-
-@intrinsic
-def be64(typingctx, arr, pos):
-    """``be64(data, p)``: bytes ``p .. p + 7`` of the uint8 array ``data`` as a
-    big-endian uint64 (the caller checked ``p + 8 <= data.size``)."""
-    if not _check(arr, pos):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return _load_be(context, builder, sig.args[0], args[0], args[1], 64)
-
-    return types.uint64(arr, pos), codegen
-
-
-@intrinsic
-def be32(typingctx, arr, pos):
-    """``be32(data, p)``: bytes ``p .. p + 3`` as a big-endian uint32 (checked by the
-    caller)."""
-    if not _check(arr, pos):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return _load_be(context, builder, sig.args[0], args[0], args[1], 32)
-
-    return types.uint32(arr, pos), codegen
+#: ``be64(data, p)``: bytes ``p .. p + 7`` as a big-endian uint64
+be64 = _big_endian(64, types.uint64)
+#: ``be32(data, p)``: bytes ``p .. p + 3`` as a big-endian uint32
+be32 = _big_endian(32, types.uint32)
 
 
 @intrinsic
