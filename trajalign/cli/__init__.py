@@ -220,8 +220,8 @@ def _fit_probe(method: str):
 def compile_ahead(method: str | None, source_kw: dict, out_kw: dict) -> None:
     """Compile the fit kernels of a serial run on a trajectory in a forked child while
     the run opens its input and compiles the rest (:mod:`trajalign._ahead`); only where
-    the kernels are not in Numba's cache. ``method``: the fit ("kabsch", "principal"),
-    or None for none."""
+    the kernels are not in Numba's cache. ``method``: the run's fit; only "kabsch" and
+    "principal" have kernels compiled ahead, any other (or None) starts nothing."""
     if method not in ("kabsch", "principal"):
         return
     if out_kw["workers"] or out_kw["scheduler"] or out_kw["scheduler_file"]:

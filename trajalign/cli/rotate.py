@@ -178,7 +178,7 @@ def rotate(kw: dict) -> None:
         kw,
         label="rotate",
         before_commit=None if traj is None else write_traj,
-        ahead=method if method in ("kabsch", "principal") else None,
+        ahead=method,  # (compile_ahead knows which methods it can compile ahead)
     )
     if traj is not None:
         note(f"wrote {os.path.abspath(traj)}")
