@@ -186,3 +186,46 @@ def test_early_hashes_are_reused_and_a_changed_file_is_hashed_again(tmp_path):
     again = BackgroundHashes([str(p)])
     assert again._paths == [str(p)]
     assert again.get(str(p)) == hashlib.sha256(b"second" * 1000).hexdigest()
+
+
+def test_child_hashes_match_hashlib_and_survive_a_killed_child(tmp_path):
+    import hashlib
+    import os
+    import signal
+
+    from trajalign._hashes import ChildHashes, sha256
+
+    files = []
+    for i, size in enumerate((0, 1, (16 << 20) + 3)):  # empty, tiny, more than one piece
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(np.random.default_rng(i).bytes(size))
+        files.append(str(p))
+    want = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in files]
+    assert [sha256(p) for p in files] == want
+    hashes = ChildHashes([*files, str(tmp_path / "missing.bin")])
+    assert [hashes.get(p) for p in files] == want
+    with pytest.raises(OSError):  # the child wrote "-": the parent tries, and fails, itself
+        hashes.get(str(tmp_path / "missing.bin"))
+    # a child killed before it wrote anything: the parent hashes the files itself
+    killed = ChildHashes(files)
+    os.kill(killed._pid, signal.SIGKILL)
+    assert [killed.get(p) for p in files] == want
+
+
+def test_a_single_threaded_process_hashes_in_a_child(tmp_path):
+    # the command line's case (a process with no other thread, a large input); checked
+    # in a fresh interpreter, since a pytest worker may have threads
+    import hashlib
+    import subprocess
+    import sys
+
+    p = tmp_path / "data.bin"
+    p.write_bytes(b"x" * 100000)
+    code = (
+        "import sys, trajalign._hashes as h; h.FORK_ABOVE = 0; h.start_hashes([sys.argv[1]]); "
+        "(e,) = h._STARTED.values(); print(type(e).__name__, h.BackgroundHashes([sys.argv[1]])"
+        ".get(sys.argv[1]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ChildHashes", hashlib.sha256(b"x" * 100000).hexdigest()]
