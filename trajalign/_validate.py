@@ -8,6 +8,7 @@ from .errors import DataError, ParameterError, SelectionError
 
 __all__ = [
     "as_coords",
+    "as_kernel_input",
     "as_index",
     "as_weights",
     "check_finite_frames",
@@ -16,10 +17,40 @@ __all__ = [
 ]
 
 
+class _Alias:
+    """An array's memory, shape and strides as a writable ``__array_interface__``."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.base = a  # keeps the memory alive as long as the alias (numpy's base)
+        self.__array_interface__ = {
+            "data": (a.__array_interface__["data"][0], False),
+            "shape": a.shape,
+            "strides": a.strides,
+            "typestr": a.dtype.str,
+            "version": 3,
+        }
+
+
+def as_kernel_input(a: np.ndarray) -> np.ndarray:
+    """``a`` itself, or where it is read-only a writable alias of the same memory.
+
+    Numba types a read-only array as a type of its own, so every kernel would be
+    compiled a second time (seconds each, on every machine) for read-only input
+    (``np.load(..., mmap_mode="r")``, arrays from Dask or other libraries); the kernels
+    never write their inputs (the test suite's ``unchanged`` fixture checks this), so the
+    alias runs the code compiled for writable arrays. The alias must never be handed to
+    anything that writes, nor returned: writing into a read-only memory map kills the
+    process (SIGSEGV)."""
+    if a.flags.writeable:
+        return a
+    return np.asarray(_Alias(a))
+
+
 def as_coords(x: np.ndarray, name: str = "X", check_finite: bool = True) -> np.ndarray:
     """Return ``x`` as a C-contiguous float32/float64 (F, N, D) array, D in {2, 3}.
 
-    Float32 and float64 pass through without a copy when already contiguous; integer and
+    Float32 and float64 pass through without a copy when already contiguous (read-only
+    input as a writable alias, for the kernels: :func:`as_kernel_input`); integer and
     float16 data are converted to float64. NaN or inf is an error naming the first frame.
     """
     arr = np.asarray(x)
@@ -46,7 +77,7 @@ def as_coords(x: np.ndarray, name: str = "X", check_finite: bool = True) -> np.n
         raise DataError(f"{name} has zero points", "pass at least one point per frame")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
-    arr = np.ascontiguousarray(arr)
+    arr = as_kernel_input(np.ascontiguousarray(arr))
     if check_finite:
         check_finite_frames(arr, name)
     return arr

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._validate import as_coords, row_blocks
+from ._validate import as_coords, as_kernel_input, row_blocks
 from .box import as_box, box_vectors, kernel_box_table, pad3
 from .errors import DataError, InputError, NumericalError, ParameterError, SelectionError
 
@@ -587,7 +587,7 @@ def _as_values(r, name: str) -> np.ndarray:
         )
     if a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float64)
-    return np.ascontiguousarray(a)
+    return as_kernel_input(np.ascontiguousarray(a))
 
 
 def rbf_centers(r_min: float = 0.0, r_max: float = 10.0, n: int = 20) -> np.ndarray:
