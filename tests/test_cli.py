@@ -378,3 +378,62 @@ def test_dcd_run_prints_no_third_party_warning(tmp_path, extra):
     v = subprocess.run([*base, "-v"], capture_output=True, text=True)
     assert v.returncode == 0, v.stderr
     assert "DeprecationWarning" in v.stderr
+
+
+#: ``python FILE TRAJALIGN-ARGS``: a one-worker Dask cluster (worker processes that write
+#: to this script's stderr, as a LocalCluster in a user's terminal does) and one run on it
+DASK_RUN = """
+import logging, subprocess, sys
+from distributed import LocalCluster
+
+if __name__ == "__main__":
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=logging.ERROR,
+    ) as c:
+        cmd = [*sys.argv[1:], "--scheduler", c.scheduler_address]
+        sys.exit(subprocess.run(cmd).returncode)
+"""
+
+
+def test_dcd_run_on_dask_workers_prints_no_third_party_warning(tmp_path):
+    # the workers read the frames (a DeprecationWarning from MDAnalysis on every read):
+    # a driver without -v has its tasks hide what is not trajalign's, in the worker too
+    script = tmp_path / "dask_run.py"
+    script.write_text(DASK_RUN)
+    out = tmp_path / "o.h5"
+    run = [*EXE, "rotate", BUTANE_DCD, "-t", BUTANE_PDB, "-o", str(out), "--chunk-frames", "97"]
+    cmd = [sys.executable, str(script), *map(str, run)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "Warning" not in p.stderr and "warnings.warn" not in p.stderr, p.stderr
+    assert out.exists()
+
+
+def test_silenced_tasks_restore_the_process_after_the_last_of_several_threads():
+    import threading
+    import warnings
+
+    from trajalign import _warnings
+
+    before = (list(warnings.filters), warnings.showwarning, sys.unraisablehook)
+    inside, go = threading.Barrier(3), threading.Event()
+
+    def task():
+        with _warnings.silenced_tasks():
+            inside.wait()
+            go.wait()
+
+    threads = [threading.Thread(target=task) for _ in range(2)]
+    for t in threads:
+        t.start()
+    inside.wait()  # both tasks are in: the process is silenced
+    assert _warnings.silenced() and warnings.showwarning is not before[1]
+    go.set()
+    for t in threads:
+        t.join()
+    assert not _warnings.silenced()
+    assert (warnings.showwarning, sys.unraisablehook) == before[1:]
+    # the filters as they were (restore() adds Python's implicit last rule, "default")
+    assert warnings.filters[: len(before[0])] == before[0]
+    assert [f[0] for f in warnings.filters[len(before[0]) :]] in ([], ["default"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import subprocess
@@ -344,6 +345,19 @@ def cached_kernels():
 
 
 BUTANE = [BUTANE_DCD, "-t", BUTANE_PDB]
+
+#: ``python -c RUNS '[[ARGS], ...]'``: trajalign runs one after the other in one process
+#: (a process start and its imports, about 1 s, once instead of once per run)
+RUNS = """
+import json, sys
+from trajalign.cli import main
+for argv in json.loads(sys.argv[1]):
+    try:
+        main(argv, hard_exit=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+"""
 DIMER = [SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
 
 
@@ -379,19 +393,20 @@ def test_every_command_on_a_cluster_equals_serial(tmp_path, cached_kernels, clus
     the last bits of fast-math sums (seen: Kabsch RMSDs, 1e-13 relative). Every run
     compared here therefore runs cached kernels, as a user's runs do after the first:
     every kernel is in the cache (``trajalign compile``, which reaches every signature
-    these commands use), and every run is a process of its own (this test process may
-    hold freshly compiled kernels from other tests).
+    these commands use), and the three runs are made by a new process (this test process
+    may hold freshly compiled kernels from other tests), one after the other through the
+    command line's entry point: the serial run, the --workers run (forked from it),
+    then the Dask run (whose client leaves threads behind).
     """
-
-    def run_process(*more):
-        cmd = [sys.executable, "-m", "trajalign", "-q", *map(str, args), *map(str, more)]
-        subprocess.run(cmd, check=True, capture_output=True)
-
     one, dask, local = tmp_path / "one.h5", tmp_path / "dask.h5", tmp_path / "local.h5"
-    run_process("-o", one, "--chunk-frames", 100000)
-    # the driver too runs cached kernels: it computes the average reference itself
-    run_process("-o", dask, "--chunk-frames", 97, "--scheduler", cluster.scheduler_address)
-    run_process("-o", local, "--chunk-frames", 97, "--workers", 2)
+    base = ["-q", *map(str, args)]
+    runs = [
+        [*base, "-o", str(one), "--chunk-frames", "100000"],
+        [*base, "-o", str(local), "--chunk-frames", "97", "--workers", "2"],
+        # the driver too runs cached kernels: it computes the average reference itself
+        [*base, "-o", str(dask), "--chunk-frames", "97", "--scheduler", cluster.scheduler_address],
+    ]
+    subprocess.run([sys.executable, "-c", RUNS, json.dumps(runs)], check=True, capture_output=True)
     assert_same_file(one, dask)
     assert_same_file(one, local)
 

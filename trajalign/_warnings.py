@@ -5,19 +5,26 @@ Filters alone do not hold: a library imported after them may put its own in fron
 notice came through on every run). The display hook is the last step of every warning
 that passes the filters, so a warning raised by code outside this package is dropped
 there too. Workers that come from the fork server start with Python's defaults and call
-:func:`silence` themselves.
+:func:`silence` themselves. A Dask worker is a process trajalign does not own: its
+tasks run inside :func:`silenced_tasks`, which silences the process only while one of
+them runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import warnings
 
-__all__ = ["restore", "silence", "silenced"]
+__all__ = ["restore", "silence", "silenced", "silenced_tasks"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STATE: dict = {"silenced": False}
+# tasks inside silenced_tasks() now, and whether the first of them silenced the process
+_TASKS = {"running": 0, "ours": False}
+_TASKS_LOCK = threading.Lock()
 
 
 def silenced() -> bool:
@@ -57,3 +64,24 @@ def restore() -> None:
     warnings.simplefilter("default", append=True)
     warnings.showwarning = _STATE["showwarning"]
     sys.unraisablehook = _STATE["unraisablehook"]
+
+
+@contextlib.contextmanager
+def silenced_tasks():
+    """:func:`silence` while the block runs, then :func:`restore`, for tasks on a Dask
+    worker (a driver without ``-v`` asks for it). Safe with tasks in several threads of
+    one worker (``warnings.catch_warnings`` is not): the first task in silences the
+    process, the last one out restores it; a process already silenced stays so."""
+    with _TASKS_LOCK:
+        if _TASKS["running"] == 0:
+            _TASKS["ours"] = not silenced()
+            if _TASKS["ours"]:
+                silence()
+        _TASKS["running"] += 1
+    try:
+        yield
+    finally:
+        with _TASKS_LOCK:
+            _TASKS["running"] -= 1
+            if _TASKS["running"] == 0 and _TASKS["ours"]:
+                restore()

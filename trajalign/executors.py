@@ -18,6 +18,7 @@ import secrets
 import socket
 from collections.abc import Iterable, Iterator
 
+from . import _warnings
 from .errors import ClusterError, ClusterLost
 from .tasks import (
     SHM_MIN_BYTES,
@@ -58,16 +59,22 @@ class SerialExecutor:
             yield process_block(source, job, index, start, stop)
 
 
-def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None):
+def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None, quiet=False):
     """A block on a Dask worker (:func:`run_task` with the worker's thread count set);
-    an error names the worker, which may be another machine than the driver's."""
+    an error names the worker, which may be another machine than the driver's.
+    ``quiet``: the driver hides third-party warnings (no ``-v``), so does the task
+    (MDAnalysis' DCD reader warns on every read, in the worker's log)."""
+    import contextlib
+
     import numba
 
+    from ._warnings import silenced_tasks
     from .errors import TrajalignError
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        return run_task(spec, job, index, start, stop, shm, anchor)
+        with silenced_tasks() if quiet else contextlib.nullcontext():
+            return run_task(spec, job, index, start, stop, shm, anchor)
     except TrajalignError as err:
         err.message = f"on worker {_worker_name()}: {err.message}"
         raise
@@ -335,7 +342,7 @@ class DaskExecutor:
 
     def _probe(self, spec, source) -> None:
         """Once, before any block: can a worker open the input as the driver did?"""
-        fut = self.client.submit(_probe_task, spec, pure=False)
+        fut = self.client.submit(_probe_task, spec, _warnings.silenced(), pure=False)
         try:
             status, host, detail = self._result(fut, "opening the input on a worker")
         finally:
@@ -447,6 +454,7 @@ class DaskExecutor:
         # whole trajectory there when the writer is the slower side
         window = max(4, 2 * self._n_workers())
         in_flight: dict = {}  # future -> (index, start, stop)
+        quiet = _warnings.silenced()
 
         def submit():
             index, start, stop = block = pending.pop()
@@ -460,6 +468,7 @@ class DaskExecutor:
                 1,
                 shm,
                 anchors.get(start),
+                quiet,
                 pure=False,
             )
             in_flight[fut] = block
@@ -536,15 +545,21 @@ def _absolute(spec):
     )
 
 
-def _probe_task(spec):
-    """On a worker: open the input as a block task would; (status, host, detail)."""
+def _probe_task(spec, quiet=False):
+    """On a worker: open the input as a block task would; (status, host, detail).
+    ``quiet`` as for :func:`_dask_task`."""
+    import contextlib
+
+    from ._warnings import silenced_tasks
+
     host = _worker_name()
     try:
-        source = WORKER_SOURCES.get(spec)
-        if source is None:
-            from .io import open_source
+        with silenced_tasks() if quiet else contextlib.nullcontext():
+            source = WORKER_SOURCES.get(spec)
+            if source is None:
+                from .io import open_source
 
-            source = WORKER_SOURCES[spec] = open_source(**spec.as_dict())
+                source = WORKER_SOURCES[spec] = open_source(**spec.as_dict())
         return "ok", host, (source.n_frames, source.n_points)
     except Exception as exc:
         return "error", host, str(exc)
