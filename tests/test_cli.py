@@ -411,6 +411,18 @@ def test_dcd_run_on_dask_workers_prints_no_third_party_warning(tmp_path):
 
 
 def test_silenced_tasks_restore_the_process_after_the_last_of_several_threads():
+    from trajalign import _warnings
+
+    was_silenced = _warnings.silenced()  # (by an in-process command-line run before)
+    _warnings.restore()
+    try:
+        _tasks_in_threads()
+    finally:
+        if was_silenced:
+            _warnings.silence()
+
+
+def _tasks_in_threads():
     import threading
     import warnings
 

@@ -68,12 +68,12 @@ def run_task(spec, *args, **kw):
 _real_probe = ex._probe_task
 
 
-def probe(spec):
+def probe(spec, *args):
     try:
         _hide(spec)
     except InputError as err:
         return "error", ex._worker_name(), str(err)
-    return _real_probe(spec)
+    return _real_probe(spec, *args)
 
 
 ex.run_task = run_task
