@@ -76,28 +76,34 @@ try:
     main(sys.argv[1:], hard_exit=False)
 except SystemExit:
     pass
-from trajalign.kernels import diagnostics, kabsch, principal
+from trajalign.kernels import diagnostics, kabsch, principal, xtc
 fit = kabsch._superpose3 if "principal" not in sys.argv else principal._PRINCIPAL_RUN[3]
-stats = [fit.stats, diagnostics.consecutive_rmsd_kernel.stats]
+def counts(*kernels):
+    return {
+        "compiled": sum(sum(k.stats.cache_misses.values()) for k in kernels),
+        "loaded": sum(sum(k.stats.cache_hits.values()) for k in kernels),
+    }
 print(json.dumps({
-    "compiled": sum(sum(s.cache_misses.values()) for s in stats),
-    "loaded": sum(sum(s.cache_hits.values()) for s in stats),
+    "fit": counts(fit, diagnostics.consecutive_rmsd_kernel),
+    "decoder": counts(xtc._decode_run),
 }))
 """
 
 
-@pytest.mark.parametrize(
-    ("method", "ahead"), [("kabsch", "1"), ("kabsch", "0"), ("principal", "1")]
-)
-def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, ahead):
+@pytest.mark.parametrize("method", ["kabsch", "principal"])
+def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method):
     """With an empty cache, a run on an XTC loads the fit and jump kernels (the child
-    compiled them, with the run's own signatures, while the run compiled the decoder);
-    turned off, the run compiles them itself (which shows that the first case can fail)."""
+    compiled them, with the run's own signatures) while it compiles the decoder itself:
+    the same counters in the same empty cache see the run's own compilation, so the
+    loaded fit can only come from the child. (With the child turned off, which
+    ``test_no_child_for_a_filled_cache_nor_when_turned_off`` checks, the run compiles
+    the fit too: a third cold run, 8-15 s, that showed nothing more.)"""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the child is started only with two or more cores")
     from MDAnalysisTests.datafiles import GRO, XTC
 
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), TRAJALIGN_COMPILE_AHEAD=ahead)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("TRAJALIGN_COMPILE_AHEAD", None)
     args = ["-q", "rotate", XTC, "-t", GRO, "-s", "protein", "--method", method]
     args += ["-o", str(tmp_path / "o.h5")]
     p = subprocess.run(
@@ -106,10 +112,8 @@ def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, ahead)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "o.h5").exists()
     counts = json.loads(p.stdout.strip().splitlines()[-1])
-    if ahead == "1":
-        assert counts == {"compiled": 0, "loaded": 2}, counts
-    else:
-        assert counts == {"compiled": 2, "loaded": 0}, counts
+    assert counts["fit"] == {"compiled": 0, "loaded": 2}, counts
+    assert counts["decoder"]["compiled"] >= 1 and counts["decoder"]["loaded"] == 0, counts
 
 
 def test_no_child_for_inputs_whose_run_compiles_nothing_meanwhile(monkeypatch):
