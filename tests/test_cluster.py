@@ -215,9 +215,24 @@ def data(tmp_path):
     return path
 
 
+# the driver processes a test started: a test that fails while one runs (an assertion,
+# a communicate() that timed out) leaves it to the fixture below, not running on
+_DRIVERS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_driver_left():
+    yield
+    while _DRIVERS:
+        p = _DRIVERS.pop()
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
 def center(data, out, *more, cwd=None):
     """``trajalign center`` as its own process, 20 blocks of 20 frames."""
-    return subprocess.Popen(
+    p = subprocess.Popen(
         [*EXE, "center", str(data), "-o", str(out), "--chunk-frames", "20", *map(str, more)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -225,6 +240,8 @@ def center(data, out, *more, cwd=None):
         cwd=cwd,
         env=dict(os.environ, TRAJALIGN_FLUSH_SECONDS="0"),
     )
+    _DRIVERS.append(p)
+    return p
 
 
 def serial_reference(data, tmp_path) -> Path:
@@ -420,6 +437,7 @@ def test_local_workers_sigterm_keeps_the_blocks_and_stops_every_worker(tmp_path,
     env = dict(os.environ, PYTHONPATH=str(tmp_path), TRAJALIGN_FLUSH_SECONDS="0")
     cmd = [sys.executable, str(tmp_path / "slowjob.py"), str(data), str(out)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _DRIVERS.append(p)
     deadline = time.time() + 60
     while len(list(tmp_path.glob("pid-*"))) < 2:  # both workers at work
         assert time.time() < deadline
