@@ -106,12 +106,6 @@ def _i32(data, p):
     return v
 
 
-@nb.njit(**_INLINE)
-def _u32(data, p):
-    """Big-endian uint32 at byte ``p`` (as uint32, for a float's bits)."""
-    return be32(data, p)
-
-
 @nb.njit(**XTC_HELPER_JIT)
 def _bit_length(v):
     """Bits of the non-negative int64 ``v`` (0 for 0)."""
@@ -251,11 +245,11 @@ def read_header(data, off, natoms, h, box):
     if n != natoms or n < 1:  # (a count below 1 would send a header walk backwards)
         return NATOMS, n, zero, zero
     h[H_STEP] = _i32(data, off + 8)
-    time = bits_to_f32(_u32(data, off + 12))
+    time = bits_to_f32(be32(data, off + 12))
     bad = not (abs(time) < np.inf)
     for r in range(3):
         for c in range(3):
-            v = bits_to_f32(_u32(data, off + 16 + 12 * r + 4 * c))
+            v = bits_to_f32(be32(data, off + 16 + 12 * r + 4 * c))
             box[r, c] = v
             # (the limits of io.integrity's header check: no box is that, only damage)
             bad = bad or not (abs(v) <= MAX_BOX_NM) or (r == c and v < 0)
@@ -271,7 +265,7 @@ def read_header(data, off, natoms, h, box):
         return OK, 0, time, zero
     if off + HEADER > size:
         return HEADER_PAST_FILE, HEADER, time, zero
-    prec = bits_to_f32(_u32(data, off + 56))
+    prec = bits_to_f32(be32(data, off + 56))
     if not (prec > 0.0 and prec < np.inf):
         return PRECISION, 0, time, prec
     for d in range(3):
@@ -340,7 +334,7 @@ def decode_frame(data, off, natoms, out, box, h):
     if natoms <= 9:
         for a in range(n_out):
             for d in range(3):
-                out[a, d] = bits_to_f32(_u32(data, off + SHORT_HEADER + 12 * a + 4 * d)) * ten
+                out[a, d] = bits_to_f32(be32(data, off + SHORT_HEADER + 12 * a + 4 * d)) * ten
         return OK, 0, time, step
 
     inv = np.float32(1.0 / np.float64(prec))
