@@ -121,19 +121,18 @@ def _eigen_rotation(s: np.ndarray, rot: np.ndarray) -> tuple[float, int]:
 
 
 @nb.njit(**JIT)
-def _qcp3(s, e0, rot):
+def _qcp3(sxx, sxy, sxz, syx, syy, syz, szx, szy, szz, e0, rot):
     """:func:`rotation_3d` in a kernel, without its eigen fallback: status
     ``NEEDS_EIGEN`` (and the identity in ``rot``) where QCP cannot settle the rotation,
-    for the caller to finish with :func:`_eigen_rotation` outside the kernel.
+    for the caller to finish with :func:`_eigen_rotation` outside the kernel. S comes
+    as nine scalars (row-major): a per-frame 3x3 array cost an allocation per frame and
+    the compilation of NumPy's ``empty``.
     """
     # Scalars, not 4x4 arrays, and no np.linalg.eigh compiled in (nor an object-mode
     # block calling it): with arrays and eigh this function alone took 2.6 s of CPU to
     # compile on an empty cache, with the object-mode block 1.5 s, without it 1.2 s
     # (benchmarks/compiletime.py; every first run on a new machine pays it). The
     # arithmetic and its order are those of the array version.
-    sxx, sxy, sxz = s[0, 0], s[0, 1], s[0, 2]
-    syx, syy, syz = s[1, 0], s[1, 1], s[1, 2]
-    szx, szy, szz = s[2, 0], s[2, 1], s[2, 2]
     # Horn's symmetric key matrix K (upper triangle); its largest eigenpair is
     # (lambda_max, quaternion)
     k00 = sxx + syy + szz
@@ -146,10 +145,9 @@ def _qcp3(s, e0, rot):
     k22 = -sxx + syy - szz
     k23 = syz + szy
     k33 = -sxx - syy + szz
-    c2 = 0.0
-    for i in range(3):
-        for j in range(3):
-            c2 += s[i, j] * s[i, j]
+    c2 = sxx * sxx + sxy * sxy + sxz * sxz
+    c2 += syx * syx + syy * syy + syz * syz
+    c2 += szx * szx + szy * szy + szz * szz
     scale = np.sqrt(c2)
     if not (scale < np.inf and e0 < np.inf):
         # overflowed sums (or NaN) carry no rotation; the identity with status 0 or 2
@@ -287,7 +285,7 @@ def rotation_3d(s: np.ndarray, e0: float, rot: np.ndarray) -> tuple[float, int]:
     s : (3, 3) float64; ``e0`` = (Gx + Gy) / 2 >= lambda_max. Writes ``rot`` (3, 3)
     float64; returns ``(lambda_max, status)`` (QCP, or the eigen fallback).
     """
-    lam, status = _qcp3(s, e0, rot)
+    lam, status = _qcp3(*np.asarray(s, dtype=np.float64).reshape(9).tolist(), e0, rot)
     if status == NEEDS_EIGEN:
         lam, status = _eigen_rotation(np.asarray(s, dtype=np.float64), rot)
     return lam, status
@@ -454,17 +452,13 @@ def _fit_frame3(xr, w, wr3, rr, n, gy, rot, trans, yr, orow):
     rr : (3n,) flat ``ref``; yr, orow: see :func:`_moments3`. Writes trans (3,) and
     rot (3, 3); returns (msd, status).
     """
-    s = np.empty((3, 3))
     s00, s01, s02, s10, s11, s12, s20, s21, s22, m0, m1, m2, g = _moments3(xr, w, wr3, n, yr, orow)
-    s[0, 0], s[0, 1], s[0, 2] = s00, s01, s02
-    s[1, 0], s[1, 1], s[1, 2] = s10, s11, s12
-    s[2, 0], s[2, 1], s[2, 2] = s20, s21, s22
     trans[0], trans[1], trans[2] = m0, m1, m2
     gx = g - (m0 * m0 + m1 * m1 + m2 * m2)
     if gx < 0.0:
         gx = 0.0
     e0 = 0.5 * (gx + gy)
-    lam, status = _qcp3(s, e0, rot)
+    lam, status = _qcp3(s00, s01, s02, s10, s11, s12, s20, s21, s22, e0, rot)
     msd = gx + gy - 2.0 * lam
     if msd < _DIRECT_MSD_TOL * (gx + gy) and status < OVERFLOW:
         msd = _direct_msd3(xr, w, rr, n, rot, trans)
