@@ -292,13 +292,14 @@ def rotation_3d(s: np.ndarray, e0: float, rot: np.ndarray) -> tuple[float, int]:
 
 
 @nb.njit(**JIT)
-def rotation_2d(s, e0, rot):
-    """Optimal rotation in 2D, closed form; returns ``(lambda_max, status)``."""
+def rotation_2d(s00, s01, s10, s11, e0, rot):
+    """Optimal rotation in 2D, closed form, from the 2x2 correlation S (four scalars,
+    row-major, as :func:`_qcp3` takes S); returns ``(lambda_max, status)``."""
     # maximise tr(M S) over M = [[c, -s], [s, c]]: c (S00 + S11) + s (S01 - S10)
-    a = s[0, 0] + s[1, 1]
-    b = s[0, 1] - s[1, 0]
+    a = s00 + s11
+    b = s01 - s10
     lam = np.sqrt(a * a + b * b)
-    scale = np.sqrt(s[0, 0] ** 2 + s[0, 1] ** 2 + s[1, 0] ** 2 + s[1, 1] ** 2)
+    scale = np.sqrt(s00**2 + s01**2 + s10**2 + s11**2)
     if not (scale < np.inf and lam < np.inf and e0 < np.inf):
         # overflowed sums (or NaN): no rotation; the caller raises (see rotation_3d)
         rot[0, 0] = 1.0
@@ -468,15 +469,13 @@ def _fit_frame3(xr, w, wr3, rr, n, gy, rot, trans, yr, orow):
 @nb.njit(**INLINE_JIT)
 def _fit_frame2(xr, w, wr, rr, n, gy, rot, trans, yr, orow):
     """2D version of :func:`_fit_frame3`; wr : (2n,) flat ``w * ref``."""
-    s = np.empty((2, 2))
     s00, s01, s10, s11, m0, m1, g = _moments2(xr, w, wr, n, yr, orow)
-    s[0, 0], s[0, 1], s[1, 0], s[1, 1] = s00, s01, s10, s11
     trans[0], trans[1] = m0, m1
     gx = g - (m0 * m0 + m1 * m1)
     if gx < 0.0:
         gx = 0.0
     e0 = 0.5 * (gx + gy)
-    lam, status = rotation_2d(s, e0, rot)
+    lam, status = rotation_2d(s00, s01, s10, s11, e0, rot)
     msd = gx + gy - 2.0 * lam
     if msd < _DIRECT_MSD_TOL * (gx + gy) and status != OVERFLOW:
         msd = _direct_msd2(xr, w, rr, n, rot, trans)
