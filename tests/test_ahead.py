@@ -12,6 +12,8 @@ import pytest
 
 from trajalign import _ahead
 
+from .conftest import SAMPLE
+
 
 def _probe(path):
     """A stand-in for a cached dispatcher whose cache index is ``path``."""
@@ -70,14 +72,17 @@ def test_no_child_for_a_filled_cache_nor_when_turned_off(may_fork, monkeypatch, 
 
 
 _COLD_RUN = """
-import json, sys
+import json, os, sys
 from trajalign.cli import main
 try:
     main(sys.argv[1:], hard_exit=False)
 except SystemExit:
     pass
-from trajalign.kernels import diagnostics, kabsch, principal, xtc
+from trajalign import kernels
+from trajalign.kernels import diagnostics, kabsch, principal, pbc, xtc
 fit = kabsch._superpose3 if "principal" not in sys.argv else principal._PRINCIPAL_RUN[3]
+module, name = os.environ["OWN_KERNEL"].split(".")
+own = getattr(getattr(kernels, module), name)
 def counts(*kernels):
     return {
         "compiled": sum(sum(k.stats.cache_misses.values()) for k in kernels),
@@ -85,27 +90,34 @@ def counts(*kernels):
     }
 print(json.dumps({
     "fit": counts(fit, diagnostics.consecutive_rmsd_kernel),
-    "decoder": counts(xtc._decode_run),
+    "own": counts(own),
 }))
 """
 
 
-@pytest.mark.parametrize("method", ["kabsch", "principal"])
-def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method):
-    """With an empty cache, a run on an XTC loads the fit and jump kernels (the child
-    compiled them, with the run's own signatures) while it compiles the decoder itself:
-    the same counters in the same empty cache see the run's own compilation, so the
-    loaded fit can only come from the child. (With the child turned off, which
+@pytest.mark.parametrize(
+    ("method", "case"), [("kabsch", "xtc"), ("principal", "dcd-cluster")], ids=["xtc", "dcd"]
+)
+def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, case):
+    """With an empty cache, a run loads the fit and jump kernels (the child compiled
+    them, with the run's own signatures) while it compiles kernels of its own: the XTC
+    decoder, or the periodic repair of a DCD with ``--pbc cluster``. The same counters
+    in the same empty cache see the run's own compilation, so the loaded fit can only
+    come from the child. (With the child turned off, which
     ``test_no_child_for_a_filled_cache_nor_when_turned_off`` checks, the run compiles
     the fit too: a third cold run, 8-15 s, that showed nothing more.)"""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the child is started only with two or more cores")
     from MDAnalysisTests.datafiles import GRO, XTC
 
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    if case == "xtc":
+        args, own = [XTC, "-t", GRO, "-s", "protein"], "xtc._decode_run"
+    else:
+        dimer = [SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
+        args, own = [*map(str, dimer), "--pbc", "cluster"], "pbc._cluster_run"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OWN_KERNEL=own)
     env.pop("TRAJALIGN_COMPILE_AHEAD", None)
-    args = ["-q", "rotate", XTC, "-t", GRO, "-s", "protein", "--method", method]
-    args += ["-o", str(tmp_path / "o.h5")]
+    args = ["-q", "rotate", *args, "--method", method, "-o", str(tmp_path / "o.h5")]
     p = subprocess.run(
         [sys.executable, "-c", _COLD_RUN, *args], env=env, capture_output=True, text=True
     )
@@ -113,24 +125,44 @@ def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method):
     assert (tmp_path / "o.h5").exists()
     counts = json.loads(p.stdout.strip().splitlines()[-1])
     assert counts["fit"] == {"compiled": 0, "loaded": 2}, counts
-    assert counts["decoder"]["compiled"] >= 1 and counts["decoder"]["loaded"] == 0, counts
+    assert counts["own"]["compiled"] >= 1 and counts["own"]["loaded"] == 0, counts
 
 
 def test_no_child_for_inputs_whose_run_compiles_nothing_meanwhile(monkeypatch):
-    """Only an XTC read by the native decoder: elsewhere the child would only move the
+    """Only an XTC read by the native decoder, or a trajectory with a periodic treatment
+    of every frame (--pbc none, cluster, nojump): elsewhere the child would only move the
     fit's compilation (and arrays may have other signatures)."""
     from trajalign import cli
 
     started = []
     monkeypatch.setattr(_ahead, "start", lambda *a: started.append(a) or True)
     monkeypatch.setattr(_ahead, "allowed", lambda: True)
+    monkeypatch.setattr(_ahead, "cold", lambda dispatcher: True)  # (this cache is filled)
     serial = {"workers": None, "scheduler": None, "scheduler_file": None}
-    for paths, reader in [
-        ("a.dcd", None), ("a.npz", None), (["a.xtc", "b.trr"], None), ("a.xtc", "mdanalysis")
+    for paths, reader, pbc in [
+        ("a.dcd", None, None), ("a.dcd", None, "auto"), ("a.dcd", None, "whole"),
+        ("a.npz", None, None), ("a.npz", None, "cluster"), (["a.dcd", "b.npy"], None, "none"),
+        (["a.xtc", "b.trr"], None, None), ("a.xtc", "mdanalysis", None),
     ]:  # fmt: skip
-        cli.compile_ahead("kabsch", {"paths": paths, "xtc_reader": reader}, serial)
+        cli.compile_ahead("kabsch", {"paths": paths, "xtc_reader": reader, "pbc": pbc}, serial)
     cli.compile_ahead("point", {"paths": "a.xtc", "xtc_reader": None}, serial)
+    cli.compile_ahead("point", {"paths": "a.dcd", "xtc_reader": None, "pbc": "none"}, serial)
     cli.compile_ahead("kabsch", {"paths": "a.xtc", "xtc_reader": None}, dict(serial, workers=2))
+    kw = {"paths": "a.dcd", "xtc_reader": None, "pbc": "cluster"}
+    cli.compile_ahead("kabsch", kw, dict(serial, scheduler="tcp://x:1"))
     assert started == []
     cli.compile_ahead("kabsch", {"paths": ["a.xtc", "b.XTC"], "xtc_reader": None}, serial)
     assert len(started) == 1
+    for pbc in ("none", "cluster", "nojump"):
+        cli.compile_ahead("principal", {"paths": "a.dcd", "xtc_reader": None, "pbc": pbc}, serial)
+    assert len(started) == 4
+    # the run's own kernels in the cache already (make demo's info before its rotate):
+    # it would have nothing to compile meanwhile
+    asked = []
+    monkeypatch.setattr(_ahead, "cold", lambda dispatcher: asked.append(dispatcher) and False)
+    cli.compile_ahead("kabsch", {"paths": "a.dcd", "xtc_reader": None, "pbc": "cluster"}, serial)
+    cli.compile_ahead("kabsch", {"paths": "a.xtc", "xtc_reader": None}, serial)
+    assert len(started) == 4
+    from trajalign.kernels import pbc, xtc
+
+    assert asked == [pbc._cluster_run, xtc._decode_run]

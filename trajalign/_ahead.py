@@ -9,8 +9,11 @@ the fit (which fills the cache with the kernels and exactly the signatures a run
 for) while the run goes on; :func:`wait`, called by every Python entry to those kernels,
 waits for the child, and the run then loads them from the cache instead of compiling them.
 
-The child is started only where it pays and is safe: the kernels are not in the cache
-yet, this process may use two or more cores, it has no other threads (a fork copies only
+The child is started only where it pays and is safe: the run has kernels of its own to
+compile meanwhile (the XTC decoder; the periodic treatment of every frame of a
+trajectory with ``--pbc none``, ``cluster`` or ``nojump``: see
+:func:`trajalign.cli.compile_ahead`), neither they nor the fit's kernels are in the
+cache yet, this process may use two or more cores, it has no other threads (a fork copies only
 the calling one), and the run is serial (``--workers`` and Dask workers compile in their
 own processes). ``TRAJALIGN_COMPILE_AHEAD=0`` turns it off. Whatever happens to the
 child, the run does not depend on it: if it fails, or takes longer than
