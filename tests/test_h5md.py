@@ -229,3 +229,25 @@ def test_a_single_threaded_process_hashes_in_a_child(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ChildHashes", hashlib.sha256(b"x" * 100000).hexdigest()]
+
+
+def test_a_failed_fork_hashes_in_a_thread(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from trajalign import _hashes
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(_hashes, "FORK_ABOVE", 0)
+    monkeypatch.setattr(_hashes.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(os, "fork", no_fork)
+    opened = len(os.listdir("/proc/self/fd"))
+    p = tmp_path / "data.bin"
+    p.write_bytes(b"y" * 5000)
+    _hashes.start_hashes([str(p)])
+    assert len(os.listdir("/proc/self/fd")) <= opened  # the pipe was closed again
+    (started,) = [h for k, h in _hashes._STARTED.items() if k[0] == str(p)]
+    assert isinstance(started, _hashes.BackgroundHashes)
+    assert started.get(str(p)) == hashlib.sha256(b"y" * 5000).hexdigest()

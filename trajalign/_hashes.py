@@ -113,7 +113,12 @@ class ChildHashes:
         self._paths = list(map(str, paths))
         self._done: dict[str, str] | None = None
         read, write = os.pipe()
-        self._pid = os.fork()
+        try:
+            self._pid = os.fork()
+        except OSError:  # (no process to spare: the caller hashes in a thread)
+            os.close(read)
+            os.close(write)
+            raise
         if self._pid == 0:  # the child: hash, write, leave without running any exit code
             try:
                 os.close(read)
@@ -160,6 +165,13 @@ def start_hashes(paths) -> None:
         files = [p for _, p in todo]
         large = sum(os.path.getsize(p) for p in files) > FORK_ABOVE
         can_fork = large and hasattr(os, "fork") and threading.active_count() == 1
-        hashes = ChildHashes(files) if can_fork else BackgroundHashes(files)
+        hashes = None
+        if can_fork:
+            try:
+                hashes = ChildHashes(files)
+            except OSError:
+                pass
+        if hashes is None:
+            hashes = BackgroundHashes(files)
         for key, _ in todo:
             _STARTED[key] = hashes

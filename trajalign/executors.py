@@ -13,6 +13,7 @@ block's arrays) lives in :mod:`trajalign.tasks`, below both this module and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -64,16 +65,13 @@ def _dask_task(spec, job, index, start, stop, threads, shm=None, anchor=None, qu
     an error names the worker, which may be another machine than the driver's.
     ``quiet``: the driver hides third-party warnings (no ``-v``), so does the task
     (MDAnalysis' DCD reader warns on every read, in the worker's log)."""
-    import contextlib
-
     import numba
 
-    from ._warnings import silenced_tasks
     from .errors import TrajalignError
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        with silenced_tasks() if quiet else contextlib.nullcontext():
+        with _warnings.silenced_tasks() if quiet else contextlib.nullcontext():
             return run_task(spec, job, index, start, stop, shm, anchor)
     except TrajalignError as err:
         err.message = f"on worker {_worker_name()}: {err.message}"
@@ -548,13 +546,9 @@ def _absolute(spec):
 def _probe_task(spec, quiet=False):
     """On a worker: open the input as a block task would; (status, host, detail).
     ``quiet`` as for :func:`_dask_task`."""
-    import contextlib
-
-    from ._warnings import silenced_tasks
-
     host = _worker_name()
     try:
-        with silenced_tasks() if quiet else contextlib.nullcontext():
+        with _warnings.silenced_tasks() if quiet else contextlib.nullcontext():
             source = WORKER_SOURCES.get(spec)
             if source is None:
                 from .io import open_source

@@ -268,9 +268,8 @@ def _own_probe(kind: str):
         return xtc._decode_run
     from ..kernels import pbc
 
-    return {"none": pbc._split_suspect_run, "cluster": pbc._cluster_run}.get(
-        kind, pbc.nojump_kernel
-    )
+    kernels = {"none": pbc._split_suspect_run, "cluster": pbc._cluster_run}
+    return kernels[kind] if kind in kernels else pbc.nojump_kernel
 
 
 def run_job(
