@@ -145,9 +145,16 @@ def _qcp3(sxx, sxy, sxz, syx, syy, syz, szx, szy, szz, e0, rot):
     k22 = -sxx + syy - szz
     k23 = syz + szy
     k33 = -sxx - syy + szz
-    c2 = sxx * sxx + sxy * sxy + sxz * sxz
-    c2 += syx * syx + syy * syy + syz * syz
-    c2 += szx * szx + szy * szy + szz * szz
+    # one sum in the row-major order of the array version's loop
+    c2 = sxx * sxx
+    c2 += sxy * sxy
+    c2 += sxz * sxz
+    c2 += syx * syx
+    c2 += syy * syy
+    c2 += syz * syz
+    c2 += szx * szx
+    c2 += szy * szy
+    c2 += szz * szz
     scale = np.sqrt(c2)
     if not (scale < np.inf and e0 < np.inf):
         # overflowed sums (or NaN) carry no rotation; the identity with status 0 or 2
@@ -285,9 +292,10 @@ def rotation_3d(s: np.ndarray, e0: float, rot: np.ndarray) -> tuple[float, int]:
     s : (3, 3) float64; ``e0`` = (Gx + Gy) / 2 >= lambda_max. Writes ``rot`` (3, 3)
     float64; returns ``(lambda_max, status)`` (QCP, or the eigen fallback).
     """
-    lam, status = _qcp3(*np.asarray(s, dtype=np.float64).reshape(9).tolist(), e0, rot)
+    s = np.asarray(s, dtype=np.float64)
+    lam, status = _qcp3(*s.reshape(9).tolist(), e0, rot)
     if status == NEEDS_EIGEN:
-        lam, status = _eigen_rotation(np.asarray(s, dtype=np.float64), rot)
+        lam, status = _eigen_rotation(s, rot)
     return lam, status
 
 
