@@ -234,6 +234,7 @@ def test_a_single_threaded_process_hashes_in_a_child(tmp_path):
 def test_a_failed_fork_hashes_in_a_thread(tmp_path, monkeypatch):
     import hashlib
     import os
+    import stat
 
     from trajalign import _hashes
 
@@ -243,11 +244,25 @@ def test_a_failed_fork_hashes_in_a_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(_hashes, "FORK_ABOVE", 0)
     monkeypatch.setattr(_hashes.threading, "active_count", lambda: 1)
     monkeypatch.setattr(os, "fork", no_fork)
-    opened = len(os.listdir("/proc/self/fd"))
+    pipes = []
+    real_pipe = os.pipe
+
+    def recorded_pipe():
+        pipes.extend(real_pipe())
+        return pipes[-2], pipes[-1]
+
+    monkeypatch.setattr(os, "pipe", recorded_pipe)
     p = tmp_path / "data.bin"
     p.write_bytes(b"y" * 5000)
     _hashes.start_hashes([str(p)])
-    assert len(os.listdir("/proc/self/fd")) <= opened  # the pipe was closed again
     (started,) = [h for k, h in _hashes._STARTED.items() if k[0] == str(p)]
     assert isinstance(started, _hashes.BackgroundHashes)
     assert started.get(str(p)) == hashlib.sha256(b"y" * 5000).hexdigest()
+    assert len(pipes) == 2
+    # the pipe was closed again; counting /proc/self/fd raced with the hashing thread's
+    # open file, and a closed descriptor may since name another (non-pipe) file
+    for fd in pipes:
+        try:
+            assert not stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except OSError:
+            pass
