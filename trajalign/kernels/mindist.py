@@ -105,7 +105,11 @@ def _row_arg(bx, by, bz, bo, b1, xi, yi, zi, row):
     return bo
 
 
-@nb.njit(inline="always", **JIT)
+# _pair_min and _pair_min_wrap are ordinary calls from _one_pair: inlined at Numba's IR
+# level with it (and with the row and image helpers they inline), their typing was 7 s of
+# mindist's compilation on an empty cache; as calls they take borrowed arrays, and the
+# features benchmark measures the same speed (pairs one by one 1.56 -> 1.43 s, noise)
+@nb.njit(**HELPER_JIT)
 def _pair_min(bx, by, bz, ao, a1, bo, b1, cbx, cby, cbz, rb, sx, sy, sz, ui):
     """Minimum over atoms ``ao:a1`` x ``bo:b1`` of the buffer of ``|x_j + s - x_i|``, with
     ``(cbx, cby, cbz)`` B's centre already shifted by ``s``; ``ui`` scratch. Returns the
@@ -140,7 +144,7 @@ def _pair_min(bx, by, bz, ao, a1, bo, b1, cbx, cby, cbz, rb, sx, sy, sz, ui):
     return best2, bi, _row_arg(bx, by, bz, bo, b1, xi, yi, zi, best2)
 
 
-@nb.njit(inline="always", **JIT)
+@nb.njit(**HELPER_JIT)
 def _pair_min_wrap(bx, by, bz, ao, a1, bo, b1, cbx, cby, cbz, rb, table, b, ui):
     """As :func:`_pair_min` with the minimum image of every vector (no shift)."""
     ia = ao
@@ -288,7 +292,10 @@ def _mindist_run(
         # the pairs measured one by one: the sparse ones, then those the dense runs hand
         # over (one call site, so the bounded path is inlined once)
         todo = np.empty(sparse.shape[0] + run_pairs.shape[0], dtype=np.int64)
-        todo[: sparse.shape[0]] = sparse
+        # element by element: a slice assignment compiles Numba's shape-mismatch error,
+        # whose message formatting cost 2.8 s of compilation on an empty cache
+        for s in range(sparse.shape[0]):
+            todo[s] = sparse[s]
         n_todo = sparse.shape[0]
         # two rows: each pass reads one and writes the other (a running minimum stored
         # in place becomes a masked store, which is slow on AMD)
