@@ -150,8 +150,8 @@ def bench_rotate(n_frames: int, repeat: int, chunk: int = 1000) -> dict:
 
 
 #: the commands of the cold-start table (issue 25), on the sample butane unless the row
-#: names its input ({xtc} and {gro}: MDAnalysisTests' solvated adenylate kinase, 47681
-#: atoms, 10 frames, read by trajalign's own XTC decoder)
+#: names its input ({xtc} with {gro} or {tpr}: MDAnalysisTests' solvated adenylate kinase,
+#: 47681 atoms, 10 frames, read by trajalign's own XTC decoder)
 COLD_JOBS = {
     "center": ["center"],
     "rotate (kabsch)": ["rotate"],
@@ -169,6 +169,16 @@ COLD_JOBS = {
         "--method",
         "principal",
     ],
+    "internal -s protein --features phi,psi,mindist,contacts, XTC": [
+        "internal",
+        "{xtc}",
+        "-t",
+        "{tpr}",
+        "-s",
+        "protein",
+        "--features",
+        "phi,psi,mindist,contacts",
+    ],
 }
 
 
@@ -176,9 +186,9 @@ def _cold_job(args: list[str], sample: str) -> list[str]:
     """A row's arguments with its input: the sample butane, or the XTC it names."""
     if "{xtc}" not in args:
         return [*args, f"{sample}/butane.dcd", "-t", f"{sample}/butane.pdb"]
-    from MDAnalysisTests.datafiles import GRO, XTC
+    from MDAnalysisTests.datafiles import GRO, TPR, XTC
 
-    return [a.replace("{xtc}", XTC).replace("{gro}", GRO) for a in args]
+    return [a.replace("{xtc}", XTC).replace("{gro}", GRO).replace("{tpr}", TPR) for a in args]
 
 
 def _timed(cmd: list[str], env: dict, cwd: str | None = None) -> tuple[float, float]:

@@ -79,52 +79,67 @@ try:
 except SystemExit:
     pass
 from trajalign import kernels
-from trajalign.kernels import diagnostics, kabsch, principal, pbc, xtc
-fit = kabsch._superpose3 if "principal" not in sys.argv else principal._PRINCIPAL_RUN[3]
-module, name = os.environ["OWN_KERNEL"].split(".")
-own = getattr(getattr(kernels, module), name)
+from trajalign.kernels import diagnostics, kabsch, mindist, principal, pbc, xtc
+def kernel(dotted):
+    if dotted == "principal._PRINCIPAL_RUN[3]":
+        return principal._PRINCIPAL_RUN[3]
+    module, name = dotted.split(".")
+    return getattr(getattr(kernels, module), name)
 def counts(*kernels):
     return {
         "compiled": sum(sum(k.stats.cache_misses.values()) for k in kernels),
         "loaded": sum(sum(k.stats.cache_hits.values()) for k in kernels),
     }
 print(json.dumps({
-    "fit": counts(fit, diagnostics.consecutive_rmsd_kernel),
-    "own": counts(own),
+    "ahead": counts(*map(kernel, os.environ["AHEAD_KERNELS"].split())),
+    "own": counts(kernel(os.environ["OWN_KERNEL"])),
 }))
 """
 
 
 @pytest.mark.parametrize(
-    ("method", "case"), [("kabsch", "xtc"), ("principal", "dcd-cluster")], ids=["xtc", "dcd"]
+    ("method", "case"),
+    [("kabsch", "xtc"), ("principal", "dcd-cluster"), ("mindist", "xtc")],
+    ids=["xtc", "dcd", "internal-xtc"],
 )
-def test_a_cold_rotate_loads_the_fit_the_child_compiled(tmp_path, method, case):
-    """With an empty cache, a run loads the fit and jump kernels (the child compiled
-    them, with the run's own signatures) while it compiles kernels of its own: the XTC
-    decoder, or the periodic repair of a DCD with ``--pbc cluster``. The same counters
-    in the same empty cache see the run's own compilation, so the loaded fit can only
-    come from the child. (With the child turned off, which
+def test_a_cold_run_loads_the_kernels_the_child_compiled(tmp_path, method, case):
+    """With an empty cache, a run loads the kernels compiled ahead (the fit and jump
+    kernels of ``rotate``, the residue distances and contacts of ``internal``: the child
+    compiled them, with the run's own signatures) while it compiles kernels of its own:
+    the XTC decoder, or the periodic repair of a DCD with ``--pbc cluster``. The same
+    counters in the same empty cache see the run's own compilation, so the loaded
+    kernels can only come from the child. (With the child turned off, which
     ``test_no_child_for_a_filled_cache_nor_when_turned_off`` checks, the run compiles
-    the fit too: a third cold run, 8-15 s, that showed nothing more.)"""
+    them too: a third cold run, 8-15 s, that showed nothing more.)"""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the child is started only with two or more cores")
-    from MDAnalysisTests.datafiles import GRO, XTC
+    from MDAnalysisTests.datafiles import GRO, TPR, XTC
 
     if case == "xtc":
-        args, own = [XTC, "-t", GRO, "-s", "protein"], "xtc._decode_run"
+        top = TPR if method == "mindist" else GRO
+        args, own = [XTC, "-t", top, "-s", "protein"], "xtc._decode_run"
     else:
         dimer = [SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
         args, own = [*map(str, dimer), "--pbc", "cluster"], "pbc._cluster_run"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OWN_KERNEL=own)
+    if method == "mindist":
+        command = ["internal", *args, "--features", "mindist,contacts"]
+        ahead = "mindist._mindist_run mindist._contacts_run"
+    else:
+        command = ["rotate", *args, "--method", method]
+        fit = "kabsch._superpose3" if method == "kabsch" else "principal._PRINCIPAL_RUN[3]"
+        ahead = f"{fit} diagnostics.consecutive_rmsd_kernel"
+    env = dict(
+        os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OWN_KERNEL=own, AHEAD_KERNELS=ahead
+    )
     env.pop("TRAJALIGN_COMPILE_AHEAD", None)
-    args = ["-q", "rotate", *args, "--method", method, "-o", str(tmp_path / "o.h5")]
+    args = ["-q", *command, "-o", str(tmp_path / "o.h5")]
     p = subprocess.run(
         [sys.executable, "-c", _COLD_RUN, *args], env=env, capture_output=True, text=True
     )
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "o.h5").exists()
     counts = json.loads(p.stdout.strip().splitlines()[-1])
-    assert counts["fit"] == {"compiled": 0, "loaded": 2}, counts
+    assert counts["ahead"] == {"compiled": 0, "loaded": 2}, counts
     assert counts["own"]["compiled"] >= 1 and counts["own"]["loaded"] == 0, counts
 
 
@@ -156,13 +171,19 @@ def test_no_child_for_inputs_whose_run_compiles_nothing_meanwhile(monkeypatch):
     for pbc in ("none", "cluster", "nojump"):
         cli.compile_ahead("principal", {"paths": "a.dcd", "xtc_reader": None, "pbc": pbc}, serial)
     assert len(started) == 4
+    # internal's residue distances: as a fit (no child for a DCD read whole, nor arrays)
+    cli.compile_ahead("mindist", {"paths": "a.dcd", "xtc_reader": None, "pbc": None}, serial)
+    cli.compile_ahead("mindist", {"paths": "a.npz", "xtc_reader": None, "pbc": "none"}, serial)
+    assert len(started) == 4
+    cli.compile_ahead("mindist", {"paths": "a.xtc", "xtc_reader": None}, serial)
+    assert len(started) == 5
     # the run's own kernels in the cache already (make demo's info before its rotate):
     # it would have nothing to compile meanwhile
     asked = []
     monkeypatch.setattr(_ahead, "cold", lambda dispatcher: asked.append(dispatcher) and False)
     cli.compile_ahead("kabsch", {"paths": "a.dcd", "xtc_reader": None, "pbc": "cluster"}, serial)
     cli.compile_ahead("kabsch", {"paths": "a.xtc", "xtc_reader": None}, serial)
-    assert len(started) == 4
+    assert len(started) == 5
     from trajalign.kernels import pbc, xtc
 
     assert asked == [pbc._cluster_run, xtc._decode_run]

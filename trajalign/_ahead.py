@@ -1,12 +1,14 @@
-"""Compile a run's fit kernels in a forked child while the run compiles everything else.
+"""Compile a run's fit kernels (or ``internal``'s residue distances) in a forked child
+while the run compiles everything else.
 
 With an empty Numba cache (a new machine, a container, a new node type) a run compiles
 each kernel the first time it calls it, one after the other, in one thread: for an XTC
 in a box, the decoder and the periodic repair, then the Kabsch fit and the jump
 diagnostics. Numba compiles under one process-wide lock, so threads cannot share this
 work, but two processes can: :func:`start` forks a child that runs tiny inputs through
-the fit (which fills the cache with the kernels and exactly the signatures a run asks
-for) while the run goes on; :func:`wait`, called by every Python entry to those kernels,
+the fit, or through the residue minimum distances and contacts of ``internal`` (which
+fills the cache with the kernels and exactly the signatures a run asks for) while the
+run goes on; :func:`wait`, called by every Python entry to those kernels,
 waits for the child, and the run then loads them from the cache instead of compiling them.
 
 The child is started only where it pays and is safe: the run has kernels of its own to

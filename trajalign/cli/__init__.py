@@ -187,14 +187,32 @@ def pipeline_kwargs(out_kw: dict) -> dict:
 
 
 def _warm_fit(method: str) -> None:
-    """Tiny float32 3D frames through one fit (``kabsch`` or ``principal``) and the jump
-    diagnostics: the kernels, with their signatures, of a ``rotate`` run on a trajectory."""
+    """Tiny float32 3D frames through what ``method`` compiles ahead: a fit (``kabsch``
+    or ``principal``) and the jump diagnostics, the kernels with their signatures of a
+    ``rotate`` run on a trajectory; or ``mindist`` (and contacts), those of an
+    ``internal`` run's residue distances."""
     import numpy as np
 
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    if method == "mindist":
+        from ..box import kernel_box_table
+        from ..features.mindist import MindistPlan, contacts
+
+        # two groups of two atoms, one pair: the kernel's dense and one-by-one paths
+        # are one compilation; the table has the no-box row's shape and dtype
+        plan = MindistPlan(
+            offsets=np.array([0, 2, 4], dtype=np.int64),
+            members=np.arange(4, dtype=np.int64),
+            pairs=np.array([[0, 1]], dtype=np.int64),
+            periodic=np.zeros(1, dtype=np.uint8),
+            n_points=5,
+        )
+        dist, _ = plan.compute(x, kernel_box_table(np.zeros((3, 3)), 0))
+        contacts(dist)
+        return
     from ..align import principal_block, superpose_block
     from ..diagnostics import consecutive_rmsd
 
-    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
     w = np.full(4, 0.25)
     if method == "kabsch":
         ref = x[0, :4].astype(np.float64)
@@ -207,11 +225,16 @@ def _warm_fit(method: str) -> None:
 
 
 def _fit_probe(method: str):
-    """The kernel whose cache entry says whether ``method``'s fit is compiled."""
+    """The kernel whose cache entry says whether what ``method`` compiles ahead (see
+    :func:`_warm_fit`) is compiled."""
     if method == "kabsch":
         from ..kernels import kabsch
 
         return kabsch._superpose3
+    if method == "mindist":
+        from ..kernels import mindist
+
+        return mindist._mindist_run
     from ..kernels import principal
 
     return principal._PRINCIPAL_RUN[3]
@@ -221,8 +244,9 @@ def compile_ahead(method: str | None, source_kw: dict, out_kw: dict) -> None:
     """Compile the fit kernels of a serial run on a trajectory in a forked child while
     the run opens its input and compiles the rest (:mod:`trajalign._ahead`); only where
     the kernels are not in Numba's cache. ``method``: the run's fit; only "kabsch" and
-    "principal" have kernels compiled ahead, any other (or None) starts nothing."""
-    if method not in ("kabsch", "principal"):
+    "principal" (``rotate``) and "mindist" (``internal``'s residue distances and
+    contacts) have kernels compiled ahead, any other (or None) starts nothing."""
+    if method not in ("kabsch", "principal", "mindist"):
         return
     if out_kw["workers"] or out_kw["scheduler"] or out_kw["scheduler_file"]:
         return

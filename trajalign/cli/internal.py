@@ -162,9 +162,11 @@ def internal(kw: dict) -> None:
     from ..jobs.internal import InternalJob
 
     # parameter errors surface before the (slow) input is opened
-    InternalJob(**params)
+    asked = InternalJob(**params).features_asked
 
     def make_job(source):
         return InternalJob(**params)
 
-    run_job(src, make_job, kw, label="internal")
+    # contacts are measured by the mindist kernel too (compile_ahead decides whether)
+    ahead = "mindist" if {"mindist", "contacts"} & set(asked) else None
+    run_job(src, make_job, kw, label="internal", ahead=ahead)

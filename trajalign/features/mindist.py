@@ -130,8 +130,10 @@ class MindistPlan:
         atoms : ndarray, shape (F, K, 2), int32
             Point indices realising each minimum (first from the pair's first group).
         """
+        from .. import _ahead
         from ..kernels.mindist import mindist_kernel
 
+        _ahead.wait()  # a child compiling this kernel into the cache (trajalign._ahead)
         f = x.shape[0]
         dist = np.empty((f, self.n_pairs), dtype=np.float32)
         arg = np.empty((f, self.n_pairs, 2), dtype=np.int32)
