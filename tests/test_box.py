@@ -107,6 +107,75 @@ def test_table_row(dims):
     np.testing.assert_allclose(row[kb.H2], (lam / 2) ** 2, rtol=1e-9)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    dims=boxes,
+    flat=st.booleans(),
+    scale=st.sampled_from([1e-3, 1.0, 1e6]),
+)
+def test_table_run_by_python_has_the_kernels_bits(dims, flat, scale):
+    """kernels.box.box_table_python (the kernel's code run by Python, for runs that would
+    otherwise compile it first) gives the compiled kernel's rows bit for bit, for 3D
+    cells, 2D lattices (c row zero) and orthorhombic boxes, at any scale."""
+    h = _cell(dims)
+    assume(h is not None)
+    h = h * scale
+    if flat:
+        h[2] = 0.0
+    hs = np.ascontiguousarray(np.stack([h, np.diag(np.diag(h))]))
+    want = np.empty((2, kb.TABLE_WIDTH))
+    got = np.empty((2, kb.TABLE_WIDTH))
+    kb.box_table_kernel(hs, want)
+    kb.box_table_python(hs, got)
+    np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+
+
+def test_box_table_runs_the_kernel_by_python_only_before_it_is_compiled(monkeypatch):
+    """box_table takes the Python run while the kernel is neither compiled nor in the
+    cache, for up to PYTHON_BOXES boxes a process (TRAJALIGN_PYTHON_BOXES), then the
+    kernel; the rows are the same either way."""
+    import trajalign.box as tb
+    from trajalign import _ahead
+
+    calls = []
+    kernel, run_by_python = kb.box_table_kernel, kb.box_table_python
+
+    class Cold:
+        signatures: list = []
+
+        def __call__(self, h, out):
+            calls.append(("kernel", h.shape[0]))
+            kernel(h, out)
+
+    def python(h, out):
+        calls.append(("python", h.shape[0]))
+        run_by_python(h, out)
+
+    monkeypatch.setattr(kb, "box_table_kernel", Cold())
+    monkeypatch.setattr(kb, "box_table_python", python)
+    monkeypatch.setattr(_ahead, "cold", lambda dispatcher: True)
+    monkeypatch.setattr(tb, "_python_boxes", [0])
+    monkeypatch.setattr(tb, "PYTHON_BOXES", 3)
+    monkeypatch.delenv("TRAJALIGN_PYTHON_BOXES", raising=False)
+    h = ti.box_vectors(np.array([40.0, 40.0, 40.0, 60.0, 60.0, 90.0]))
+    boxes = np.stack([h * (1 + 0.01 * i) for i in range(5)])
+    want = box_table(boxes)  # (2 boxes beyond the limit of 3: the kernel)
+    assert calls == [("kernel", 5)]
+    assert [box_table(b) for b in boxes[:3]] and calls[1:] == [("python", 1)] * 3
+    np.testing.assert_array_equal(np.concatenate([box_table(b) for b in boxes[3:]]), want[3:])
+    assert calls[4:] == [("kernel", 1)] * 2  # the limit is the process's, not the call's
+    monkeypatch.setattr(tb, "_python_boxes", [0])
+    monkeypatch.setenv("TRAJALIGN_PYTHON_BOXES", "0")
+    box_table(boxes[0])
+    assert calls[-1] == ("kernel", 1)
+    monkeypatch.setenv("TRAJALIGN_PYTHON_BOXES", "many")  # not a number: the default
+    box_table(boxes[0])
+    assert calls[-1] == ("python", 1)
+    monkeypatch.setattr(_ahead, "cold", lambda dispatcher: False)  # in the cache: load it
+    box_table(boxes[0])
+    assert calls[-1] == ("kernel", 1)
+
+
 @settings(max_examples=40, deadline=None)
 @given(dims=boxes, v=vectors(k_max=4))
 def test_enumeration_fallback_is_exact(dims, v):

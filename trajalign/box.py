@@ -8,6 +8,8 @@ row. :func:`minimum_image` is the public, vectorised form.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .errors import DataError, ParameterError
@@ -75,14 +77,10 @@ def box_table(h) -> np.ndarray:
     out = _orthorhombic_rows(a)
     lattice = np.flatnonzero((a[:, 1, 0] != 0) | (a[:, 2, 0] != 0) | (a[:, 2, 1] != 0))
     if lattice.size:
-        # the lattice reduction is compiled only for runs that meet a triclinic box, and
-        # a box repeated over frames (NVT) is reduced once
-        from .kernels.box import box_table_kernel
-
+        # the lattice reduction runs only for triclinic boxes, and a box repeated over
+        # frames (NVT) is reduced once
         uniq, inverse = np.unique(a[lattice], axis=0, return_inverse=True)
-        rows = np.empty((uniq.shape[0], TABLE_WIDTH))
-        box_table_kernel(np.ascontiguousarray(uniq), rows)
-        out[lattice] = rows[inverse.reshape(-1)]
+        out[lattice] = _lattice_rows(np.ascontiguousarray(uniq))[inverse.reshape(-1)]
     bad = np.flatnonzero(out[:, 0] < 0)
     if bad.size:
         raise ParameterError(
@@ -90,6 +88,35 @@ def box_table(h) -> np.ndarray:
             "give a, b and c > 0, or a zero c row for a 2D lattice",
         )
     return out
+
+
+#: distinct triclinic boxes that a process reduces with the table kernel's own code run by
+#: Python while the kernel is neither compiled nor in Numba's cache (about 0.4-1 ms a box
+#: against 4-6 s of compiling it); past them (long NPT runs) it compiles the kernel.
+#: ``TRAJALIGN_PYTHON_BOXES`` sets it (0: always the compiled kernel)
+PYTHON_BOXES = 2000
+_python_boxes = [0]  # boxes this process has reduced in Python so far
+
+
+def _lattice_rows(uniq: np.ndarray) -> np.ndarray:
+    """Table rows (B, TABLE_WIDTH) of distinct triclinic boxes ``uniq`` (B, 3, 3): by the
+    compiled kernel, or where it would have to be compiled first for a few boxes, by
+    the same code run by Python, which gives the same bits (kernels.box.TABLE_JIT)."""
+    from . import _ahead
+    from .kernels.box import box_table_kernel, box_table_python
+
+    rows = np.empty((uniq.shape[0], TABLE_WIDTH))
+    try:
+        limit = int(os.environ.get("TRAJALIGN_PYTHON_BOXES", PYTHON_BOXES))
+    except ValueError:  # (not a number: the default, as for any other unset switch)
+        limit = PYTHON_BOXES
+    compiled = bool(box_table_kernel.signatures) or not _ahead.cold(box_table_kernel)
+    if compiled or _python_boxes[0] + uniq.shape[0] > limit:
+        box_table_kernel(uniq, rows)
+    else:
+        _python_boxes[0] += uniq.shape[0]
+        box_table_python(uniq, rows)
+    return rows
 
 
 def _orthorhombic_rows(a: np.ndarray) -> np.ndarray:

@@ -304,15 +304,18 @@ def compile_command(jobs: int | None, as_json: bool, verbose: int, quiet: bool) 
             args[args.index("-o") + 1] = os.path.join(tmp, f"out{i}.h5")
         # no compile-ahead child per run (trajalign._ahead): the runs already compile
         # side by side in --jobs processes, in an order that keeps them apart
-        ahead = os.environ.get("TRAJALIGN_COMPILE_AHEAD")
-        os.environ["TRAJALIGN_COMPILE_AHEAD"] = "0"
+        # and the box table compiled, never run by Python in its place (trajalign.box)
+        switches = {"TRAJALIGN_COMPILE_AHEAD": "0", "TRAJALIGN_PYTHON_BOXES": "0"}
+        before = {k: os.environ.get(k) for k in switches}
+        os.environ.update(switches)
         try:
             results = _run_all(groups, jobs or _default_jobs())
         finally:
-            if ahead is None:
-                del os.environ["TRAJALIGN_COMPILE_AHEAD"]
-            else:
-                os.environ["TRAJALIGN_COMPILE_AHEAD"] = ahead
+            for k, v in before.items():
+                if v is None:
+                    del os.environ[k]
+                else:
+                    os.environ[k] = v
     failed = [f for f, *_ in results if f]
     compiled = sum(r[1] for r in results)
     loaded = sum(r[2] for r in results)

@@ -58,15 +58,24 @@ enumeration that finds the coset minima in :func:`box_table_kernel` exhaustive, 
 ``2L`` (``v / 2`` would be shorter).
 """
 
+import types
+
 import numba as nb
 import numpy as np
 
 from ._config import HELPER_JIT, JIT, PARALLEL_JIT
 
+# The box table's kernels (box_table_kernel and the helpers it calls) round every
+# operation as IEEE double arithmetic does, no fastmath, and square by multiplying, so
+# that Python running the same code (box_table_python) gives the same bits
+TABLE_JIT = dict(JIT, fastmath=False)
+TABLE_HELPER_JIT = dict(HELPER_JIT, fastmath=False)
+
 __all__ = [
     "N_SLICE",
     "TABLE_WIDTH",
     "box_table_kernel",
+    "box_table_python",
     "frame_box",
     "mic",
     "mic_frame",
@@ -95,7 +104,7 @@ _ONE_ROUNDING = 2.0**40
 _ENUMERATE_LIMIT = 1e6
 
 
-@nb.njit(**HELPER_JIT)
+@nb.njit(**TABLE_HELPER_JIT)
 def _try_shorten(v, u, i, wx, wy, wz, w0, w1, w2):
     """Replace row ``v[i]`` by ``v[i] - c w`` (c the nearest integer to the projection)
     if that is shorter; ``u`` carries the same integer operation. Returns True if done."""
@@ -118,7 +127,7 @@ def _try_shorten(v, u, i, wx, wy, wz, w0, w1, w2):
     return True
 
 
-@nb.njit(**HELPER_JIT)
+@nb.njit(**TABLE_HELPER_JIT)
 def _reduce(h, k, v):
     """Reduced basis of the lattice spanned by the first ``k`` rows of ``h`` into ``v``
     (rows sorted by length), by unimodular integer row operations only."""
@@ -168,14 +177,14 @@ def _reduce(h, k, v):
     # sort the first k rows by length (a permutation is unimodular too)
     for i in range(k):
         for j in range(i + 1, k):
-            ni = v[i, 0] ** 2 + v[i, 1] ** 2 + v[i, 2] ** 2
-            nj = v[j, 0] ** 2 + v[j, 1] ** 2 + v[j, 2] ** 2
+            ni = v[i, 0] * v[i, 0] + v[i, 1] * v[i, 1] + v[i, 2] * v[i, 2]
+            nj = v[j, 0] * v[j, 0] + v[j, 1] * v[j, 1] + v[j, 2] * v[j, 2]
             if nj < ni:
                 for c in range(3):
                     v[i, c], v[j, c] = v[j, c], v[i, c]
 
 
-@nb.njit(**HELPER_JIT)
+@nb.njit(**TABLE_HELPER_JIT)
 def _inverse(v, k, g):
     """``g = v^-1`` for a 3D basis (k = 3), or the inverse of the xy block padded with
     zeros for a 2D lattice in the xy-plane (k = 2)."""
@@ -201,7 +210,7 @@ def _inverse(v, k, g):
     g[2, 2] = (v[0, 0] * v[1, 1] - v[0, 1] * v[1, 0]) / det
 
 
-@nb.njit(**HELPER_JIT)
+@nb.njit(**TABLE_HELPER_JIT)
 def _coset_minimum(v, cn, c0, c1, c2):
     """Shortest lattice vector ``n v`` with ``n = (c0, c1, c2) mod 2``, by exhaustive
     enumeration: it is no longer than the representative ``c v``, so (module docstring,
@@ -233,7 +242,7 @@ def _coset_minimum(v, cn, c0, c1, c2):
     return bx, by, bz, best
 
 
-@nb.njit(**HELPER_JIT)
+@nb.njit(**TABLE_HELPER_JIT)
 def _box_row(h, row):
     """Fill one table row from one (3, 3) lower-triangular box (module docstring)."""
     row[:] = 0.0
@@ -276,7 +285,7 @@ def _box_row(h, row):
     _inverse(v, k, g)
     cn = np.zeros(3)
     for j in range(3):
-        cn[j] = np.sqrt(g[0, j] ** 2 + g[1, j] ** 2 + g[2, j] ** 2)
+        cn[j] = np.sqrt(g[0, j] * g[0, j] + g[1, j] * g[1, j] + g[2, j] * g[2, j])
         row[COLNORM + j] = cn[j]
         for i in range(3):
             row[BASIS + 3 * i + j] = v[i, j]
@@ -299,12 +308,35 @@ def _box_row(h, row):
 
 # serial: a parallel loop costs seconds of compilation, and the caller
 # (trajalign.box.box_table) passes only the distinct triclinic boxes, one for an NVT run
-@nb.njit(**JIT)
+@nb.njit(**TABLE_JIT)
 def box_table_kernel(h, out):
     """Box table rows for ``h`` (B, 3, 3) float64 lower-triangular box vectors (rows)
     into ``out`` (B, TABLE_WIDTH) float64; layout in the module docstring."""
     for b in range(h.shape[0]):
         _box_row(h[b], out[b])
+
+
+# the Python code of the table's kernels, as defined here (for box_table_python)
+_TABLE_CODE = {
+    k.py_func.__name__: k.py_func
+    for k in (_try_shorten, _reduce, _inverse, _coset_minimum, _box_row, box_table_kernel)
+}
+_TABLE_PYTHON: list = []  # box_table_kernel's code as Python functions, made once
+
+
+def box_table_python(h, out):
+    """:func:`box_table_kernel` run by Python: the same code, the same bits (no fastmath
+    in the table's kernels), without compiling it. About 1 ms per box here, against
+    5-6 s of compilation on an empty cache; :func:`trajalign.box.box_table` chooses."""
+    if not _TABLE_PYTHON:
+        # one namespace in which the kernels' names are their Python functions, so that
+        # each calls the others' Python code, not their compiled dispatchers
+        names = dict(globals())
+        for name, f in _TABLE_CODE.items():
+            names[name] = types.FunctionType(f.__code__, names, name, f.__defaults__)
+        _TABLE_PYTHON.append(names["box_table_kernel"])
+    with np.errstate(all="ignore"):  # (as the compiled kernel: inf and NaN, no warning)
+        _TABLE_PYTHON[0](h, out)
 
 
 @nb.njit(**HELPER_JIT)
