@@ -408,7 +408,11 @@ from trajalign.pipeline import run
 class SlowCenter(CenterJob):
     def process(self, block):
         import os
-        open(os.path.join(os.path.dirname(sys.argv[2]), f"pid-{os.getpid()}"), "w").close()
+        here = os.path.dirname(sys.argv[2])
+        open(os.path.join(here, f"pid-{os.getpid()}"), "w").close()
+        # one file per block begun: a worker begins its next block once it has sent the
+        # last one's result to the driver
+        open(os.path.join(here, f"began-{os.getpid()}-{time.monotonic_ns()}"), "w").close()
         if len(sys.argv) == 3:  # slow until stopped; the resume runs at full speed
             time.sleep(0.3)
         return super().process(block)
@@ -439,7 +443,10 @@ def test_local_workers_sigterm_keeps_the_blocks_and_stops_every_worker(tmp_path,
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _DRIVERS.append(p)
     deadline = time.time() + 60
-    while len(list(tmp_path.glob("pid-*"))) < 2:  # both workers at work
+    # both workers at work, each on its second block: two results are with the driver,
+    # which writes them in well under the second. (A fixed second after the workers'
+    # first blocks began saw no block done in a CI run on a loaded machine.)
+    while len(list(tmp_path.glob("pid-*"))) < 2 or len(list(tmp_path.glob("began-*"))) < 4:
         assert time.time() < deadline
         time.sleep(0.05)
     time.sleep(1.0)
