@@ -99,36 +99,30 @@ print(json.dumps({
 
 
 @pytest.mark.parametrize(
-    ("method", "case"),
-    [("kabsch", "xtc"), ("principal", "dcd-cluster"), ("mindist", "xtc")],
-    ids=["xtc", "dcd", "internal-xtc"],
+    ("method", "case"), [("kabsch", "xtc"), ("principal", "dcd-cluster")], ids=["xtc", "dcd"]
 )
 def test_a_cold_run_loads_the_kernels_the_child_compiled(tmp_path, method, case):
     """With an empty cache, a run loads the kernels compiled ahead (the fit and jump
-    kernels of ``rotate``, the residue distances and contacts of ``internal``: the child
-    compiled them, with the run's own signatures) while it compiles kernels of its own:
-    the XTC decoder, or the periodic repair of a DCD with ``--pbc cluster``. The same
-    counters in the same empty cache see the run's own compilation, so the loaded
-    kernels can only come from the child. (With the child turned off, which
-    ``test_no_child_for_a_filled_cache_nor_when_turned_off`` checks, the run compiles
-    them too: a third cold run, 8-15 s, that showed nothing more.)"""
+    kernels of ``rotate``: the child compiled them, with the run's own signatures) while
+    it compiles kernels of its own: the XTC decoder, or the periodic repair of a DCD with
+    ``--pbc cluster``. The same counters in the same empty cache see the run's own
+    compilation, so the loaded kernels can only come from the child. (With the child
+    turned off, which ``test_no_child_for_a_filled_cache_nor_when_turned_off`` checks,
+    the run compiles them too: a third cold run, 8-15 s, that showed nothing more.
+    ``internal``'s child runs the same machinery: a cold run of it, 12-23 s here, is
+    replaced by the checks of its signatures and its wait below.)"""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the child is started only with two or more cores")
-    from MDAnalysisTests.datafiles import GRO, TPR, XTC
+    from MDAnalysisTests.datafiles import GRO, XTC
 
     if case == "xtc":
-        top = TPR if method == "mindist" else GRO
-        args, own = [XTC, "-t", top, "-s", "protein"], "xtc._decode_run"
+        args, own = [XTC, "-t", GRO, "-s", "protein"], "xtc._decode_run"
     else:
         dimer = [SAMPLE / "dimer.dcd", "-t", SAMPLE / "dimer.pdb", "-s", "resname CHA"]
         args, own = [*map(str, dimer), "--pbc", "cluster"], "pbc._cluster_run"
-    if method == "mindist":
-        command = ["internal", *args, "--features", "mindist,contacts"]
-        ahead = "mindist._mindist_run mindist._contacts_run"
-    else:
-        command = ["rotate", *args, "--method", method]
-        fit = "kabsch._superpose3" if method == "kabsch" else "principal._PRINCIPAL_RUN[3]"
-        ahead = f"{fit} diagnostics.consecutive_rmsd_kernel"
+    command = ["rotate", *args, "--method", method]
+    fit = "kabsch._superpose3" if method == "kabsch" else "principal._PRINCIPAL_RUN[3]"
+    ahead = f"{fit} diagnostics.consecutive_rmsd_kernel"
     env = dict(
         os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OWN_KERNEL=own, AHEAD_KERNELS=ahead
     )
@@ -143,8 +137,66 @@ def test_a_cold_run_loads_the_kernels_the_child_compiled(tmp_path, method, case)
     counts = json.loads(p.stdout.strip().splitlines()[-1])
     assert counts["ahead"] == {"compiled": 0, "loaded": 2}, counts
     assert counts["own"]["compiled"] >= 1 and counts["own"]["loaded"] == 0, counts
-    # the few triclinic boxes (the dimer's 500, one of adenylate kinase) by Python
+    # the dimer's 500 triclinic boxes by Python (the kernel's 4-6 s of compilation)
     assert counts["box table"] == {"compiled": 0, "loaded": 0}, counts
+
+
+_SIGNATURES = """
+import json, sys
+from trajalign.kernels import mindist
+if sys.argv[1] == "child":
+    from trajalign.cli import _warm_fit
+    _warm_fit("mindist")
+else:
+    from trajalign.cli import main
+    try:
+        main(sys.argv[2:], hard_exit=False)
+    except SystemExit:
+        pass
+print(json.dumps([str(s) for k in (mindist._mindist_run, mindist._contacts_run)
+                  for s in k.signatures]))
+"""
+
+
+def test_the_mindist_child_compiles_the_signatures_an_internal_run_uses(tmp_path):
+    """What ``internal``'s compile-ahead child runs (cli._warm_fit("mindist")) reaches
+    the residue-distance and contact kernels with exactly the signatures of an
+    ``internal --features mindist,contacts`` run of an XTC (in the filled cache: two
+    loads, no cold run)."""
+    from MDAnalysisTests.datafiles import TPR, XTC
+
+    run = [XTC, "-t", TPR, "-s", "protein", "--features", "mindist,contacts"]
+    seen = {}
+    for who, args in (
+        ("child", []),
+        ("run", ["-q", "internal", *run, "-o", str(tmp_path / "o.h5")]),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-c", _SIGNATURES, who, *args], capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        seen[who] = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(seen["run"]) == 2 and seen["child"] == seen["run"], seen
+
+
+def test_mindist_waits_for_the_child_before_its_kernel(monkeypatch):
+    """The run's one entry to the mindist kernel waits for a compiling child first."""
+    import numpy as np
+
+    from trajalign.box import kernel_box_table
+    from trajalign.features.mindist import MindistPlan
+
+    waited = []
+    monkeypatch.setattr(_ahead, "wait", lambda: waited.append(True))
+    plan = MindistPlan(
+        offsets=np.array([0, 1, 2]),
+        members=np.arange(2),
+        pairs=np.array([[0, 1]]),
+        periodic=np.zeros(1, dtype=np.uint8),
+        n_points=2,
+    )
+    dist, _ = plan.compute(np.zeros((1, 2, 3), dtype=np.float32), kernel_box_table(None, 0))
+    assert waited == [True] and dist.shape == (1, 1)
 
 
 def test_no_child_for_inputs_whose_run_compiles_nothing_meanwhile(monkeypatch):
