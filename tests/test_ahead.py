@@ -145,8 +145,8 @@ _SIGNATURES = """
 import json, sys
 from trajalign.kernels import mindist
 if sys.argv[1] == "child":
-    from trajalign.cli import _warm_fit
-    _warm_fit("mindist")
+    from trajalign.cli import _warm_ahead
+    _warm_ahead("mindist")
 else:
     from trajalign.cli import main
     try:
@@ -159,7 +159,7 @@ print(json.dumps([str(s) for k in (mindist._mindist_run, mindist._contacts_run)
 
 
 def test_the_mindist_child_compiles_the_signatures_an_internal_run_uses(tmp_path):
-    """What ``internal``'s compile-ahead child runs (cli._warm_fit("mindist")) reaches
+    """What ``internal``'s compile-ahead child runs (cli._warm_ahead("mindist")) reaches
     the residue-distance and contact kernels with exactly the signatures of an
     ``internal --features mindist,contacts`` run of an XTC (in the filled cache: two
     loads, no cold run)."""

@@ -106,12 +106,14 @@ def _lattice_rows(uniq: np.ndarray) -> np.ndarray:
     from .kernels.box import box_table_kernel, box_table_python
 
     rows = np.empty((uniq.shape[0], TABLE_WIDTH))
+    if box_table_kernel.signatures or not _ahead.cold(box_table_kernel):
+        box_table_kernel(uniq, rows)  # compiled, or a load from the cache
+        return rows
     try:
         limit = int(os.environ.get("TRAJALIGN_PYTHON_BOXES", PYTHON_BOXES))
     except ValueError:  # (not a number: the default, as for any other unset switch)
         limit = PYTHON_BOXES
-    compiled = bool(box_table_kernel.signatures) or not _ahead.cold(box_table_kernel)
-    if compiled or _python_boxes[0] + uniq.shape[0] > limit:
+    if _python_boxes[0] + uniq.shape[0] > limit:
         box_table_kernel(uniq, rows)
     else:
         _python_boxes[0] += uniq.shape[0]

@@ -186,7 +186,7 @@ def pipeline_kwargs(out_kw: dict) -> dict:
     }
 
 
-def _warm_fit(method: str) -> None:
+def _warm_ahead(method: str) -> None:
     """Tiny float32 3D frames through what ``method`` compiles ahead: a fit (``kabsch``
     or ``principal``) and the jump diagnostics, the kernels with their signatures of a
     ``rotate`` run on a trajectory; or ``mindist`` (and contacts), those of an
@@ -224,9 +224,9 @@ def _warm_fit(method: str) -> None:
     consecutive_rmsd(out)
 
 
-def _fit_probe(method: str):
+def _ahead_probe(method: str):
     """The kernel whose cache entry says whether what ``method`` compiles ahead (see
-    :func:`_warm_fit`) is compiled."""
+    :func:`_warm_ahead`) is compiled."""
     if method == "kabsch":
         from ..kernels import kabsch
 
@@ -280,7 +280,7 @@ def compile_ahead(method: str | None, source_kw: dict, out_kw: dict) -> None:
     # demo, `info --pbc cluster` has compiled the repair before `rotate --pbc cluster`)
     if not _ahead.cold(_own_probe("xtc" if decoder else pbc)):
         return
-    _ahead.start(lambda: _warm_fit(method), _fit_probe(method))
+    _ahead.start(lambda: _warm_ahead(method), _ahead_probe(method))
 
 
 def _own_probe(kind: str):
